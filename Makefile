@@ -1,0 +1,75 @@
+# Two commands matter on a fresh machine: `make local` and `make test`.
+# Every target sets up what it needs (Python env from uv.lock, MLeap jars from
+# Maven Central, pinned npm tools) and is a no-op when that is already done.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.9.5
+BOOTSTRAP := .cache/bootstrap
+UV := $(BOOTSTRAP)/bin/uv
+PY := .venv/bin/python
+JARS := build/jars
+MVN := mvn -q -B
+
+.PHONY: help setup test lint local glue-local data bench deploy clean
+
+help:
+	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path)"
+	@echo "make test        every test (sets itself up)"
+	@echo "make lint        cfn-lint, sam validate --lint, asl-validator, checkov"
+	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
+	@echo "make data        download and verify car.data into .cache/data/"
+	@echo "make bench       benchmarks -> bench/results.json"
+	@echo "make deploy      sam build + sam deploy + upload the MLeap jars and dataset spec"
+
+$(UV):
+	python3 -m venv $(BOOTSTRAP)
+	$(BOOTSTRAP)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python python3.11
+	touch $@
+
+# Serializing side: mleap-spark and its runtime deps, without Spark/Scala (Spark provides them).
+$(JARS)/spark/.done: glue/pom.xml
+	rm -rf $(JARS)/spark
+	$(MVN) -f glue/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)/spark)
+	touch $@
+
+# Serving side: MLeap runtime 0.20.0 (what SparkML Serving 3.3 runs) plus our small CLI over its Java API.
+$(JARS)/runtime/.done: tests/jvm/pom.xml $(wildcard tests/jvm/src/main/java/*/*.java tests/jvm/src/main/java/*.java)
+	rm -rf $(JARS)/runtime
+	$(MVN) -f tests/jvm/pom.xml package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)/runtime)
+	cp tests/jvm/target/*.jar $(JARS)/runtime/
+	touch $@
+
+node_modules/.done: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+setup: .venv/.synced $(JARS)/spark/.done $(JARS)/runtime/.done node_modules/.done
+
+data: .venv/.synced
+	$(PY) -m localmode data $(if $(DATA),--data $(DATA))
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m localmode.lint
+
+local: setup
+	$(PY) -m localmode run $(if $(DATA),--data $(DATA))
+
+glue-local: setup
+	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make glue-local DATA=<csv> OUT=<dir>"; exit 2; }
+	$(PY) -m localmode glue --data $(DATA) --out $(OUT)
+
+bench: setup
+	$(PY) -m bench
+
+deploy: setup
+	$(PY) -m localmode.deploy
+
+clean:
+	rm -rf .venv build .cache/bootstrap node_modules .pytest_cache
