@@ -30,10 +30,14 @@ $(UV):
 	$(UV) sync --frozen --python python3.11
 	touch $@
 
-# Serializing side: mleap-spark and its runtime deps, without Spark/Scala (Spark provides them).
+# Serializing side: mleap-spark 0.16.0 and its deps shaded into ONE jar without Spark/Scala
+# (Spark provides them). Local Spark loads it via spark.jars; a deploy uploads the same file
+# for Glue's --extra-jars (see glue/pom.xml).
 $(JARS)/spark/.done: glue/pom.xml
 	rm -rf $(JARS)/spark
-	$(MVN) -f glue/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)/spark)
+	$(MVN) -f glue/pom.xml package
+	mkdir -p $(JARS)/spark
+	cp glue/target/mleap-glue-deps-1.0.0.jar $(JARS)/spark/mleap-glue-deps.jar
 	touch $@
 
 # Serving side: MLeap runtime 0.20.0 (what SparkML Serving 3.3 runs) plus our small CLI over its Java API.

@@ -1,0 +1,32 @@
+"""The approval record's key: the link carries an unguessable reference, the
+table only its hash, so neither a table read nor a log line yields a usable link."""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+# secrets.token_urlsafe(32) -> 43 characters of the URL-safe base64 alphabet.
+REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+APPROVAL_PREFIX = "approval#"
+PRODUCTION_PREFIX = "production#"
+
+
+def new_reference() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def is_wellformed_reference(reference) -> bool:
+    return isinstance(reference, str) and bool(REFERENCE_PATTERN.match(reference))
+
+
+def approval_key(reference: str) -> str:
+    return APPROVAL_PREFIX + hashlib.sha256(reference.encode("ascii")).hexdigest()
+
+
+def production_key(endpoint_name: str) -> str:
+    return PRODUCTION_PREFIX + endpoint_name

@@ -1,0 +1,135 @@
+"""Creates the run's inference pipeline model: SparkML Serving (preprocess)
+-> XGBoost -> SparkML Serving (postprocess). A retry never creates a second model."""
+from __future__ import annotations
+
+import json
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from botocore.exceptions import ClientError
+
+from pipeline_common.config import env_str
+from pipeline_common.errors import InvalidEvent, ManifestInvalid
+from pipeline_common.manifest import load_manifest
+from pipeline_common.s3 import get_bytes, is_missing_object, parse_s3_uri
+from pipeline_common.sagemaker import ensure_created
+
+logger = Logger()
+tracer = Tracer()
+
+# SageMaker caps each container environment value at 1024 characters.
+_MAX_ENV_VALUE = 1024
+
+
+class ModelConflict(Exception):
+    """A model with this run's name exists but was defined differently."""
+
+
+def schema_env_value(s3, uri: str) -> str:
+    """The SAGEMAKER_SPARKML_SCHEMA value: the schema document, checked and compacted."""
+    try:
+        schema = json.loads(get_bytes(s3, uri).decode("utf-8"))
+    except ClientError as error:
+        if is_missing_object(error):
+            raise ManifestInvalid(f"the manifest names a schema at {uri}, but there is no such object") from None
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestInvalid(f"schema {uri} is not valid JSON: {error}") from None
+    if not isinstance(schema, dict) or not isinstance(schema.get("input"), list) or not isinstance(schema.get("output"), dict):
+        raise ManifestInvalid(f"schema {uri} must be an object with an 'input' list and an 'output' object")
+    value = json.dumps(schema, separators=(",", ":"))
+    if len(value) > _MAX_ENV_VALUE:
+        raise ManifestInvalid(
+            f"schema {uri} is {len(value)} characters compacted; SageMaker allows {_MAX_ENV_VALUE} in an environment value"
+        )
+    return value
+
+
+def pipeline_containers(manifest: dict, model_artifacts: str, preprocess_schema: str, postprocess_schema: str,
+                        sparkml_image: str, xgboost_image: str) -> list[dict]:
+    uris = manifest["uris"]
+    return [
+        {
+            "Image": sparkml_image,
+            "ModelDataUrl": uris["preprocess_model"],
+            "Environment": {
+                "SAGEMAKER_SPARKML_SCHEMA": preprocess_schema,
+                # The next container (XGBoost) reads CSV; SparkML Serving answers JSON unless told.
+                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+            },
+        },
+        {"Image": xgboost_image, "ModelDataUrl": model_artifacts},
+        {
+            "Image": sparkml_image,
+            "ModelDataUrl": uris["postprocess_model"],
+            "Environment": {"SAGEMAKER_SPARKML_SCHEMA": postprocess_schema},
+        },
+    ]
+
+
+def _comparable(containers: list[dict]) -> list[dict]:
+    return [
+        {"Image": c.get("Image"), "ModelDataUrl": c.get("ModelDataUrl"), "Environment": c.get("Environment") or {}}
+        for c in containers
+    ]
+
+
+def _check_same(existing: dict, name: str, containers: list[dict], role_arn: str) -> None:
+    if _comparable(existing.get("Containers") or []) != _comparable(containers) or existing.get("ExecutionRoleArn") != role_arn:
+        raise ModelConflict(
+            f"model {name} already exists with a different definition; a run's model name is never reused for another model"
+        )
+
+
+def ensure_model(sagemaker, name: str, containers: list[dict], role_arn: str) -> bool:
+    """Create the model unless it exists identically. Returns True if created."""
+    existing, created = ensure_created(
+        sagemaker.describe_model,
+        sagemaker.create_model,
+        {"ModelName": name},
+        {
+            "ModelName": name,
+            "ExecutionRoleArn": role_arn,
+            "Containers": containers,
+            "InferenceExecutionConfig": {"Mode": "Serial"},
+        },
+    )
+    if not created:
+        _check_same(existing, name, containers, role_arn)
+    return created
+
+
+def create_model(s3, sagemaker, event: dict, role_arn: str, sparkml_image: str, xgboost_image: str) -> dict:
+    try:
+        run_id = event["run"]["run_id"]
+        name = event["names"]["model"]
+        manifest_uri = event["manifest_uri"]
+        model_artifacts = event["model_artifacts"]
+        parse_s3_uri(model_artifacts)
+    except (TypeError, KeyError, ValueError) as error:
+        raise InvalidEvent(f"the event needs run.run_id, names.model, manifest_uri and an s3:// model_artifacts ({error})") from None
+    manifest = load_manifest(s3, manifest_uri, run_id=run_id)
+    containers = pipeline_containers(
+        manifest,
+        model_artifacts,
+        schema_env_value(s3, manifest["uris"]["preprocess_schema"]),
+        schema_env_value(s3, manifest["uris"]["postprocess_schema"]),
+        sparkml_image,
+        xgboost_image,
+    )
+    created = ensure_model(sagemaker, name, containers, role_arn)
+    logger.info("model ready", extra={"model_name": name, "created": created})
+    return {"model_name": name}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def lambda_handler(event, context):
+    return create_model(
+        boto3.client("s3"),
+        boto3.client("sagemaker"),
+        event,
+        role_arn=env_str("SAGEMAKER_ROLE_ARN"),
+        sparkml_image=env_str("SPARKML_IMAGE_URI"),
+        xgboost_image=env_str("XGBOOST_IMAGE_URI"),
+    )

@@ -1,0 +1,155 @@
+"""Creates or updates the production endpoint with the approved run's config.
+
+Production updates are ordered and mutually exclusive: a conditional write on
+one DynamoDB item per production endpoint lets a run deploy only if no run
+that started later has claimed the endpoint (else `Superseded`), and
+SageMaker refuses an update while another is in progress
+(`ProductionEndpointBusy`, which the state machine retries). Updates use
+blue/green deployment guardrails with a baking period and alarm rollback.
+"""
+from __future__ import annotations
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from botocore.exceptions import ClientError
+
+from pipeline_common.approvals import production_key
+from pipeline_common.config import env_int, env_list, env_str
+from pipeline_common.errors import ConfigurationError, InvalidEvent
+from pipeline_common.names import is_sagemaker_name
+from pipeline_common.sagemaker import describe_or_none
+from pipeline_common.timeutil import epoch_micros, iso, parse_iso, utc_now
+
+logger = Logger()
+tracer = Tracer()
+
+IN_PROGRESS = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
+_MAX_ALARMS = 10  # AutoRollbackConfiguration accepts 1..10 alarms
+
+
+class Superseded(Exception):
+    """A run that started later already claimed this production endpoint."""
+
+
+class ProductionEndpointBusy(Exception):
+    """The production endpoint is changing; retry later."""
+
+
+class ProductionEndpointUnusable(Exception):
+    """The production endpoint is in a state no update can fix (needs a person)."""
+
+
+def claim_production(dynamodb, table: str, endpoint_name: str, run: dict, now=None) -> None:
+    """Record this run as the newest allowed to deploy `endpoint_name`, unless a
+    later-started run already is. Repeating it for the same run is harmless."""
+    started = parse_iso(run["started_at"])
+    try:
+        dynamodb.update_item(
+            TableName=table,
+            Key={"pk": {"S": production_key(endpoint_name)}},
+            UpdateExpression="SET run_id = :run, started_at = :started, started_at_us = :us, claimed_at = :now",
+            ConditionExpression="attribute_not_exists(pk) OR run_id = :run OR started_at_us < :us",
+            ExpressionAttributeValues={
+                ":run": {"S": run["run_id"]},
+                ":started": {"S": run["started_at"]},
+                ":us": {"N": str(epoch_micros(started))},
+                ":now": {"S": iso(now or utc_now())},
+            },
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        holder = dynamodb.get_item(
+            TableName=table, Key={"pk": {"S": production_key(endpoint_name)}}, ConsistentRead=True
+        ).get("Item", {})
+        raise Superseded(
+            f"run {run['run_id']} (started {run['started_at']}) will not replace production endpoint {endpoint_name}: "
+            f"run {holder.get('run_id', {}).get('S', '?')} (started {holder.get('started_at', {}).get('S', '?')}) "
+            "is newer and already claimed it"
+        ) from None
+
+
+def deployment_config(bake_seconds: int, alarm_names: list[str]) -> dict:
+    config = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+            # The old fleet stays up this long after the switch, so an alarm in
+            # the baking period rolls back to it at once.
+            "TerminationWaitInSeconds": bake_seconds,
+        }
+    }
+    if alarm_names:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name} for name in alarm_names]}
+    return config
+
+
+def _pending_config(description: dict) -> str | None:
+    return (description.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+
+
+def deploy(sagemaker, endpoint_name: str, config_name: str, bake_seconds: int, alarm_names: list[str]) -> str:
+    description = describe_or_none(sagemaker.describe_endpoint, EndpointName=endpoint_name)
+    if description is None:
+        sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        return "created"
+    status = description.get("EndpointStatus")
+    if status == "Creating" and description.get("EndpointConfigName") == config_name:
+        return "created"  # our own earlier attempt
+    if status in ("Updating", "SystemUpdating") and _pending_config(description) == config_name:
+        return "updated"  # our own earlier attempt
+    if status == "InService" and description.get("EndpointConfigName") == config_name:
+        return "updated"  # already serving this run's config (a retry after success)
+    if status in IN_PROGRESS:
+        raise ProductionEndpointBusy(f"production endpoint {endpoint_name} is {status}; try again when it is InService")
+    if status != "InService":
+        raise ProductionEndpointUnusable(
+            f"production endpoint {endpoint_name} is {status}; it cannot be updated until someone repairs or deletes it"
+        )
+    try:
+        sagemaker.update_endpoint(
+            EndpointName=endpoint_name,
+            EndpointConfigName=config_name,
+            DeploymentConfig=deployment_config(bake_seconds, alarm_names),
+        )
+    except ClientError as error:
+        message = str(error).lower()
+        if error.response.get("Error", {}).get("Code") == "ValidationException" and ("in-progress" in message or "in progress" in message):
+            raise ProductionEndpointBusy(f"production endpoint {endpoint_name} started changing; try again later") from None
+        raise
+    return "updated"
+
+
+def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names: list[str]) -> dict:
+    try:
+        run = event["run"]
+        endpoint_name = event["names"]["production_endpoint"]
+        config_name = event["endpoint_config_name"]
+        if not isinstance(run["run_id"], str) or not run["run_id"]:
+            raise KeyError("run.run_id")
+        parse_iso(run["started_at"])
+    except (TypeError, KeyError, ValueError) as error:
+        raise InvalidEvent(
+            f"the event needs run.run_id, run.started_at (ISO-8601), names.production_endpoint and endpoint_config_name ({error})"
+        ) from None
+    if not is_sagemaker_name(endpoint_name) or not is_sagemaker_name(config_name):
+        raise InvalidEvent("names.production_endpoint and endpoint_config_name must be valid SageMaker names")
+    claim_production(dynamodb, table, endpoint_name, run)
+    action = deploy(sagemaker, endpoint_name, config_name, bake_seconds, alarm_names)
+    logger.info("production deployment started", extra={"endpoint_name": endpoint_name, "action": action, "run_id": run["run_id"]})
+    return {"endpoint_name": endpoint_name, "action": action}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def lambda_handler(event, context):
+    alarms = env_list("ROLLBACK_ALARM_NAMES")
+    if len(alarms) > _MAX_ALARMS:
+        raise ConfigurationError(f"ROLLBACK_ALARM_NAMES lists {len(alarms)} alarms; SageMaker accepts at most {_MAX_ALARMS}")
+    return deploy_production(
+        boto3.client("dynamodb"),
+        boto3.client("sagemaker"),
+        event,
+        table=env_str("STATE_TABLE"),
+        bake_seconds=env_int("BAKE_SECONDS", 600, minimum=0, maximum=3600),
+        alarm_names=alarms,
+    )

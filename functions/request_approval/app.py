@@ -1,0 +1,156 @@
+"""Asks a person to approve the run (invoked with .waitForTaskToken).
+
+The task token stays in DynamoDB; the email carries links with an unguessable
+reference whose hash is the record's key. Nothing here decides anything:
+the approval API does, from a form the person submits.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+
+from pipeline_common.approvals import approval_key, new_nonce, new_reference
+from pipeline_common.config import env_str
+from pipeline_common.errors import InvalidEvent
+from pipeline_common.s3 import get_json
+from pipeline_common.timeutil import iso, utc_now
+
+logger = Logger()
+tracer = Tracer()
+
+# Decided records stay a while for audit; expiry itself is enforced in code.
+_RECORD_RETENTION = timedelta(days=30)
+_SUBJECT_LIMIT = 100
+
+
+def approval_summary(event: dict, report: dict) -> dict:
+    """What the person sees (email and page): run, endpoints and QA results."""
+    run, names, qa = event["run"], event["names"], event["qa"]
+    return {
+        "run_id": run.get("run_id"),
+        "input_uri": run.get("input_uri"),
+        "started_at": run.get("started_at"),
+        "production_endpoint": names.get("production_endpoint"),
+        "qa_endpoint": names.get("qa_endpoint"),
+        "accuracy": qa.get("accuracy"),
+        "threshold": qa.get("threshold"),
+        "rows": qa.get("rows"),
+        "report_uri": qa.get("report_uri"),
+        "labels": report.get("labels", []),
+        "confusion_matrix": report.get("confusion_matrix", []),
+        "per_class": report.get("per_class", {}),
+        "invalid_predictions": report.get("invalid_predictions", 0),
+    }
+
+
+def _number(value, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)) for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def approval_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
+    labels = summary["labels"]
+    subject = f"Approve run {summary['run_id']} for production? QA accuracy {_number(summary['accuracy'])}"
+    per_class = text_table(
+        ["class", "precision", "recall", "support"],
+        [
+            [label, _number(stats.get("precision"), 3), _number(stats.get("recall"), 3), str(stats.get("support"))]
+            for label, stats in summary["per_class"].items()
+        ],
+    )
+    matrix = text_table(
+        ["true \\ predicted", *labels],
+        [[label, *[str(count) for count in row]] for label, row in zip(labels, summary["confusion_matrix"])],
+    )
+    link = f"{base_url.rstrip('/')}/approvals/{reference}"
+    message = "\n".join(
+        [
+            f"Run {summary['run_id']} passed QA and waits for your decision before it replaces",
+            f"production endpoint {summary['production_endpoint']}.",
+            "",
+            f"Input:      {summary['input_uri']}",
+            f"Accuracy:   {_number(summary['accuracy'])} on {summary['rows']} held-out rows "
+            f"(threshold {_number(summary['threshold'])})",
+            f"QA report:  {summary['report_uri']}",
+            "",
+            per_class,
+            "",
+            "Confusion matrix (rows: true class, columns: predicted class)",
+            matrix,
+            "",
+            "Each link opens a confirmation page; nothing is decided until you submit it.",
+            f"Approve: {link}?decision=approve",
+            f"Reject:  {link}?decision=reject",
+            "",
+            f"The links expire at {expires_at}; without a decision the run fails then and",
+            "production stays as it is. Do not forward this email: anyone with a link can decide.",
+        ]
+    )
+    return subject[:_SUBJECT_LIMIT], message
+
+
+def _validated(event) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidEvent("the event must be a JSON object")
+    token = event.get("task_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidEvent("the event has no task_token (invoke this function with .waitForTaskToken)")
+    for field in ("run", "names", "qa"):
+        if not isinstance(event.get(field), dict):
+            raise InvalidEvent(f"the event has no {field} object")
+    timeout = event.get("approval_timeout_seconds")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise InvalidEvent(f"approval_timeout_seconds must be a positive integer, got {timeout!r}")
+    if not isinstance(event["qa"].get("report_uri"), str):
+        raise InvalidEvent("qa.report_uri is missing")
+    return event
+
+
+def request_approval(s3, dynamodb, sns, event: dict, table: str, topic_arn: str, api_base_url: str, now=None) -> dict:
+    event = _validated(event)
+    now = now or utc_now()
+    expires = now + timedelta(seconds=event["approval_timeout_seconds"])
+    summary = approval_summary(event, get_json(s3, event["qa"]["report_uri"]))
+    reference = new_reference()
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": approval_key(reference)},
+            "status": {"S": "pending"},
+            "task_token": {"S": event["task_token"]},
+            "nonce": {"S": new_nonce()},
+            "summary": {"S": json.dumps(summary)},
+            "run_id": {"S": str(summary["run_id"])},
+            "created_at": {"S": iso(now)},
+            "expires_at": {"N": str(int(expires.timestamp()))},
+            "ttl": {"N": str(int((expires + _RECORD_RETENTION).timestamp()))},
+        },
+        # A fresh 256-bit reference never collides; the condition makes sure.
+        ConditionExpression="attribute_not_exists(pk)",
+    )
+    subject, message = approval_email(summary, api_base_url, reference, iso(expires))
+    sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)
+    logger.info("approval requested", extra={"run_id": summary["run_id"], "expires_at": iso(expires)})
+    return {"approval_requested": True, "expires_at": iso(expires)}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event, context):
+    return request_approval(
+        boto3.client("s3"),
+        boto3.client("dynamodb"),
+        boto3.client("sns"),
+        event,
+        table=env_str("STATE_TABLE"),
+        topic_arn=env_str("TOPIC_ARN"),
+        api_base_url=env_str("API_BASE_URL"),
+    )

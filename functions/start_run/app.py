@@ -1,0 +1,108 @@
+"""Starts one pipeline execution per uploaded object.
+
+The execution name is derived from the object's identity, so an event that
+EventBridge delivers twice (at-least-once delivery) starts one execution.
+"""
+from __future__ import annotations
+
+import json
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from botocore.exceptions import ClientError
+
+from pipeline_common.config import env_str
+from pipeline_common.errors import InvalidEvent
+from pipeline_common.names import run_id_from_parts
+from pipeline_common.s3 import s3_uri
+
+logger = Logger()
+tracer = Tracer()
+
+
+def object_identity(event: dict) -> dict:
+    """Bucket, key and the fields that tell one upload of a key from another."""
+    if not isinstance(event, dict) or event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+        raise InvalidEvent("expected an EventBridge 'Object Created' event from aws.s3")
+    detail = event.get("detail")
+    try:
+        bucket = detail["bucket"]["name"]
+        obj = detail["object"]
+        key = obj["key"]
+    except (TypeError, KeyError):
+        raise InvalidEvent("the event has no detail.bucket.name / detail.object.key") from None
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        raise InvalidEvent("detail.bucket.name and detail.object.key must be non-empty strings")
+    # Unlike classic S3 notifications, EventBridge carries the key as stored
+    # (not URL-encoded), so it is used as is.
+    return {
+        "bucket": bucket,
+        "key": key,
+        "version_id": str(obj.get("version-id") or ""),
+        "etag": str(obj.get("etag") or ""),
+        "sequencer": str(obj.get("sequencer") or ""),
+    }
+
+
+def ignore_reason(key: str, input_prefix: str) -> str | None:
+    if not key.startswith(input_prefix):
+        return f"key is outside the input prefix {input_prefix!r}"
+    if key.endswith("/"):
+        return "key is a directory marker"
+    return None
+
+
+def execution_name(identity: dict) -> str:
+    stem = identity["key"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return run_id_from_parts(
+        stem,
+        identity["bucket"],
+        identity["key"],
+        identity["version_id"],
+        identity["etag"],
+        identity["sequencer"],
+    )
+
+
+def execution_arn_for(state_machine_arn: str, name: str) -> str:
+    # arn:aws:states:<region>:<account>:stateMachine:<sm>  ->  ...:execution:<sm>:<name>
+    head, _, machine = state_machine_arn.rpartition(":stateMachine:")
+    return f"{head}:execution:{machine}:{name}"
+
+
+def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str) -> dict:
+    identity = object_identity(event)
+    reason = ignore_reason(identity["key"], input_prefix)
+    if reason:
+        logger.info("object ignored", extra={"reason": reason})
+        return {"action": "ignored", "reason": reason}
+
+    name = execution_name(identity)
+    input_uri = s3_uri(identity["bucket"], identity["key"])
+    result = {"execution_name": name, "input_uri": input_uri}
+    try:
+        # Same name and same input while running: Step Functions answers with
+        # the running execution itself; after it ended: ExecutionAlreadyExists.
+        response = sfn.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=name,
+            input=json.dumps({"input_uri": input_uri}),
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+        logger.info("duplicate event: execution already exists", extra={"execution_name": name})
+        return {**result, "action": "duplicate", "execution_arn": execution_arn_for(state_machine_arn, name)}
+    logger.info("execution started", extra={"execution_name": name, "input_uri": input_uri})
+    return {**result, "action": "started", "execution_arn": response["executionArn"]}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def lambda_handler(event, context):
+    return start_run(
+        boto3.client("stepfunctions"),
+        event,
+        state_machine_arn=env_str("STATE_MACHINE_ARN"),
+        input_prefix=env_str("INPUT_PREFIX", ""),
+    )

@@ -1,0 +1,200 @@
+"""The real Lambda handlers from `functions/<name>/app.py`, invoked in-process
+the way Step Functions' `lambda:invoke` would invoke them.
+
+- Each handler is loaded by path under a unique module name (every folder has
+  an `app.py`), with `functions/common` on sys.path (the shared layer).
+- It runs with the environment the template gives that function (names from
+  template.yaml when it exists; values supplied by local mode), set for the
+  duration of the import and of each call. Invocations are serialized: the
+  environment is process-wide.
+- The result is shaped like lambda:invoke's (`Payload`, `StatusCode`, ...).
+  A handler exception fails the task with the exception's class name as the
+  error and AWS's JSON (`errorMessage`, `errorType`, `stackTrace`) as the cause,
+  exactly what a Catch sees on AWS.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterator
+
+from localmode import REPO_ROOT
+from localmode.sfn import TaskFailed, TaskRequest
+
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+COMMON_DIR = FUNCTIONS_DIR / "common"
+ACCOUNT = "123456789012"
+
+
+def folder_for_substitution(substitution: str) -> str | None:
+    """`QATestFunctionArn` -> `qa_test`: the naming convention between the definition and functions/."""
+    if not substitution.endswith("FunctionArn"):
+        return None
+    stem = substitution[: -len("FunctionArn")]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", stem).lower()
+
+
+def local_function_arn(folder: str, region: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:lambda:{region}:{account}:function:{folder}"
+
+
+def function_name_from(function_name_or_arn: str) -> str:
+    """FunctionName as lambda:invoke accepts it (name, ARN, partial ARN, with or without qualifier) -> name."""
+    if function_name_or_arn.startswith("arn:"):
+        parts = function_name_or_arn.split(":")
+        return parts[6]
+    return function_name_or_arn.split(":")[0]
+
+
+class LambdaContext:
+    """What a handler's `context` offers on AWS (the parts Powertools and handlers read)."""
+
+    def __init__(self, function_name: str, region: str, timeout_seconds: float = 900.0, memory_mb: int = 512):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = local_function_arn(function_name, region)
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Invocation:
+    function: str
+    event: Any
+    result: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class LocalLambdas:
+    """Loads and invokes the handlers in functions/, each with its own environment."""
+
+    region: str
+    environments: dict[str, dict[str, str]] = field(default_factory=dict)  # function folder -> env vars
+    functions_dir: Path = FUNCTIONS_DIR
+    invocations: list[Invocation] = field(default_factory=list)
+    # Called with (function, event) before the handler: may raise to inject a fault inside "the Lambda".
+    before_invoke: Callable[[str, Any], None] | None = None
+    _modules: dict[str, ModuleType] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def available(self) -> list[str]:
+        return sorted(p.parent.name for p in self.functions_dir.glob("*/app.py"))
+
+    @contextlib.contextmanager
+    def _environment(self, function: str) -> Iterator[None]:
+        values = {"AWS_LAMBDA_FUNCTION_NAME": function, "AWS_REGION": self.region, **self.environments.get(function, {})}
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update({k: str(v) for k, v in values.items()})
+        try:
+            yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
+
+    def module(self, function: str) -> ModuleType:
+        with self._lock:
+            if function in self._modules:
+                return self._modules[function]
+            path = self.functions_dir / function / "app.py"
+            if not path.is_file():
+                raise FileNotFoundError(f"No Lambda handler at {path}")
+            common = str(self.functions_dir / "common")
+            if common not in sys.path:
+                sys.path.insert(0, common)
+            module_name = f"localmode_lambda_{function}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            with self._environment(function):
+                spec.loader.exec_module(module)
+            self._modules[function] = module
+            return module
+
+    def invoke(self, function: str, event: Any) -> Any:
+        """Call the handler; return its result or raise LambdaError (the handler's exception, AWS-shaped)."""
+        with self._lock:
+            record = Invocation(function=function, event=event)
+            self.invocations.append(record)
+            started = time.monotonic()
+            try:
+                handler = self.module(function).lambda_handler
+                # The event crosses a JSON boundary on AWS: handlers never see Python objects from the caller.
+                event_copy = json.loads(json.dumps(event))
+                with self._environment(function):
+                    if self.before_invoke is not None:
+                        self.before_invoke(function, event_copy)
+                    result = handler(event_copy, LambdaContext(function, self.region))
+                record.result = json.loads(json.dumps(result))
+                return record.result
+            except Exception as exc:
+                record.error = type(exc).__name__
+                raise LambdaError.from_exception(exc) from exc
+            finally:
+                record.seconds = time.monotonic() - started
+
+    def calls_to(self, function: str) -> list[Invocation]:
+        return [i for i in self.invocations if i.function == function]
+
+    def task_handler(self, arn_to_function: Callable[[str], str] = function_name_from) -> Callable[[TaskRequest], Any]:
+        """The Step Functions handler for `lambda:invoke` (and `.waitForTaskToken`)."""
+
+        def handle(request: TaskRequest) -> dict:
+            function = arn_to_function(request.parameters["FunctionName"])
+            try:
+                payload = self.invoke(function, request.parameters.get("Payload", {}))
+            except LambdaError as exc:
+                raise TaskFailed(exc.error_type, exc.payload_json()) from exc
+            return lambda_invoke_result(payload)
+
+        return handle
+
+
+def lambda_invoke_result(payload: Any) -> dict:
+    """What `arn:aws:states:::lambda:invoke` returns (before ResultSelector)."""
+    return {
+        "ExecutedVersion": "$LATEST",
+        "Payload": payload,
+        "SdkHttpMetadata": {"HttpStatusCode": 200},
+        "SdkResponseMetadata": {"RequestId": str(uuid.uuid4())},
+        "StatusCode": 200,
+    }
+
+
+class LambdaError(Exception):
+    """A handler raised: carries what the Lambda service reports (errorType, errorMessage, stackTrace)."""
+
+    def __init__(self, error_type: str, message: str, stack: list[str]):
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+        self.stack = stack
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "LambdaError":
+        stack = [line.rstrip("\n") for line in traceback.format_tb(exc.__traceback__)]
+        return cls(type(exc).__name__, str(exc), stack)
+
+    def payload_json(self) -> str:
+        return json.dumps({"errorMessage": self.message, "errorType": self.error_type, "stackTrace": self.stack})

@@ -1,0 +1,517 @@
+"""A small MLeap bundle runtime: loads an unzipped JSON MLeap bundle (bundle.json
++ root/, what model.tar.gz holds) and runs it one row at a time the way MLeap
+runtime 0.20.0 (inside SparkML Serving 3.3) does.
+
+Supported ops: pipeline, string_indexer, one_hot_encoder, vector_assembler,
+reverse_string_indexer (Spark's IndexToString). Anything else fails at load
+with the op's name, never silently.
+
+Semantics and error messages follow mleap-core/mleap-runtime 0.20.0
+(StringIndexerModel, OneHotEncoderModel, VectorAssemblerModel,
+ReverseStringIndexerModel, HandleInvalid, the *Op loaders and
+bundle-ml's JsonSupport). A bundle is compiled once per input schema into a
+list of slot operations, so a row costs a few microseconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from localmode.serving.javacompat import (
+    JavaNumberFormatException,
+    java_double_str,
+    java_float_str,
+    java_int32,
+    parse_java_double,
+)
+
+BASIC_TYPES = ("boolean", "byte", "short", "int", "long", "float", "double", "string")
+VECTOR = "vector"
+SUPPORTED_OPS = ("pipeline", "string_indexer", "one_hot_encoder", "vector_assembler", "reverse_string_indexer")
+
+
+class BundleError(Exception):
+    """The bundle cannot be loaded (missing files, unsupported format or op)."""
+
+
+class MleapError(Exception):
+    """A row failed to transform; the message is what MLeap's exception would say."""
+
+
+class RowSkipped(Exception):
+    """A StringIndexer with handleInvalid=skip filtered the row out of the frame."""
+
+
+class SparseVector:
+    """A Spark/MLeap sparse vector: the one-hot encoder's output."""
+
+    __slots__ = ("size", "indices", "values")
+
+    def __init__(self, size: int, indices: tuple, values: tuple):
+        self.size = size
+        self.indices = indices
+        self.values = values
+
+    def to_dense(self) -> list[float]:
+        dense = [0.0] * self.size
+        for index, value in zip(self.indices, self.values):
+            dense[index] = value
+        return dense
+
+
+def dense_values(value) -> list[float]:
+    """A vector value as a dense list (what SparkML Serving's toDense() iterates)."""
+    if isinstance(value, SparseVector):
+        return value.to_dense()
+    return list(value)
+
+
+# --- bundle-ml JSON attribute decoding (JsonSupport.scala) -------------------------
+
+def _scalar(attributes: dict, name: str, kind: str, default):
+    """A scalar attribute; protobuf-style defaults when absent ({} means false/0/"")."""
+    value = attributes.get(name)
+    if value is None:
+        return None
+    if value.get("type") not in (None,):
+        raise BundleError(f"attribute {name!r} is a {value.get('type')}, expected a scalar {kind}")
+    return value.get(kind, default)
+
+
+def _list(attributes: dict, name: str, kind: str) -> list | None:
+    value = attributes.get(name)
+    if value is None:
+        return None
+    if value.get("type") != "list":
+        raise BundleError(f"attribute {name!r} is not a list")
+    return list(value.get(kind, []))
+
+
+def _required(value, what: str):
+    if value is None:
+        # MLeap's `model.value(name)` on a missing attribute: a NoSuchElementException "key not found".
+        raise BundleError(f"key not found: {what}")
+    return value
+
+
+@dataclass
+class Node:
+    """One op of the bundle with its sockets (node.json) and attributes (model.json)."""
+
+    name: str
+    op: str
+    attributes: dict
+    inputs: list[tuple[str, str]]  # (port, field name)
+    outputs: list[tuple[str, str]]
+    path: Path
+    children: list["Node"] = field(default_factory=list)
+
+    def input_named(self, port: str) -> str:
+        for socket_port, name in self.inputs:
+            if socket_port == port:
+                return name
+        raise BundleError(f"node {self.name} ({self.op}) has no input port {port!r}")
+
+    def output_named(self, port: str) -> str:
+        for socket_port, name in self.outputs:
+            if socket_port == port:
+                return name
+        raise BundleError(f"node {self.name} ({self.op}) has no output port {port!r}")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise BundleError(f"{path} is missing: is this an unzipped MLeap bundle (bundle.json + root/)?") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _load_node(path: Path) -> Node:
+    model = _read_json(path / "model.json")
+    node = _read_json(path / "node.json")
+    op = model.get("op")
+    if op not in SUPPORTED_OPS:
+        raise BundleError(
+            f"MLeap op {op!r} (node {node.get('name', path.name)}) is not supported by the local MLeap runtime; "
+            f"supported ops: {', '.join(SUPPORTED_OPS)}"
+        )
+    shape = node.get("shape", {})
+    loaded = Node(
+        name=node.get("name", path.name),
+        op=op,
+        attributes=model.get("attributes", {}),
+        inputs=[(s["port"], s["name"]) for s in shape.get("inputs", [])],
+        outputs=[(s["port"], s["name"]) for s in shape.get("outputs", [])],
+        path=path,
+    )
+    if op == "pipeline":
+        names = _required(_list(loaded.attributes, "nodes", "string"), "nodes")
+        # GraphSerializer: each child lives in "<name>.node" under its parent's directory.
+        loaded.children = [_load_node(path / f"{child}.node") for child in names]
+    return loaded
+
+
+# --- compiled operations ----------------------------------------------------------
+
+Step = Callable[[list], None]
+
+
+class _Slots:
+    """Column name -> (slot index, type) while compiling; mirrors a LeapFrame's schema."""
+
+    def __init__(self, fields: list[tuple[str, str]]):
+        self.index: dict[str, int] = {}
+        self.types: dict[str, str] = {}
+        for name, type_name in fields:
+            if name in self.index:
+                raise MleapError(f"struct already has field: {name}")
+            self.index[name] = len(self.index)
+            self.types[name] = type_name
+
+    def read(self, name: str) -> tuple[int, str]:
+        if name not in self.index:
+            raise MleapError(f"invalid field: {name}")
+        return self.index[name], self.types[name]
+
+    def add(self, name: str, type_name: str) -> int:
+        if name in self.index:
+            raise MleapError(f"struct already has field: {name}")
+        self.index[name] = len(self.index)
+        self.types[name] = type_name
+        return self.index[name]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _to_string_cast(type_name: str) -> Callable | None:
+    """MLeap Casting.basicCast to String for a column of `type_name` (None: already a string)."""
+    if type_name == "string":
+        return None
+    if type_name == "double":
+        return java_double_str
+    if type_name == "float":
+        return java_float_str
+    if type_name in ("byte", "short", "int", "long"):
+        return str
+    if type_name == "boolean":
+        return lambda v: "1" if v else "0"
+    raise MleapError(f"Cannot cast {type_name} -> string")
+
+
+def _string_to_double(value: str):
+    if value == "null" or value == "":
+        return None
+    try:
+        return parse_java_double(value)
+    except JavaNumberFormatException as exc:
+        raise MleapError(str(exc)) from None
+
+
+def _string_to_boolean(value: str) -> bool:
+    if value in ("true", "yes"):
+        return True
+    if value in ("false", "no", ""):
+        return False
+    if value.isdigit():
+        return float(value) != 0
+    return True
+
+
+def _to_double_cast(type_name: str) -> Callable | None:
+    """MLeap Casting to Double for a column of `type_name` (None: already a double)."""
+    if type_name == "double":
+        return None
+    if type_name in ("byte", "short", "int", "long", "float"):
+        return float
+    if type_name == "boolean":
+        return lambda v: 1.0 if v else 0.0
+    if type_name == "string":
+        return _string_to_double
+    raise MleapError(f"Cannot cast {type_name} -> double")
+
+
+_NULL_VALUE = object()
+
+
+def _compile_string_indexer(node: Node, slots: _Slots) -> Step:
+    attributes = node.attributes
+    handle_invalid = _scalar(attributes, "handle_invalid", "string", "")
+    handle_invalid = "error" if handle_invalid is None else handle_invalid
+    if handle_invalid not in ("error", "skip", "keep"):
+        raise BundleError(f"Invalid handler: {handle_invalid}")
+    labels_length = _scalar(attributes, "labels_length", "int", 0)
+    if labels_length is None:  # bundles written for Spark 2 / mleap-spark < 0.17
+        labels = _required(_list(attributes, "labels", "string"), "labels")
+    elif labels_length == 1:
+        labels = _required(_list(attributes, "labels_array_0", "string"), "labels_array_0")
+    else:
+        raise BundleError("Multi-input StringIndexer not supported yet.")
+    index_of = {label: float(i) for i, label in enumerate(labels)}
+    invalid_index = float(len(labels))
+    source, source_type = slots.read(node.input_named("input"))
+    cast = _to_string_cast(source_type)
+    target = slots.add(node.output_named("output"), "double")
+    keep = handle_invalid == "keep"
+
+    if handle_invalid == "skip":
+        # StringIndexer.transform: builder.filter(input)(stringToIndex.contains) before withColumn.
+        def skip_step(row: list) -> None:
+            value = row[source]
+            if value is not None and cast is not None:
+                value = cast(value)
+            index = index_of.get(value) if value is not None else None
+            if index is None:
+                raise RowSkipped(node.name)
+            row[target] = index
+        return skip_step
+
+    def step(row: list) -> None:
+        value = row[source]
+        if value is None:
+            if keep:
+                row[target] = invalid_index
+                return
+            raise MleapError("StringIndexer encountered NULL value. To handle NULLS, set handleInvalid to keep")
+        if cast is not None:
+            value = cast(value)
+        index = index_of.get(value)
+        if index is None:
+            if keep:
+                index = invalid_index
+            else:
+                raise MleapError(f"Unseen label: {value}. To handle unseen labels, set handleInvalid to keep")
+        row[target] = index
+    return step
+
+
+def _compile_one_hot_encoder(node: Node, slots: _Slots) -> Step:
+    attributes = node.attributes
+    drop_last = bool(_required(_scalar(attributes, "drop_last", "boolean", False), "drop_last"))
+    if _scalar(attributes, "size", "long", 0) is not None:  # pre-Spark-3 single-column encoder
+        category_sizes = [int(_scalar(attributes, "size", "long", 0))]
+        handle_invalid = _scalar(attributes, "handle_invalid", "string", "")
+        handle_invalid = handle_invalid if handle_invalid is not None else ("keep" if drop_last else "error")
+        inputs = [node.input_named("input")]
+        outputs = [node.output_named("output")]
+    else:
+        category_sizes = [int(v) for v in _required(_list(attributes, "category_sizes", "int"), "category_sizes")]
+        handle_invalid = _required(_scalar(attributes, "handle_invalid", "string", ""), "handle_invalid")
+        inputs = [node.input_named(f"input{i}") for i in range(len(category_sizes))]
+        outputs = [node.output_named(f"output{i}") for i in range(len(category_sizes))]
+    if handle_invalid not in ("error", "keep"):  # HandleInvalid.fromString(_, canSkip = false)
+        raise BundleError(f"Invalid handler: {handle_invalid}")
+    keep = handle_invalid == "keep"
+    if not drop_last and keep:
+        sizes = [size + 1 for size in category_sizes]
+    elif drop_last and not keep:
+        sizes = [size - 1 for size in category_sizes]
+    else:
+        sizes = list(category_sizes)
+
+    sources = []
+    for name in inputs:
+        index, type_name = slots.read(name)
+        sources.append((index, _to_double_cast(type_name)))
+    columns = []
+    for source, size, category_size, name in zip(sources, sizes, category_sizes, outputs):
+        columns.append((source[0], source[1], slots.add(name, VECTOR), size, category_size))
+    empty = {size: SparseVector(size, (), ()) for size in set(sizes)}
+    one_hot = {(size, i): SparseVector(size, (i,), (1.0,)) for size in set(sizes) for i in range(size)}
+
+    def step(row: list) -> None:
+        for source, cast, target, size, category_size in columns:
+            label = row[source]
+            if cast is not None:
+                label = cast(label)
+            if label is None:
+                raise MleapError("null value for a one-hot encoder input")
+            label_int = java_int32(label)
+            if label != label_int:
+                raise MleapError(f"invalid label: {java_double_str(label)}, must be integer")
+            if 0 <= label < category_size:
+                index = label_int
+            elif keep:
+                index = category_size
+            elif label < 0:
+                raise MleapError(
+                    f"Negative value: {java_double_str(label)}. Input can't be negative. "
+                    "To handle invalid values, set Param handleInvalid to Keep"
+                )
+            else:
+                raise MleapError(
+                    f"Unseen value: {java_double_str(label)}. To handle unseen values, "
+                    "set Param handleInvalid to Keep"
+                )
+            row[target] = one_hot[(size, index)] if index < size else empty[size]
+    return step
+
+
+def _compile_vector_assembler(node: Node, slots: _Slots) -> Step:
+    shapes = _required(_list(node.attributes, "input_shapes", "data_shape"), "input_shapes")
+    inputs = [node.input_named(f"input{i}") for i in range(len(shapes))]
+    sources = []
+    for name, shape in zip(inputs, shapes):
+        index, type_name = slots.read(name)
+        base = shape.get("base", "scalar")
+        if base not in ("scalar", "tensor"):
+            raise BundleError(f"must provide scalar and vector shapes as inputs ({node.name}: {base})")
+        sources.append((index, None if type_name == VECTOR else _to_double_cast(type_name), type_name == VECTOR))
+    target = slots.add(node.output_named("output"), VECTOR)
+
+    def step(row: list) -> None:
+        # VectorAssemblerModel.apply keeps only non-zero entries (so -0.0 becomes 0.0)
+        # and returns a compressed vector; a dense list is what it densifies to.
+        out: list[float] = []
+        for source, cast, is_vector in sources:
+            value = row[source]
+            if is_vector:
+                if isinstance(value, SparseVector):
+                    offset = len(out)
+                    out.extend([0.0] * value.size)
+                    for i, v in zip(value.indices, value.values):
+                        if v != 0.0:
+                            out[offset + i] = v
+                else:
+                    out.extend(v if v != 0.0 else 0.0 for v in value)
+            else:
+                if cast is not None:
+                    value = cast(value)
+                if value is None:
+                    raise MleapError(f"null value in vector assembler input of {node.name}")
+                out.append(value if value != 0.0 else 0.0)
+        row[target] = out
+    return step
+
+
+def _compile_reverse_string_indexer(node: Node, slots: _Slots) -> Step:
+    labels = _required(_list(node.attributes, "labels", "string"), "labels")
+    shape = node.attributes.get("input_shape", {}).get("data_shape", {"base": "scalar", "isNullable": False})
+    if shape.get("isNullable", False):
+        raise BundleError("requirement failed: cannot take null inputs")
+    if shape.get("base", "scalar") != "scalar":
+        raise BundleError(
+            f"reverse_string_indexer {node.name}: input shape {shape.get('base')!r} is not supported "
+            "by the local MLeap runtime (only scalar)"
+        )
+    label_of = dict(enumerate(labels))
+    source, source_type = slots.read(node.input_named("input"))
+    cast = _to_double_cast(source_type)
+    target = slots.add(node.output_named("output"), "string")
+
+    def step(row: list) -> None:
+        value = row[source]
+        if cast is not None:
+            value = cast(value)
+        if value is None:
+            raise MleapError(f"value at {source} is null")
+        index = java_int32(value)
+        label = label_of.get(index)
+        if label is None:
+            raise MleapError(f"key not found: {index}")
+        row[target] = label
+    return step
+
+
+_COMPILERS = {
+    "string_indexer": _compile_string_indexer,
+    "one_hot_encoder": _compile_one_hot_encoder,
+    "vector_assembler": _compile_vector_assembler,
+    "reverse_string_indexer": _compile_reverse_string_indexer,
+}
+
+
+def _compile(node: Node, slots: _Slots, steps: list[Step]) -> None:
+    if node.op == "pipeline":
+        for child in node.children:
+            _compile(child, slots, steps)
+    else:
+        steps.append(_COMPILERS[node.op](node, slots))
+
+
+@dataclass
+class RowProgram:
+    """The bundle compiled for one input schema: input values in schema order -> output value."""
+
+    steps: tuple
+    width: int
+    output_slot: int
+    output_type: str
+
+    def run(self, values: list):
+        row = values + [None] * (self.width - len(values))
+        for step in self.steps:
+            step(row)
+        return row[self.output_slot]
+
+
+class MleapBundle:
+    """A loaded bundle; `program()` compiles it for a LeapFrame schema."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        info = _read_json(self.path / "bundle.json")
+        if info.get("format", "json") != "json":
+            raise BundleError(
+                f"{self.path}: bundle format {info.get('format')!r}; only JSON bundles are supported "
+                "(SimpleSparkSerializer writes JSON)"
+            )
+        self.name = info.get("name")
+        self.version = info.get("version")
+        self.root = _load_node(self.path / "root")
+        self._programs: dict[tuple, RowProgram] = {}
+        # Compiling once with an all-string schema surfaces attribute errors at load, not first request.
+        self._check_attributes(self.root)
+
+    def _check_attributes(self, node: Node) -> None:
+        if node.op == "pipeline":
+            for child in node.children:
+                self._check_attributes(child)
+            return
+        probe = _Slots([(name, VECTOR if node.op == "vector_assembler" else "string") for _, name in node.inputs])
+        try:
+            _COMPILERS[node.op](node, probe)
+        except MleapError:
+            pass
+
+    def program(self, input_fields: tuple[tuple[str, str], ...], output_name: str) -> RowProgram:
+        """Compile for inputs [(name, type)] (types: boolean..string or 'vector') and one output field."""
+        key = (input_fields, output_name)
+        program = self._programs.get(key)
+        if program is None:
+            slots = _Slots(list(input_fields))
+            steps: list[Step] = []
+            _compile(self.root, slots, steps)
+            if output_name not in slots.index:
+                raise MleapError(f"invalid fields: {output_name}")
+            program = RowProgram(tuple(steps), len(slots), slots.index[output_name], slots.types[output_name])
+            self._programs[key] = program
+        return program
+
+    def transform(self, row: dict, output_name: str, input_types: dict[str, str] | None = None):
+        """Convenience: one row given as {field: value}; raises RowSkipped/MleapError like MLeap."""
+        input_types = input_types or {}
+        fields = tuple((name, input_types.get(name, _infer_type(value))) for name, value in row.items())
+        return self.program(fields, output_name).run(list(row.values()))
+
+
+def _infer_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, (list, SparseVector)):
+        return VECTOR
+    return "string"
+
+
+def load_bundle(path: str | os.PathLike) -> MleapBundle:
+    return MleapBundle(path)
