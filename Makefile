@@ -59,8 +59,10 @@ data: .venv/.synced
 test: setup
 	$(PY) -m pytest
 
+# Pinned tools only (scripts/lint.py): cfn-lint from .venv, aws-sam-cli and checkov run by uv in
+# their own environments, asl-validator from node_modules. No AWS account needed.
 lint: setup
-	$(PY) -m localmode.lint
+	$(PY) scripts/lint.py
 
 local: setup
 	$(PY) -m localmode run $(if $(DATA),--data $(DATA))
@@ -72,8 +74,11 @@ glue-local: setup
 bench: setup
 	$(PY) -m bench
 
-deploy: setup
-	$(PY) -m localmode.deploy
+# mvn package + sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload
+# the shaded MLeap jar and the dataset spec to the artifacts bucket. Needs python3.13 on PATH and AWS
+# credentials. Tear down with: $(PY) scripts/deploy.py teardown
+deploy: .venv/.synced
+	$(PY) scripts/deploy.py deploy
 
 clean:
 	rm -rf .venv build .cache/bootstrap node_modules .pytest_cache

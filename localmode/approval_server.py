@@ -134,7 +134,7 @@ def start_approval_server(handler: Handler | None = None, host: str = "127.0.0.1
     return server, f"http://{bound_host}:{bound_port}"
 
 
-class _FormReader(HTMLParser):
+class _HiddenFieldReader(HTMLParser):
     def __init__(self):
         super().__init__()
         self.hidden: dict[str, str] = {}
@@ -143,6 +143,13 @@ class _FormReader(HTMLParser):
         values = dict(attrs)
         if tag == "input" and values.get("type") == "hidden" and values.get("name"):
             self.hidden[values["name"]] = values.get("value") or ""
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    """The hidden inputs of an HTML page's forms, by name."""
+    reader = _HiddenFieldReader()
+    reader.feed(page)
+    return reader.hidden
 
 
 def http_request(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
@@ -158,11 +165,10 @@ def browser_decide(link: str, decision: str, reason: str = "") -> tuple[int, str
     """Open an approval link and submit its form as a person would. Returns
     the final (status, html). Raises if the page has no form."""
     status, page = http_request(link)
-    reader = _FormReader()
-    reader.feed(page)
-    if status != 200 or "nonce" not in reader.hidden:
+    hidden = hidden_fields(page)
+    if status != 200 or "nonce" not in hidden:
         raise RuntimeError(f"the approval page answered {status} without a form")
-    form = {**reader.hidden, "decision": decision, "reason": reason}
+    form = {**hidden, "decision": decision, "reason": reason}
     return http_request(
         link.split("?", 1)[0],
         data=urllib.parse.urlencode(form).encode("ascii"),
@@ -176,4 +182,4 @@ def links_in(message: str) -> dict[str, str]:
     return {decision: url for url, decision in found}
 
 
-__all__ = ["browser_decide", "default_handler", "links_in", "proxy_event", "start_approval_server"]
+__all__ = ["browser_decide", "default_handler", "hidden_fields", "links_in", "proxy_event", "start_approval_server"]

@@ -91,8 +91,9 @@ class LocalLambdas:
     environments: dict[str, dict[str, str]] = field(default_factory=dict)  # function folder -> env vars
     functions_dir: Path = FUNCTIONS_DIR
     invocations: list[Invocation] = field(default_factory=list)
-    # Called with (function, event) before the handler: may raise to inject a fault inside "the Lambda".
-    before_invoke: Callable[[str, Any], None] | None = None
+    timeouts: dict[str, float] = field(default_factory=dict)  # function folder -> seconds (the template's Timeout)
+    # Where the handlers' Powertools logs go (None: where Powertools puts them, stdout).
+    log_stream: Any = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -129,6 +130,8 @@ class LocalLambdas:
             sys.modules[module_name] = module
             with self._environment(function):
                 spec.loader.exec_module(module)
+            if self.log_stream is not None:
+                _redirect_powertools_logs(module, self.log_stream)
             self._modules[function] = module
             return module
 
@@ -142,10 +145,9 @@ class LocalLambdas:
                 handler = self.module(function).lambda_handler
                 # The event crosses a JSON boundary on AWS: handlers never see Python objects from the caller.
                 event_copy = json.loads(json.dumps(event))
+                context = LambdaContext(function, self.region, self.timeouts.get(function, 900.0))
                 with self._environment(function):
-                    if self.before_invoke is not None:
-                        self.before_invoke(function, event_copy)
-                    result = handler(event_copy, LambdaContext(function, self.region))
+                    result = handler(event_copy, context)
                 record.result = json.loads(json.dumps(result))
                 return record.result
             except Exception as exc:
@@ -169,6 +171,19 @@ class LocalLambdas:
             return lambda_invoke_result(payload)
 
         return handle
+
+
+def _redirect_powertools_logs(module: ModuleType, stream: Any) -> None:
+    """Point the module's Powertools Logger(s) at `stream` (they write to stdout, the runner's terminal)."""
+    try:
+        from aws_lambda_powertools import Logger
+    except ImportError:  # pragma: no cover - Powertools is a dependency
+        return
+    for value in vars(module).values():
+        if isinstance(value, Logger):
+            handler = value.registered_handler
+            if hasattr(handler, "setStream"):
+                handler.setStream(stream)
 
 
 def lambda_invoke_result(payload: Any) -> dict:

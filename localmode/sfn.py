@@ -37,7 +37,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 MOTO_VERSION = "5.2.5"
@@ -316,6 +315,9 @@ class _LocalTaskService(StateTaskServiceCallback):
         return lambda: result
 
     def _from_error(self, env, ex: Exception):
+        if not isinstance(ex, (TaskFailed, TimeoutError)) and type(ex).__module__.split(".")[0] != "moto":
+            # A bug in a local handler: say which exception, not only its message.
+            ex = TaskFailed("States.Runtime", f"{type(ex).__name__}: {ex}")
         if isinstance(ex, TaskFailed):
             error_name = _error_name(ex.error)
             return FailureEvent(
@@ -447,13 +449,14 @@ class StateMachine:
     def create(
         cls,
         client: Any,
-        definition_path: str | Path,
+        definition_template: str,
         substitutions: dict[str, str],
         dispatcher: Dispatcher,
         name: str = "pipeline",
         role_arn: str = "arn:aws:iam::123456789012:role/local-state-machine",
     ) -> "StateMachine":
-        rendered = render_definition(Path(definition_path).read_text(encoding="utf-8"), substitutions)
+        """`definition_template` is the file's text, `${...}` substitutions unfilled."""
+        rendered = render_definition(definition_template, substitutions)
         definition = json.loads(rendered)
         missing = dispatcher.missing_handlers(definition)
         if missing:

@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_common.approvals import approval_key, is_wellformed_reference
+from pipeline_common.approvals import approval_key, format_metric, is_wellformed_reference
 from pipeline_common.config import env_str
 from pipeline_common.timeutil import from_epoch, iso, utc_now
 
@@ -72,15 +72,11 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _number(value, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
-
-
 def summary_html(summary: dict) -> str:
     labels = summary.get("labels") or []
     per_class_rows = "".join(
-        f"<tr><th>{_e(label)}</th><td>{_number(stats.get('precision'), 3)}</td>"
-        f"<td>{_number(stats.get('recall'), 3)}</td><td>{_e(stats.get('support'))}</td></tr>"
+        f"<tr><th>{_e(label)}</th><td>{format_metric(stats.get('precision'), 3)}</td>"
+        f"<td>{format_metric(stats.get('recall'), 3)}</td><td>{_e(stats.get('support'))}</td></tr>"
         for label, stats in (summary.get("per_class") or {}).items()
     )
     matrix_head = "".join(f"<th>{_e(label)}</th>" for label in labels)
@@ -93,8 +89,8 @@ def summary_html(summary: dict) -> str:
         f"<dt>Run</dt><dd>{_e(summary.get('run_id'))}</dd>"
         f"<dt>Input</dt><dd>{_e(summary.get('input_uri'))}</dd>"
         f"<dt>Production endpoint</dt><dd>{_e(summary.get('production_endpoint'))}</dd>"
-        f"<dt>QA accuracy</dt><dd>{_number(summary.get('accuracy'))} on {_e(summary.get('rows'))} held-out rows "
-        f"(threshold {_number(summary.get('threshold'))})</dd>"
+        f"<dt>QA accuracy</dt><dd>{format_metric(summary.get('accuracy'))} on {_e(summary.get('rows'))} held-out rows "
+        f"(threshold {format_metric(summary.get('threshold'))})</dd>"
         f"<dt>QA report</dt><dd>{_e(summary.get('report_uri'))}</dd>"
         "</dl>"
         "<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>"
@@ -329,7 +325,7 @@ def get_approval(reference: str):
 @app.post("/approvals/<reference>")
 def post_approval(reference: str):
     deps = dependencies()
-    content_type = app.current_event.get_header_value("content-type", default_value="", case_sensitive=False) or ""
+    content_type = app.current_event.headers.get("content-type") or ""  # case-insensitive in Powertools v3
     return respond(decide(deps.dynamodb, deps.sfn, deps.table, reference, app.current_event.decoded_body, content_type))
 
 

@@ -56,7 +56,7 @@ def create_endpoint_config(sagemaker, event: dict, instance_type: str, instance_
     except (TypeError, KeyError) as error:
         raise InvalidEvent(f"the event needs names.endpoint_config and model_name ({error})") from None
     created = ensure_endpoint_config(sagemaker, name, production_variants(model_name, instance_type, instance_count))
-    logger.info("endpoint config ready", extra={"endpoint_config_name": name, "created": created})
+    logger.info("endpoint config ready", extra={"endpoint_config_name": name, "newly_created": created})
     return {"endpoint_config_name": name}
 
 

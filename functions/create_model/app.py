@@ -118,7 +118,7 @@ def create_model(s3, sagemaker, event: dict, role_arn: str, sparkml_image: str, 
         xgboost_image,
     )
     created = ensure_model(sagemaker, name, containers, role_arn)
-    logger.info("model ready", extra={"model_name": name, "created": created})
+    logger.info("model ready", extra={"model_name": name, "newly_created": created})
     return {"model_name": name}
 
 

@@ -129,5 +129,5 @@ def lambda_handler(event, context):
         production_endpoint=production_endpoint,
         poll_seconds=env_int("POLL_SECONDS", 30, minimum=1),
         # Step Functions caps a task's TimeoutSeconds at 99999999; a year is the execution limit.
-        approval_timeout=env_int("APPROVAL_TIMEOUT_SECONDS", 86400, minimum=60, maximum=365 * 24 * 3600),
+        approval_timeout=env_int("APPROVAL_TIMEOUT_SECONDS", 86400, minimum=1, maximum=365 * 24 * 3600),
     )

@@ -43,12 +43,12 @@ def read_test_rows(s3, test_uri: str, feature_count: int, max_rows: int) -> list
         bucket, key = parse_s3_uri(part_uri)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
         lines = codecs.iterdecode(body.iter_lines(keepends=True), "utf-8")
-        for line_number, fields in enumerate(csv.reader(lines), start=1):
+        for row_number, fields in enumerate(csv.reader(lines), start=1):
             if not fields or fields == [""]:
                 continue
             if len(fields) != feature_count + 1:
                 raise TestDataInvalid(
-                    f"{part_uri} line {line_number}: {len(fields)} fields, expected {feature_count} features and the label"
+                    f"{part_uri} row {row_number}: {len(fields)} fields, expected {feature_count} features and the label"
                 )
             rows.append((fields[:-1], fields[-1]))
             if len(rows) >= max_rows:

@@ -12,7 +12,7 @@ from datetime import timedelta
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 
-from pipeline_common.approvals import approval_key, new_nonce, new_reference
+from pipeline_common.approvals import approval_key, format_metric, new_nonce, new_reference
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent
 from pipeline_common.s3 import get_json
@@ -46,10 +46,6 @@ def approval_summary(event: dict, report: dict) -> dict:
     }
 
 
-def _number(value, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
-
-
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)) for row in [header, *rows]]
@@ -58,11 +54,11 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 def approval_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
     labels = summary["labels"]
-    subject = f"Approve run {summary['run_id']} for production? QA accuracy {_number(summary['accuracy'])}"
+    subject = f"Approve run {summary['run_id']} for production? QA accuracy {format_metric(summary['accuracy'])}"
     per_class = text_table(
         ["class", "precision", "recall", "support"],
         [
-            [label, _number(stats.get("precision"), 3), _number(stats.get("recall"), 3), str(stats.get("support"))]
+            [label, format_metric(stats.get("precision"), 3), format_metric(stats.get("recall"), 3), str(stats.get("support"))]
             for label, stats in summary["per_class"].items()
         ],
     )
@@ -77,8 +73,8 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
             f"production endpoint {summary['production_endpoint']}.",
             "",
             f"Input:      {summary['input_uri']}",
-            f"Accuracy:   {_number(summary['accuracy'])} on {summary['rows']} held-out rows "
-            f"(threshold {_number(summary['threshold'])})",
+            f"Accuracy:   {format_metric(summary['accuracy'])} on {summary['rows']} held-out rows "
+            f"(threshold {format_metric(summary['threshold'])})",
             f"QA report:  {summary['report_uri']}",
             "",
             per_class,

@@ -78,6 +78,21 @@ def java_double_str(value: float) -> str:
     return text
 
 
+class _DoubleTextTable(dict):
+    """value -> Double.toString(value), filled on first use: `map(table.__getitem__, values)`
+    formats a vector without a Python call per element. 0.0 and -0.0 are one key, so use
+    it only for values without negative zeros (what the MLeap ops here produce)."""
+
+    def __missing__(self, value: float) -> str:
+        text = java_double_str(value)
+        if len(self) < _DOUBLE_TEXT_CACHE_LIMIT and value == value:
+            self[value] = text
+        return text
+
+
+DOUBLE_TEXT = _DoubleTextTable()
+
+
 def to_float32(value: float) -> float:
     return struct.unpack("f", struct.pack("f", value))[0]
 
@@ -96,8 +111,13 @@ def java_float_str(value: float) -> str:
     return _java_text(value, ((stripped.rstrip("0") or "0"), point))
 
 
+_PLAIN_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?\Z")
+
+
 def parse_java_double(text: str) -> float:
     """`Double.parseDouble(text)` / `new Double(text)`, including its error messages."""
+    if _PLAIN_DECIMAL.match(text):  # the common case; Java and Python agree on it
+        return float(text)
     trimmed = text.strip(" \t\n\r\x0b\x0c\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f"
                          "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f")
     if not trimmed:

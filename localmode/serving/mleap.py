@@ -48,18 +48,21 @@ class RowSkipped(Exception):
 class SparseVector:
     """A Spark/MLeap sparse vector: the one-hot encoder's output."""
 
-    __slots__ = ("size", "indices", "values")
+    __slots__ = ("size", "indices", "values", "dense")
 
     def __init__(self, size: int, indices: tuple, values: tuple):
         self.size = size
         self.indices = indices
         self.values = values
+        dense = [0.0] * size
+        for index, value in zip(indices, values):
+            # VectorAssemblerModel keeps only non-zero entries: an explicit -0.0 becomes 0.0.
+            if value != 0.0:
+                dense[index] = value
+        self.dense = tuple(dense)
 
     def to_dense(self) -> list[float]:
-        dense = [0.0] * self.size
-        for index, value in zip(self.indices, self.values):
-            dense[index] = value
-        return dense
+        return list(self.dense)
 
 
 def dense_values(value) -> list[float]:
@@ -259,6 +262,8 @@ def _compile_string_indexer(node: Node, slots: _Slots) -> Step:
     cast = _to_string_cast(source_type)
     target = slots.add(node.output_named("output"), "double")
     keep = handle_invalid == "keep"
+    if handle_invalid != "skip":
+        return _IndexerSpec(source, cast, target, index_of, keep, invalid_index)
 
     if handle_invalid == "skip":
         # StringIndexer.transform: builder.filter(input)(stringToIndex.contains) before withColumn.
@@ -270,24 +275,40 @@ def _compile_string_indexer(node: Node, slots: _Slots) -> Step:
             if index is None:
                 raise RowSkipped(node.name)
             row[target] = index
-        return skip_step
+    return skip_step
+
+
+@dataclass(frozen=True)
+class _IndexerSpec:
+    """A keep/error StringIndexer; runs of them become one step (see _indexers_step)."""
+
+    source: int
+    cast: Callable | None
+    target: int
+    index_of: dict
+    keep: bool
+    invalid_index: float
+
+
+def _indexers_step(specs: list[_IndexerSpec]) -> Step:
+    plan = tuple((s.source, s.cast, s.target, s.index_of, s.keep, s.invalid_index) for s in specs)
 
     def step(row: list) -> None:
-        value = row[source]
-        if value is None:
-            if keep:
-                row[target] = invalid_index
-                return
-            raise MleapError("StringIndexer encountered NULL value. To handle NULLS, set handleInvalid to keep")
-        if cast is not None:
-            value = cast(value)
-        index = index_of.get(value)
-        if index is None:
-            if keep:
+        for source, cast, target, index_of, keep, invalid_index in plan:
+            value = row[source]
+            if value is None:
+                if keep:
+                    row[target] = invalid_index
+                    continue
+                raise MleapError("StringIndexer encountered NULL value. To handle NULLS, set handleInvalid to keep")
+            if cast is not None:
+                value = cast(value)
+            index = index_of.get(value)
+            if index is None:
+                if not keep:
+                    raise MleapError(f"Unseen label: {value}. To handle unseen labels, set handleInvalid to keep")
                 index = invalid_index
-            else:
-                raise MleapError(f"Unseen label: {value}. To handle unseen labels, set handleInvalid to keep")
-        row[target] = index
+            row[target] = index
     return step
 
 
@@ -324,8 +345,23 @@ def _compile_one_hot_encoder(node: Node, slots: _Slots) -> Step:
         columns.append((source[0], source[1], slots.add(name, VECTOR), size, category_size))
     empty = {size: SparseVector(size, (), ()) for size in set(sizes)}
     one_hot = {(size, i): SparseVector(size, (i,), (1.0,)) for size in set(sizes) for i in range(size)}
+    # Valid labels 0.0 .. category_size-1 map straight to their vector.
+    tables = [{float(i): (one_hot[(size, i)] if i < size else empty[size]) for i in range(category_size)}
+              for _, _, _, size, category_size in columns]
+    fast_columns = tuple((source, cast, target, table) for (source, cast, target, _, _), table in zip(columns, tables))
 
     def step(row: list) -> None:
+        for source, cast, target, table in fast_columns:
+            label = row[source]
+            if cast is not None:
+                label = cast(label)
+            vector = table.get(label)
+            if vector is None:
+                general(row)
+                return
+            row[target] = vector
+
+    def general(row: list) -> None:
         for source, cast, target, size, category_size in columns:
             label = row[source]
             if cast is not None:
@@ -372,12 +408,8 @@ def _compile_vector_assembler(node: Node, slots: _Slots) -> Step:
         for source, cast, is_vector in sources:
             value = row[source]
             if is_vector:
-                if isinstance(value, SparseVector):
-                    offset = len(out)
-                    out.extend([0.0] * value.size)
-                    for i, v in zip(value.indices, value.values):
-                        if v != 0.0:
-                            out[offset + i] = v
+                if value.__class__ is SparseVector:
+                    out.extend(value.dense)
                 else:
                     out.extend(v if v != 0.0 else 0.0 for v in value)
             else:
@@ -427,7 +459,7 @@ _COMPILERS = {
 }
 
 
-def _compile(node: Node, slots: _Slots, steps: list[Step]) -> None:
+def _compile(node: Node, slots: _Slots, steps: list) -> None:
     if node.op == "pipeline":
         for child in node.children:
             _compile(child, slots, steps)
@@ -435,17 +467,34 @@ def _compile(node: Node, slots: _Slots, steps: list[Step]) -> None:
         steps.append(_COMPILERS[node.op](node, slots))
 
 
+def _fuse(compiled: list) -> tuple:
+    steps, run = [], []
+    for item in compiled + [None]:
+        if isinstance(item, _IndexerSpec):
+            run.append(item)
+            continue
+        if run:
+            steps.append(_indexers_step(run))
+            run = []
+        if item is not None:
+            steps.append(item)
+    return tuple(steps)
+
+
 @dataclass
 class RowProgram:
     """The bundle compiled for one input schema: input values in schema order -> output value."""
 
     steps: tuple
-    width: int
+    padding: list  # the slots the stages fill, after the inputs
     output_slot: int
     output_type: str
+    # The output is computed by an op (never a negative zero in a vector), not an input passed through.
+    output_computed: bool
 
     def run(self, values: list):
-        row = values + [None] * (self.width - len(values))
+        """Values in input-schema order -> the output field's value (RowSkipped/MleapError like MLeap)."""
+        row = values + self.padding
         for step in self.steps:
             step(row)
         return row[self.output_slot]
@@ -486,11 +535,13 @@ class MleapBundle:
         program = self._programs.get(key)
         if program is None:
             slots = _Slots(list(input_fields))
-            steps: list[Step] = []
-            _compile(self.root, slots, steps)
+            compiled: list = []
+            _compile(self.root, slots, compiled)
             if output_name not in slots.index:
                 raise MleapError(f"invalid fields: {output_name}")
-            program = RowProgram(tuple(steps), len(slots), slots.index[output_name], slots.types[output_name])
+            program = RowProgram(_fuse(compiled), [None] * (len(slots) - len(input_fields)),
+                                 slots.index[output_name], slots.types[output_name],
+                                 slots.index[output_name] >= len(input_fields))
             self._programs[key] = program
         return program
 

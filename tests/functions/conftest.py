@@ -3,6 +3,8 @@ the shared layer on sys.path), moto for AWS, and a run's artifacts in S3."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import boto3
 import pytest
@@ -11,6 +13,10 @@ from moto import mock_aws
 # Tracing needs an X-Ray daemon; tests run the handlers without one.
 os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "pipeline-tests")
+# The shared layer, importable as on Lambda (/opt/python).
+_COMMON = str(Path(__file__).resolve().parents[2] / "functions" / "common")
+if _COMMON not in sys.path:
+    sys.path.insert(0, _COMMON)
 
 from lambda_fixtures import ARTIFACTS, REGION, TABLE, make_manifest, make_run, put, schemas  # noqa: E402
 from localmode.lambdas import LambdaContext, LocalLambdas  # noqa: E402

@@ -231,7 +231,7 @@ def run(world: World, execution_input: dict | None = None, name: str = "run-0001
     client = boto3.client("stepfunctions", region_name=REGION)
     world.sfn_client = client
     dispatcher = dispatcher_for(world)
-    machine = sfn.StateMachine.create(client, DEFINITION, substitutions(), dispatcher, name=f"pipeline-{name}")
+    machine = sfn.StateMachine.create(client, DEFINITION.read_text(encoding="utf-8"), substitutions(), dispatcher, name=f"pipeline-{name}")
     try:
         arn = machine.start(name, {"input_uri": "s3://input/uploads/car.data"} if execution_input is None else execution_input)
         description = machine.wait(arn, timeout=timeout)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import standins
-from localmode import sfn
+from localmode import faults, sfn
 from standins import PRODUCTION, World, lambda_failure
 
 DEFINITION = json.loads(standins.DEFINITION.read_text(encoding="utf-8"))
@@ -40,20 +40,6 @@ def reachable_from(start: str) -> set[str]:
         todo += [n for n in [state.get("Next"), state.get("Default")] if n]
         todo += [choice["Next"] for choice in state.get("Choices", [])]
     return seen
-
-
-def realistic_failure(state: str) -> sfn.TaskFailed:
-    """The failure each kind of task reports on AWS when its service fails."""
-    integration, pattern = sfn.split_resource(STATES[state]["Resource"])
-    if integration == "lambda:invoke":
-        return lambda_failure("InjectedFault", f"{state} broke")
-    if pattern == "sync":
-        return sfn.TaskFailed("States.TaskFailed", json.dumps({"JobRunState": "FAILED", "ErrorMessage": f"{state} broke"}))
-    if integration.startswith("aws-sdk:sagemaker"):
-        return sfn.TaskFailed("SageMaker.SageMakerException", f"{state} broke (Service: SageMaker, Status Code: 400)")
-    if integration.startswith("sagemaker:"):
-        return sfn.TaskFailed("SageMaker.AmazonSageMakerException", f"{state} broke (Service: AmazonSageMaker; Status Code: 400)")
-    raise AssertionError(f"no realistic failure for {integration}")
 
 
 def world_with_production(**kwargs) -> World:
@@ -147,7 +133,8 @@ def test_every_failing_state_is_covered():
 
 @pytest.mark.parametrize("state", catching_task_states())
 def test_failure_in_each_task_state(sfn_local, state):
-    failure = realistic_failure(state)
+    # The failure the service itself would report (the same one LOCAL_FAULTS injects in local runs).
+    failure = faults.failure_for(state, STATES[state]["Resource"])
     outcome = standins.run(world_with_production(failures={state: failure}))
 
     assert_failed_cleanly(outcome, state, failure.error, cause=failure.cause)

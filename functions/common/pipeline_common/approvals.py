@@ -30,3 +30,8 @@ def approval_key(reference: str) -> str:
 
 def production_key(endpoint_name: str) -> str:
     return PRODUCTION_PREFIX + endpoint_name
+
+
+def format_metric(value, digits: int = 4) -> str:
+    """A QA number as the email and the page show it ("n/a" when absent)."""
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"

@@ -10,7 +10,7 @@ import json
 from botocore.exceptions import ClientError
 
 from pipeline_common.errors import InvalidEvent, ManifestInvalid, ManifestMissing
-from pipeline_common.s3 import get_bytes, is_missing_object, parse_s3_uri
+from pipeline_common.s3 import get_bytes, is_access_denied, is_missing_object, object_listed, parse_s3_uri
 
 MANIFEST_NAME = "manifest.json"
 REQUIRED_URIS = (
@@ -37,7 +37,7 @@ def load_manifest(s3, uri: str, run_id: str | None = None) -> dict:
     try:
         raw = get_bytes(s3, uri)
     except ClientError as error:
-        if is_missing_object(error):
+        if is_missing_object(error) or (is_access_denied(error) and not object_listed(s3, uri)):
             raise ManifestMissing(f"no manifest at {uri}: the preprocessing step did not write one") from None
         raise
     try:

@@ -25,6 +25,19 @@ def is_missing_object(error) -> bool:
     return code in {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 
 
+def is_access_denied(error) -> bool:
+    return error.response.get("Error", {}).get("Code", "") in {"AccessDenied", "403", "Forbidden"}
+
+
+def object_listed(s3, uri: str) -> bool:
+    """Whether the object exists, asked through ListBucket. S3 answers a GET
+    of a missing key with 403 instead of 404 unless the caller's ListBucket
+    permission covers that request, which a prefix-conditioned grant may not."""
+    bucket, key = parse_s3_uri(uri)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    return any(item["Key"] == key for item in listed)
+
+
 def get_bytes(s3, uri: str) -> bytes:
     bucket, key = parse_s3_uri(uri)
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -1,0 +1,809 @@
+"""Glue 4.0 job: validate the raw CSV, split it, fit the feature pipeline and
+write everything the rest of the pipeline reads (layout: docs/architecture.md,
+"One run's artifacts").
+
+Runs unchanged on AWS Glue 4.0 (Spark 3.3.0, Python 3.10, Java 8) and on local
+PySpark 3.3.x: `python -m localmode glue` (or `make glue-local`) calls `run()`
+in-process with a SparkSession that has the MLeap jar (build/jars/spark/).
+Importing this module does no work.
+
+Input contract. Columns are the dataset spec's features in order, then its
+label (datasets/<name>.json, passed with --spec). Accepted: the UCI file as
+published (no header) or one whose first line is the column names; LF, CRLF or
+CR line endings; a UTF-8 byte-order mark; fields in double quotes; spaces
+around fields; blank lines anywhere (ignored); gzip-compressed files. Refused,
+before anything is fitted or written, with the number of offending lines and
+the first few line numbers: bytes that are not UTF-8, unbalanced quotes, a
+wrong field count, empty fields, a feature or label value the spec does not
+list, the column-names line anywhere but line 1, no data rows at all (empty
+file, blank lines or a header only). The message is the `InvalidInputData`
+text, which on Glue becomes the job run's ErrorMessage and so the cause shown
+by Step Functions.
+
+How validation scales. Only JVM DataFrame expressions are used (no Python
+UDFs: they also crash PySpark 3.3 on Python 3.11), and nothing row-level is
+collected: one aggregation pass counts lines per (file, Spark partition,
+problem kind); only when something is wrong do a few `orderBy(...).limit(k)`
+queries fetch the first offending lines. Line numbers come from reading the
+file as text (`spark.read.text`), tagging each line with input_file_name(),
+spark_partition_id() and monotonically_increasing_id() right at the scan, and
+adding the line counts of the same file's earlier partitions. That is exact
+because Spark plans a file's splits in offset order (its planner sorts splits
+by size, descending and stably: all splits but a file's last have the same
+size, and the last is the smallest), a full-size split is alone in its
+partition, and a partition reads each of its splits sequentially. The tests
+check it on a file cut into many partitions.
+
+Split: 70% train, 15% validation, 15% test, stratified by label with exact
+per-label counts. The car data's rare classes (good: 69, vgood: 65 rows) still
+get about 10 rows each in validation (early stopping) and in the QA test set,
+which 80/10/10 would halve. Within each label, rows are ranked by
+xxhash64(seed, the row's parsed fields) with the line position as tie-break, so
+the split depends only on the seed and the data (not on file paths, line
+endings or partitioning) and identical rows land together, keeping duplicates
+from leaking between train and test.
+
+Feature pipeline (what the SparkML Serving container runs): one StringIndexer
+per feature (MLeap 0.20.0 refuses multi-column indexers) with labels fixed to
+the spec's value order, so the vector layout is documented by the spec itself;
+OneHotEncoder; VectorAssembler -> `features`. Unseen values: the indexers use
+handleInvalid="keep", which maps any value not in the spec to one extra index;
+the encoder has dropLast=True, and since "keep" makes that extra index the
+last category, it is the one dropped: a known value is one 1 in its feature's
+block and an unseen value is an all-zero block. The vector width stays the
+sum of the spec's value counts, a serving request with a new value gets a
+valid vector (XGBoost reads it as "none of the known values") instead of an
+HTTP 4xx, and no training column is always zero. Training data itself may not
+contain unknown values: they are refused above.
+
+Label: a StringIndexerModel built from the spec's label values (index = the
+spec's order; not fitted, so not frequency-dependent); postprocess: an
+IndexToString with the same explicit labels, input `label` (double, what
+XGBoost multi:softmax returns) -> output `predicted_label` (string).
+
+Outputs, written so that nothing half-written looks like success: locally,
+into a temporary sibling directory renamed into place at the end; on S3, Spark
+writes the data, boto3 the model files built in a local temp dir, and
+manifest.json is written last; a failed run deletes what it wrote under its
+run prefix. Spark's _SUCCESS markers are disabled: the manifest is the only
+success marker.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.parse
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG = logging.getLogger("preprocess")
+
+SPLIT_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}
+DEFAULT_SEED = 42
+# What SageMaker SparkML Serving 3.3 runs; the bundles are checked against it by tests/jvm.
+MLEAP_SERVING_RUNTIME = "0.20.0"
+FEATURES_COL = "features"
+POSTPROCESS_INPUT = "label"
+POSTPROCESS_OUTPUT = "predicted_label"
+LABEL_INDEX_COL = "label_index"
+EXAMPLES_PER_PROBLEM = 5
+# Rows are hashed into this many buckets per label for the split (see assign_split).
+SPLIT_BUCKETS = 1024
+# A comma followed by an even number of double quotes up to the end of the line
+# is outside any quoted field.
+_QUOTE_AWARE_COMMA = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+# Malformed UTF-8 bytes become U+FFFD when the JVM decodes the line for a regex.
+_UNDECODABLE = "\ufffd"
+_RESERVED_COLUMNS = {FEATURES_COL, POSTPROCESS_INPUT, POSTPROCESS_OUTPUT, LABEL_INDEX_COL}
+
+
+class InvalidInputData(ValueError):
+    """The training data does not match the dataset spec; nothing was fitted or kept.
+
+    `problems` holds one dict per problem kind: kind, count, lines (the first
+    offending locations, "line N" or "file:line N"), message.
+    """
+
+    def __init__(self, message: str, problems: list[dict] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class InvalidSpec(ValueError):
+    """The dataset spec cannot describe an all-categorical CSV."""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    input: str
+    output: str
+    run_id: str
+    spec: dict
+    seed: int = DEFAULT_SEED
+    spec_source: str = field(default="", compare=False)
+
+
+# --------------------------------------------------------------------------- spec
+
+def validate_spec(spec: dict) -> None:
+    try:
+        features = spec["features"]
+        label = spec["label"]
+        columns = [f["name"] for f in features] + [label["name"]]
+        value_lists = [f["values"] for f in features] + [label["values"]]
+    except (KeyError, TypeError) as exc:
+        raise InvalidSpec(f"dataset spec needs features[].name/values and label.name/values ({exc!r} missing)") from exc
+    if not features:
+        raise InvalidSpec("dataset spec lists no features")
+    if len(set(columns)) != len(columns):
+        raise InvalidSpec(f"dataset spec column names are not unique: {columns}")
+    clashes = _RESERVED_COLUMNS.intersection(columns) | {c for c in columns if "__" in c}
+    if clashes:
+        raise InvalidSpec(f"dataset spec column names {sorted(clashes)} clash with the job's own columns")
+    for name, values in zip(columns, value_lists):
+        if not values or len(set(values)) != len(values):
+            raise InvalidSpec(f"column {name!r}: values must be a non-empty list without duplicates")
+        bad = [v for v in values if not isinstance(v, str) or not v.strip() or v != v.strip() or any(ch in v for ch in ',"\r\n')]
+        if bad:
+            raise InvalidSpec(f"column {name!r}: values {bad} must be non-empty strings without commas, quotes, line breaks or outer spaces")
+
+
+def spec_columns(spec: dict) -> list[str]:
+    return [f["name"] for f in spec["features"]] + [spec["label"]["name"]]
+
+
+def load_spec(source: str) -> dict:
+    if source.startswith("s3://"):
+        bucket, key = _split_s3(source)
+        body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        spec = json.loads(body.decode("utf-8"))
+    else:
+        with open(source, encoding="utf-8") as fh:
+            spec = json.load(fh)
+    validate_spec(spec)
+    return spec
+
+
+# ------------------------------------------------------------------- arguments
+
+def _default_spec_path() -> str | None:
+    candidate = Path(__file__).resolve().parent.parent / "datasets" / "car.json"
+    return str(candidate) if candidate.is_file() else None
+
+
+def parse_options(argv: list[str]) -> JobOptions:
+    """`argv` without the program name. Glue passes job arguments as `--name value`
+    (plus its own, which are ignored); so does the local command line."""
+    try:
+        from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
+    except ImportError:
+        getResolvedOptions = None
+    if getResolvedOptions is not None:
+        # getResolvedOptions fails on names that are absent: ask for optional ones only when given.
+        names = ["input", "output", "run_id"] + [n for n in ("spec", "seed") if f"--{n}" in argv]
+        # Like sys.argv, getResolvedOptions expects the program name first.
+        values = getResolvedOptions(["preprocess.py", *argv], names)
+    else:
+        parser = argparse.ArgumentParser(description="Glue preprocessing job (local invocation)")
+        parser.add_argument("--input", required=True, help="CSV file or prefix (s3:// or local)")
+        parser.add_argument("--output", required=True, help="run prefix (s3://bucket/runs/<id>/ or a local directory)")
+        parser.add_argument("--run_id", required=True)
+        parser.add_argument("--spec", default=_default_spec_path(), help="dataset spec JSON (s3:// or local)")
+        parser.add_argument("--seed", default=str(DEFAULT_SEED))
+        values = vars(parser.parse_known_args(argv)[0])
+    spec_source = values.get("spec") or _default_spec_path()
+    if not spec_source:
+        raise InvalidSpec("--spec is required (s3:// URI or path of the dataset spec JSON)")
+    try:
+        seed = int(values.get("seed") or DEFAULT_SEED)
+    except ValueError as exc:
+        raise ValueError(f"--seed must be an integer, got {values.get('seed')!r}") from exc
+    return JobOptions(
+        input=values["input"], output=values["output"], run_id=values["run_id"],
+        spec=load_spec(spec_source), seed=seed, spec_source=spec_source,
+    )
+
+
+# ---------------------------------------------------------------------- storage
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urllib.parse.urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _s3_client():
+    import boto3
+
+    return boto3.client("s3")
+
+
+class LocalRunStore:
+    """Builds the run in a hidden sibling directory and renames it into place on commit."""
+
+    _RUN_ENTRIES = {"data", "model", "manifest.json"}
+
+    def __init__(self, output: str):
+        self.final = Path(output).expanduser().resolve()
+        self.staging: Path | None = None
+
+    def begin(self) -> None:
+        if self.final.exists():
+            entries = {p.name for p in self.final.iterdir()}
+            if not entries <= self._RUN_ENTRIES:
+                raise FileExistsError(
+                    f"{self.final} exists and holds more than a previous run ({sorted(entries - self._RUN_ENTRIES)}); "
+                    "choose an empty or new output directory")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.partial-", dir=self.final.parent))
+
+    def spark_uri(self, relative: str) -> str:
+        return (self.staging / relative).as_uri()
+
+    def uri(self, relative: str) -> str:
+        return str(self.final / relative) + ("/" if relative.endswith("/") else "")
+
+    def put_file(self, relative: str, local_path: str) -> None:
+        target = self.staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local_path, target)
+
+    def put_json(self, relative: str, document: dict) -> None:
+        target = self.staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    def commit(self, manifest: dict) -> None:
+        # Hadoop's local file system leaves .crc checksum files next to every part file.
+        for crc in self.staging.rglob("*.crc"):
+            crc.unlink()
+        self.put_json("manifest.json", manifest)
+        if self.final.exists():
+            previous = self.final.with_name(f".{self.final.name}.previous-{uuid.uuid4().hex[:8]}")
+            self.final.rename(previous)
+            self.staging.rename(self.final)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            self.staging.rename(self.final)
+        self.staging = None
+
+    def abort(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+
+class S3RunStore:
+    """Writes under s3://bucket/runs/<id>/; manifest.json last; abort deletes this run's keys."""
+
+    _RUN_KEYS = ("manifest.json", "data/", "model/")
+
+    def __init__(self, output: str, client=None):
+        bucket, key = _split_s3(output)
+        self.bucket = bucket
+        self.prefix = key if key.endswith("/") or not key else key + "/"
+        self.client = client or _s3_client()
+
+    def begin(self) -> None:
+        # A retried Glue attempt may find a killed attempt's leftovers: start clean, manifest first.
+        self._delete_run_keys()
+
+    def spark_uri(self, relative: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{relative}"
+
+    uri = spark_uri
+
+    def put_file(self, relative: str, local_path: str) -> None:
+        self.client.upload_file(local_path, self.bucket, self.prefix + relative)
+
+    def put_json(self, relative: str, document: dict) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + relative,
+                               Body=(json.dumps(document, indent=2) + "\n").encode("utf-8"),
+                               ContentType="application/json")
+
+    def commit(self, manifest: dict) -> None:
+        self.put_json("manifest.json", manifest)
+
+    def abort(self) -> None:
+        self._delete_run_keys()
+
+    def _delete_run_keys(self) -> None:
+        for run_key in self._RUN_KEYS:
+            if run_key.endswith("/"):
+                keys = []
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + run_key):
+                    keys.extend(obj["Key"] for obj in page.get("Contents", []))
+            else:
+                keys = [self.prefix + run_key]
+            for start in range(0, len(keys), 1000):
+                self.client.delete_objects(Bucket=self.bucket,
+                                           Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+
+
+def make_store(output: str):
+    return S3RunStore(output) if output.startswith("s3://") else LocalRunStore(output)
+
+
+# -------------------------------------------------------------------- validation
+
+def read_lines(spark, input_uri: str):
+    """Every line of the input with its file and a position that orders lines within a file."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.utils import AnalysisException
+
+    path = input_uri
+    if "://" not in path:
+        path = Path(path).expanduser().resolve().as_uri()
+    try:
+        lines = spark.read.text(path)
+    except AnalysisException as exc:
+        raise InvalidInputData(f"Input {input_uri} cannot be read: {exc.desc if hasattr(exc, 'desc') else exc}") from exc
+    value = F.col("value")
+    return lines.select(
+        F.input_file_name().alias("file"),
+        F.spark_partition_id().alias("part"),
+        F.monotonically_increasing_id().alias("pos"),
+        F.when(value.startswith("\ufeff"), F.expr("substring(value, 2)")).otherwise(value).alias("line"),
+    )
+
+
+def classify(lines, spec: dict):
+    """Adds `fields` (parsed, unquoted, trimmed), `kind` (first problem, or "row"/"blank"/"header") and `detail`."""
+    from pyspark.sql import functions as F
+
+    columns = spec_columns(spec)
+    value_lists = [f["values"] for f in spec["features"]] + [spec["label"]["values"]]
+    line = F.col("line")
+    has_quote = F.instr(line, '"') > 0
+
+    def unquote(f):
+        quoted = f.rlike(r'^\s*".*"\s*$')
+        inner = F.regexp_replace(F.regexp_extract(f, r'^\s*"(.*)"\s*$', 1), '""', '"')
+        return F.trim(F.when(quoted, inner).otherwise(f))
+
+    # Most lines need neither unquoting nor trimming: keep the per-field work off their path.
+    fields = (F.when(has_quote, F.transform(F.split(line, _QUOTE_AWARE_COMMA), unquote))
+              .when(F.instr(line, " ") > 0, F.transform(F.split(line, ","), F.trim))
+              .otherwise(F.split(line, ",")))
+    parsed = lines.withColumn("fields", fields)
+    f = F.col("fields")
+    count = F.size(f)
+    odd_quotes = has_quote & ((F.length(line) - F.length(F.regexp_replace(line, '"', ""))) % 2 == 1)
+    is_header = F.lit(True)
+    for i, name in enumerate(columns):
+        is_header = is_header & (F.lower(f[i]) == name.lower())
+    empty_names = F.concat_ws(", ", *[F.when(f[i] == "", F.lit(name)) for i, name in enumerate(columns)])
+    label_i = len(columns) - 1
+    label_ok = f[label_i].isin(value_lists[-1])
+    features_ok = F.lit(True)
+    for i in range(label_i):
+        features_ok = features_ok & f[i].isin(value_lists[i])
+    bad_feature = F.coalesce(*[
+        F.when(~f[i].isin(value_lists[i]), F.concat(F.lit(f"{columns[i]}="), F.lit("'"), f[i], F.lit("'")))
+        for i in range(label_i)
+    ])
+    kind_and_detail = [
+        (line.rlike(r"^\s*$"), "blank", F.lit(None)),
+        (line.rlike(_UNDECODABLE), "undecodable", F.lit(None)),
+        (odd_quotes, "quotes", F.lit(None)),
+        (count != len(columns), "field_count", F.concat(count.cast("string"), F.lit(" fields"))),
+        (is_header, "header", F.lit(None)),
+        (F.exists(f, lambda x: x == ""), "empty_field", F.concat(F.lit("empty: "), empty_names)),
+        (~label_ok, "label_value", F.concat(F.lit("'"), f[label_i], F.lit("'"))),
+        (~features_ok, "feature_value", bad_feature),
+    ]
+    kind = F.lit("row")
+    detail = F.lit(None).cast("string")
+    for condition, name, text in reversed(kind_and_detail):
+        kind = F.when(condition, F.lit(name)).otherwise(kind)
+        detail = F.when(condition, text.cast("string")).otherwise(detail)
+    return parsed.withColumn("kind", kind).withColumn("detail", detail)
+
+
+class LineLocator:
+    """Turns (file, partition, position) into 1-based line numbers from the per-chunk line counts."""
+
+    def __init__(self, chunks: list[tuple[str, int, int, int]], input_uri: str):
+        # chunks: (file, partition, line count, smallest position)
+        self.first_pos: dict[tuple[str, int], int] = {}
+        self.lines_before: dict[tuple[str, int], int] = {}
+        self.file_first_pos: dict[str, int] = {}
+        running: dict[str, int] = {}
+        for file, part, count, min_pos in sorted(chunks, key=lambda c: (c[0], c[1])):
+            self.first_pos[(file, part)] = min_pos
+            self.lines_before[(file, part)] = running.get(file, 0)
+            running[file] = running.get(file, 0) + count
+            self.file_first_pos[file] = min(min_pos, self.file_first_pos.get(file, min_pos))
+        self.files = sorted(running)
+        self.input_uri = input_uri
+
+    def line(self, file: str, part: int, pos: int) -> int:
+        return self.lines_before[(file, part)] + (pos - self.first_pos[(file, part)]) + 1
+
+    def where(self, file: str, part: int, pos: int) -> str:
+        text = f"line {self.line(file, part, pos)}"
+        if len(self.files) > 1:
+            text = f"{urllib.parse.unquote(file.rsplit('/', 1)[-1])}:{text}"
+        return text
+
+
+_PROBLEM_TEXT = {
+    "undecodable": lambda spec, n: f"{n} line(s) are not valid UTF-8 text (save the file as UTF-8)",
+    "quotes": lambda spec, n: f"{n} line(s) have an unbalanced double quote",
+    "field_count": lambda spec, n: (f"{n} line(s) do not have {len(spec_columns(spec))} comma-separated fields "
+                                   f"({', '.join(spec_columns(spec))})"),
+    "header_misplaced": lambda spec, n: f"{n} line(s) repeat the column names after line 1",
+    "empty_field": lambda spec, n: f"{n} line(s) have empty fields",
+    "label_value": lambda spec, n: (f"{n} line(s) have a {spec['label']['name']!r} label outside the spec's values "
+                                   f"({', '.join(spec['label']['values'])})"),
+    "feature_value": lambda spec, n: f"{n} line(s) have feature values the spec does not list",
+}
+
+
+@dataclass
+class ValidInput:
+    rows: object  # DataFrame: file, pos, split_hash, bucket, then the spec's columns as strings
+    label_counts: dict[str, int]
+    bucket_counts: dict[tuple[str, int], int]
+
+
+def validate(spark, spec: dict, input_uri: str, seed: int) -> ValidInput:
+    """One pass over the input; raises InvalidInputData before anything is fitted."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    columns = spec_columns(spec)
+    classified = classify(read_lines(spark, input_uri), spec)
+    is_row = F.col("kind") == "row"
+    named = [F.col("fields")[i].alias(name) for i, name in enumerate(columns)]
+    split_hash = F.xxhash64(F.lit(seed), *[F.col("fields")[i] for i in range(len(columns))])
+    keyed = classified.select(
+        "file", "part", "pos", "kind", "detail", *named,
+        F.when(is_row, split_hash).alias("split_hash"),
+        F.when(is_row, (split_hash % SPLIT_BUCKETS + SPLIT_BUCKETS) % SPLIT_BUCKETS).alias("bucket"),
+    )
+    label = F.when(is_row, F.col(columns[-1]))
+    # Small whatever the input size: (files x partitions x kinds) + (labels x buckets) groups.
+    counts = (keyed.groupBy("file", "part", "kind", label.alias("label"), "bucket")
+              .agg(F.count(F.lit(1)).alias("n"), F.min("pos").alias("min_pos"))
+              .persist(StorageLevel.MEMORY_AND_DISK))
+    try:
+        summary = counts.groupBy("file", "part", "kind", "label").agg(
+            F.sum("n").alias("n"), F.min("min_pos").alias("min_pos")).collect()
+        _raise_for_problems(spec, input_uri, keyed, summary)
+        bucket_counts = {(r.label, r.bucket): r.n for r in
+                         counts.filter(F.col("kind") == "row").groupBy("label", "bucket").agg(F.sum("n").alias("n")).collect()}
+    finally:
+        counts.unpersist()
+    label_counts = {value: 0 for value in spec["label"]["values"]}
+    for (value, _), n in bucket_counts.items():
+        label_counts[value] += n
+    rows = keyed.filter(is_row).select("file", "pos", "split_hash", "bucket", *columns)
+    return ValidInput(rows, label_counts, bucket_counts)
+
+
+def _raise_for_problems(spec: dict, input_uri: str, keyed, summary) -> None:
+    from pyspark.sql import functions as F
+
+    chunk_counts: dict[tuple[str, int], list[int]] = {}
+    kind_counts: dict[str, int] = {}
+    header_first_pos: dict[str, int] = {}
+    for row in summary:
+        chunk = chunk_counts.setdefault((row.file, row.part), [0, row.min_pos])
+        chunk[0] += row.n
+        chunk[1] = min(chunk[1], row.min_pos)
+        kind_counts[row.kind] = kind_counts.get(row.kind, 0) + row.n
+        if row.kind == "header":
+            header_first_pos[row.file] = min(row.min_pos, header_first_pos.get(row.file, row.min_pos))
+    locator = LineLocator([(f, p, c[0], c[1]) for (f, p), c in chunk_counts.items()], input_uri)
+
+    def first_lines(kind: str, limit: int = EXAMPLES_PER_PROBLEM):
+        rows = (keyed.filter(F.col("kind") == kind).orderBy("file", "pos")
+                .select("file", "part", "pos", "detail").limit(limit).collect())
+        return [(r, locator.where(r.file, r.part, r.pos) + (f" ({r.detail})" if r.detail else "")) for r in rows]
+
+    problems = []
+    for kind in ("undecodable", "quotes", "field_count", "header_misplaced", "empty_field", "label_value", "feature_value"):
+        if kind == "header_misplaced":
+            headers_on_line_1 = sum(1 for file, pos in header_first_pos.items() if pos == locator.file_first_pos[file])
+            count = kind_counts.get("header", 0) - headers_on_line_1
+            if count <= 0:
+                continue
+            candidates = first_lines("header", EXAMPLES_PER_PROBLEM + len(locator.files))
+            examples = [text for r, text in candidates if r.pos != locator.file_first_pos[r.file]][:EXAMPLES_PER_PROBLEM]
+        else:
+            count = kind_counts.get(kind, 0)
+            if not count:
+                continue
+            examples = [text for _, text in first_lines(kind)]
+        more = f", ... ({count - len(examples)} more)" if count > len(examples) else ""
+        problems.append({"kind": kind, "count": count, "lines": examples,
+                         "message": f"{_PROBLEM_TEXT[kind](spec, count)}: {', '.join(examples)}{more}"})
+    if not problems and kind_counts.get("row", 0) == 0:
+        if kind_counts.get("header", 0):
+            text = "the input holds only the column-names line and no data rows"
+        else:
+            text = "the input holds no data rows (it is empty or has only blank lines)"
+        problems.append({"kind": "no_rows", "count": 0, "lines": [], "message": text})
+    if problems:
+        raise InvalidInputData(
+            f"Input data rejected, nothing was trained ({input_uri}): " + "; ".join(p["message"] for p in problems) + ".",
+            problems)
+
+
+# ------------------------------------------------------------------------- split
+
+def split_counts(label_counts: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Exact per-label sizes: test and validation rounded from their fractions, train gets the rest."""
+    sizes = {}
+    for label, n in label_counts.items():
+        test = int(n * SPLIT_FRACTIONS["test"] + 0.5)
+        validation = int(n * SPLIT_FRACTIONS["validation"] + 0.5)
+        sizes[label] = {"test": test, "validation": validation, "train": n - test - validation}
+    return sizes
+
+
+def boundary_buckets(sizes: dict[str, dict[str, int]], bucket_counts: dict[tuple[str, int], int]) -> dict[str, dict]:
+    """Per label: the buckets holding the last test row and the last validation row, and the
+    rank each boundary bucket starts after. Rows in other buckets need no ranking at all."""
+    plan = {}
+    for label, size in sizes.items():
+        ends = {"test": size["test"], "validation": size["test"] + size["validation"]}
+        found = {"test": -1, "validation": -1}
+        starts: dict[int, int] = {}
+        seen = 0
+        for bucket in sorted(b for (lab, b) in bucket_counts if lab == label):
+            n = bucket_counts[(label, bucket)]
+            for name, end in ends.items():
+                if found[name] < 0 and seen < end <= seen + n:
+                    found[name] = bucket
+                    starts[bucket] = seen
+            seen += n
+        plan[label] = {"test_bucket": found["test"], "validation_bucket": found["validation"],
+                       "test_end": ends["test"], "validation_end": ends["validation"], "starts": starts}
+    return plan
+
+
+def assign_split(valid: ValidInput, spec: dict, sizes: dict[str, dict[str, int]]):
+    """The spec's columns plus `split`.
+
+    Rank order within a label is (bucket, split_hash, file, pos), bucket = split_hash mod
+    SPLIT_BUCKETS. A row's split follows from its bucket alone, except in the few boundary
+    buckets where a cut falls: only those rows are ranked, so no shuffle of the whole data
+    set and no task holding a whole label (a window over each label would be both).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    columns = spec_columns(spec)
+    label, bucket = F.col(columns[-1]), F.col("bucket")
+    plan = boundary_buckets(sizes, valid.bucket_counts)
+
+    def per_label(value_of):
+        expression = None
+        for value, entry in plan.items():
+            expression = (F.when(label == value, F.lit(value_of(entry))) if expression is None
+                          else expression.when(label == value, F.lit(value_of(entry))))
+        return expression
+
+    is_boundary = F.lit(False)
+    for value, entry in plan.items():
+        if entry["starts"]:
+            is_boundary = is_boundary | ((label == value) & bucket.isin(list(entry["starts"])))
+    by_bucket = (F.when(bucket < per_label(lambda e: e["test_bucket"]), "test")
+                 .when(bucket < per_label(lambda e: e["validation_bucket"]), "validation").otherwise("train"))
+    plain = valid.rows.filter(~is_boundary).select(*columns, by_bucket.alias("split"))
+
+    start = F.lit(0)
+    for value, entry in plan.items():
+        for b, rank_start in entry["starts"].items():
+            start = F.when((label == value) & (bucket == b), F.lit(rank_start)).otherwise(start)
+    rank = start + F.row_number().over(Window.partitionBy(label, bucket).orderBy("split_hash", "file", "pos"))
+    by_rank = (F.when(rank <= per_label(lambda e: e["test_end"]), "test")
+               .when(rank <= per_label(lambda e: e["validation_end"]), "validation").otherwise("train"))
+    ranked = valid.rows.filter(is_boundary).select(*columns, by_rank.alias("split"))
+    return plain.unionByName(ranked)
+
+
+# ---------------------------------------------------------------------- pipeline
+
+def index_col(name: str) -> str:
+    return f"{name}__index"
+
+
+def onehot_col(name: str) -> str:
+    return f"{name}__onehot"
+
+
+def build_preprocess_model(spark, spec: dict, sample):
+    """The serving feature pipeline. `sample`: any DataFrame with the feature columns as strings.
+
+    Every stage is defined by the spec; the OneHotEncoder "fit" only reads the
+    indexers' column metadata, so the model does not depend on which rows it sees.
+    """
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import OneHotEncoder, StringIndexerModel, VectorAssembler
+
+    names = [f["name"] for f in spec["features"]]
+    indexers = [StringIndexerModel.from_labels(f["values"], inputCol=f["name"], outputCol=index_col(f["name"]),
+                                               handleInvalid="keep") for f in spec["features"]]
+    encoder = OneHotEncoder(inputCols=[index_col(n) for n in names], outputCols=[onehot_col(n) for n in names],
+                            dropLast=True, handleInvalid="error")
+    assembler = VectorAssembler(inputCols=[onehot_col(n) for n in names], outputCol=FEATURES_COL)
+    return Pipeline(stages=[*indexers, encoder, assembler]).fit(sample)
+
+
+def build_label_indexer(spec: dict):
+    from pyspark.ml.feature import StringIndexerModel
+
+    return StringIndexerModel.from_labels(spec["label"]["values"], inputCol=spec["label"]["name"],
+                                          outputCol=LABEL_INDEX_COL, handleInvalid="error")
+
+
+def build_postprocess_model(spec: dict):
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import IndexToString
+
+    return PipelineModel(stages=[IndexToString(inputCol=POSTPROCESS_INPUT, outputCol=POSTPROCESS_OUTPUT,
+                                               labels=list(spec["label"]["values"]))])
+
+
+def feature_width(transformed) -> int:
+    return int(transformed.schema[FEATURES_COL].metadata["ml_attr"]["num_attrs"])
+
+
+def sparkml_schemas(spec: dict) -> dict[str, dict]:
+    """The SAGEMAKER_SPARKML_SCHEMA documents of the two serving containers."""
+    return {
+        "preprocess": {
+            "input": [{"name": f["name"], "type": "string"} for f in spec["features"]],
+            "output": {"name": FEATURES_COL, "type": "double", "struct": "vector"},
+        },
+        "postprocess": {
+            "input": [{"name": POSTPROCESS_INPUT, "type": "double"}],
+            "output": {"name": POSTPROCESS_OUTPUT, "type": "string"},
+        },
+    }
+
+
+def serialize_bundle(spark, model, transformed, workdir: Path, name: str) -> tuple[Path, str]:
+    """MLeap JSON bundle -> model.tar.gz with bundle.json and root/ at the top; returns (tarball, mleap version)."""
+    zip_path = workdir / f"{name}.zip"
+    unpacked = workdir / name
+    serializer = spark._jvm.ml.combust.mleap.spark.SimpleSparkSerializer()
+    serializer.serializeToBundle(model._to_java(), f"jar:{zip_path.resolve().as_uri()}", transformed._jdf)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(unpacked)
+    bundle_info = json.loads((unpacked / "bundle.json").read_text(encoding="utf-8"))
+    tarball = workdir / f"{name}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for entry in sorted(unpacked.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    return tarball, bundle_info["version"]
+
+
+# --------------------------------------------------------------------------- run
+
+def run(spark, options: JobOptions) -> dict:
+    """Validate, split, fit, write. Returns the manifest (already written last under the run prefix)."""
+    validate_spec(options.spec)
+    store = make_store(options.output)
+    store.begin()
+    try:
+        manifest = _build(spark, options, store)
+        store.commit(manifest)
+    except BaseException:
+        store.abort()
+        raise
+    LOG.info("run %s: wrote %s", options.run_id, store.uri("manifest.json"))
+    return manifest
+
+
+def _build(spark, options: JobOptions, store) -> dict:
+    from pyspark import StorageLevel
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    spec = options.spec
+    columns = spec_columns(spec)
+    feature_names, label_name = columns[:-1], columns[-1]
+    started = time.monotonic()
+    # The manifest is the only success marker: no _SUCCESS files next to the data.
+    spark.conf.set("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+
+    valid = validate(spark, spec, options.input, options.seed)
+    label_counts = valid.label_counts
+    LOG.info("validated %d rows in %.1fs: %s", sum(label_counts.values()), time.monotonic() - started, label_counts)
+    sizes = split_counts(label_counts)
+    # Three writes read the split: compute it (and read the input) once more, not three times.
+    split_rows = assign_split(valid, spec, sizes).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        preprocess = build_preprocess_model(spark, spec, split_rows)
+        label_indexer = build_label_indexer(spec)
+        encoded = preprocess.transform(label_indexer.transform(split_rows))
+        width = feature_width(encoded)
+        expected_width = sum(len(f["values"]) for f in spec["features"])
+        if width != expected_width:
+            raise RuntimeError(f"feature vector width {width} differs from the spec's {expected_width} values")
+        vector = vector_to_array(F.col(FEATURES_COL))
+        training_columns = [F.col(LABEL_INDEX_COL).cast("int")] + [vector[i] for i in range(width)]
+        for name in ("train", "validation"):
+            (encoded.filter(F.col("split") == name).select(*training_columns)
+             .write.mode("overwrite").csv(store.spark_uri(f"data/{name}/")))
+        (split_rows.filter(F.col("split") == "test").select(*columns)
+         .write.mode("overwrite").csv(store.spark_uri("data/test/")))
+        LOG.info("wrote splits in %.1fs", time.monotonic() - started)
+
+        schemas = sparkml_schemas(spec)
+        postprocess = build_postprocess_model(spec)
+        label_frame = spark.range(len(spec["label"]["values"])).select(F.col("id").cast("double").alias(POSTPROCESS_INPUT))
+        with tempfile.TemporaryDirectory(prefix="mleap-bundles-") as tmp:
+            workdir = Path(tmp)
+            pre_tar, mleap_version = serialize_bundle(
+                spark, preprocess, preprocess.transform(split_rows.select(*feature_names).limit(1)), workdir, "preprocess")
+            post_tar, _ = serialize_bundle(spark, postprocess, postprocess.transform(label_frame), workdir, "postprocess")
+            store.put_file("model/preprocess/model.tar.gz", str(pre_tar))
+            store.put_file("model/postprocess/model.tar.gz", str(post_tar))
+        store.put_json("model/preprocess/schema.json", schemas["preprocess"])
+        store.put_json("model/postprocess/schema.json", schemas["postprocess"])
+    finally:
+        split_rows.unpersist()
+
+    split_sizes = {name: sum(s[name] for s in sizes.values()) for name in SPLIT_FRACTIONS}
+    return {
+        "run_id": options.run_id,
+        "input_uri": options.input,
+        "spec": spec,
+        "label_name": label_name,
+        "label_values": list(spec["label"]["values"]),
+        "feature_names": feature_names,
+        "feature_width": width,
+        "feature_slots": [f"{f['name']}={v}" for f in spec["features"] for v in f["values"]],
+        "num_class": len(spec["label"]["values"]),
+        "rows": {"total": sum(label_counts.values()), **split_sizes},
+        "rows_by_label": {label: {"total": label_counts[label], **s} for label, s in sizes.items()},
+        "uris": {
+            "train": store.uri("data/train/"),
+            "validation": store.uri("data/validation/"),
+            "test": store.uri("data/test/"),
+            "preprocess_model": store.uri("model/preprocess/model.tar.gz"),
+            "preprocess_schema": store.uri("model/preprocess/schema.json"),
+            "postprocess_model": store.uri("model/postprocess/model.tar.gz"),
+            "postprocess_schema": store.uri("model/postprocess/schema.json"),
+            "training_output": store.uri("training/"),
+            "manifest": store.uri("manifest.json"),
+        },
+        "schemas": schemas,
+        "versions": {
+            "spark": spark.version,
+            "mleap": mleap_version,
+            "mleap_serving_runtime": MLEAP_SERVING_RUNTIME,
+            "python": platform.python_version(),
+        },
+        "seed": options.seed,
+        "split": dict(SPLIT_FRACTIONS),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = parse_options(list(sys.argv[1:] if argv is None else argv))
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(f"preprocess-{options.run_id}").getOrCreate()
+    manifest = run(spark, options)
+    print(json.dumps({"manifest": manifest["uris"]["manifest"], "rows": manifest["rows"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

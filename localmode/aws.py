@@ -1,0 +1,222 @@
+"""moto as local mode's AWS: the mock itself (with Step Functions execution
+on), the stack's resources created in it, and the one SageMaker API the
+pipeline needs that moto 5.2.5 lacks, UpdateEndpoint.
+
+UpdateEndpoint is added at the API boundary (a `SageMakerResponse` action
+over moto's own SageMaker backend), so the real deploy_production Lambda calls
+it through boto3 exactly as on AWS. It applies the update at once: the
+endpoint switches to the new config (and its production variants), or, when a
+rollback is injected (`endpoint_updates.rollback_next`), stays InService on
+the previous config as a blue/green update rolled back by its alarms would.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import boto3
+
+from localmode.sfn import MOTO_VERSION
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def isolate_environment(region: str = REGION) -> None:
+    """Make every boto3 call in this process stay local: fake credentials, a fixed
+    region, and no profile or endpoint override inherited from the user's shell."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE",
+                                                          "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN",
+                                                          "AWS_WEB_IDENTITY_TOKEN_FILE"):
+            os.environ.pop(name)
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ["AWS_DEFAULT_REGION"] = region
+    os.environ["AWS_REGION"] = region
+
+
+# --- UpdateEndpoint ---------------------------------------------------------------
+
+
+@dataclass
+class EndpointUpdates:
+    """What the local UpdateEndpoint did, and the rollback it should simulate next."""
+
+    rollback_next: bool = False
+    history: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+endpoint_updates = EndpointUpdates()
+
+
+def _update_endpoint(self) -> Any:
+    """SageMaker UpdateEndpoint on moto's backend (bound as `SageMakerResponse.update_endpoint`)."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    backend = self.sagemaker_backend
+    name = self._get_param("EndpointName")
+    config_name = self._get_param("EndpointConfigName")
+    deployment = self._get_param("DeploymentConfig") or {}
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        raise ValidationError(message=f"Could not find endpoint \"{_endpoint_arn(backend, name)}\".")
+    if endpoint.endpoint_status != "InService":
+        raise ValidationError(message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+    if config_name not in backend.endpoint_configs:
+        raise ValidationError(message=f"Could not find endpoint configuration \"{config_name}\".")
+    if config_name == endpoint.endpoint_config_name:
+        raise ValidationError(message="Cannot update endpoint to the endpoint configuration it already uses.")
+    with endpoint_updates.lock:
+        rolled_back = endpoint_updates.rollback_next
+        endpoint_updates.rollback_next = False
+        endpoint_updates.history.append(
+            {
+                "endpoint": name,
+                "from": endpoint.endpoint_config_name,
+                "to": config_name,
+                "deployment_config": deployment,
+                "rolled_back": rolled_back,
+            }
+        )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if rolled_back:
+        endpoint.failure_reason = (
+            "Deployment was rolled back by its auto-rollback configuration: an alarm fired during the baking period."
+        )
+    else:
+        config = backend.endpoint_configs[config_name]
+        endpoint.endpoint_config_name = config_name
+        endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+        endpoint.failure_reason = None
+    endpoint.endpoint_status = "InService"
+    endpoint.last_modified_time = now
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+def _endpoint_arn(backend, name: str) -> str:
+    return f"arn:aws:sagemaker:{backend.region_name}:{backend.account_id}:endpoint/{name.lower()}"
+
+
+@contextlib.contextmanager
+def update_endpoint_installed() -> Iterator[EndpointUpdates]:
+    """Give moto's SageMaker an UpdateEndpoint while active."""
+    import moto
+    from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig
+    from moto.sagemaker.responses import SageMakerResponse
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"localmode.aws adds UpdateEndpoint to moto {MOTO_VERSION}; found {moto.__version__}")
+    if hasattr(SageMakerResponse, "update_endpoint") and SageMakerResponse.update_endpoint is not _update_endpoint:
+        raise RuntimeError("moto now implements UpdateEndpoint itself: drop localmode.aws's version")
+    for cls, attrs in ((FakeEndpoint, ("endpoint_status", "endpoint_config_name", "production_variants")),
+                       (FakeEndpointConfig, ("production_variants",))):
+        missing = [a for a in attrs if a not in cls.__init__.__code__.co_names]
+        if missing:
+            raise RuntimeError(f"moto's {cls.__name__} no longer sets {missing}: re-check localmode.aws")
+    SageMakerResponse.update_endpoint = _update_endpoint
+    endpoint_updates.rollback_next = False
+    endpoint_updates.history.clear()
+    try:
+        yield endpoint_updates
+    finally:
+        del SageMakerResponse.update_endpoint
+
+
+# --- the mock and the stack's resources -----------------------------------------------
+
+
+@contextlib.contextmanager
+def local_aws(region: str = REGION) -> Iterator[None]:
+    """moto for every AWS API, state machines executed, UpdateEndpoint available."""
+    from moto import mock_aws
+
+    isolate_environment(region)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), update_endpoint_installed():
+        yield
+
+
+@dataclass
+class Resources:
+    """Names of what create_resources made."""
+
+    input_bucket: str
+    input_prefix: str
+    artifacts_bucket: str
+    state_table: str
+    topic_arn: str
+    mailbox_url: str  # an SQS queue subscribed to the topic: the "email inbox"
+    spec_uri: str
+
+
+def create_resources(stack, spec_path) -> Resources:
+    """What `sam deploy` (and `make deploy`'s uploads) would have created, in moto."""
+    s3 = boto3.client("s3")
+    [input_id] = [k for k, r in stack.resources_of_type("AWS::S3::Bucket").items() if "Input" in k]
+    [artifacts_id] = [k for k, r in stack.resources_of_type("AWS::S3::Bucket").items() if "Artifacts" in k]
+    input_bucket, artifacts_bucket = stack.ref(input_id), stack.ref(artifacts_id)
+    for bucket in (input_bucket, artifacts_bucket):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=artifacts_bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    dynamodb = boto3.client("dynamodb")
+    tables = {}
+    for logical_id, table in stack.resources_of_type("AWS::DynamoDB::Table").items():
+        props = table["Properties"]
+        name = stack.ref(logical_id)
+        dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+        )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        tables[logical_id] = name
+
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    [topic_id] = stack.resources_of_type("AWS::SNS::Topic")
+    topic_arn = sns.create_topic(Name=stack.physical_name(topic_id))["TopicArn"]
+    mailbox_url = sqs.create_queue(QueueName=f"{stack.physical_name(topic_id)}-mailbox")["QueueUrl"]
+    mailbox_arn = sqs.get_queue_attributes(QueueUrl=mailbox_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=mailbox_arn)
+
+    spec_uri = stack.glue_default_arguments().get("--spec", f"s3://{artifacts_bucket}/deps/datasets/car.json")
+    bucket, key = spec_uri[5:].split("/", 1)
+    s3.upload_file(str(spec_path), bucket, key)
+
+    return Resources(
+        input_bucket=input_bucket,
+        input_prefix=stack.parameter("InputPrefix"),
+        artifacts_bucket=artifacts_bucket,
+        state_table=next(iter(tables.values()), ""),
+        topic_arn=topic_arn,
+        mailbox_url=mailbox_url,
+        spec_uri=spec_uri,
+    )
+
+
+def read_mailbox(mailbox_url: str) -> list[dict]:
+    """SNS notifications delivered so far, as {"subject", "message"} (what an email shows)."""
+    sqs = boto3.client("sqs")
+    found = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=mailbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not batch:
+            return found
+        for message in batch:
+            envelope = json.loads(message["Body"])
+            found.append({"subject": envelope.get("Subject"), "message": envelope.get("Message", "")})
+            sqs.delete_message(QueueUrl=mailbox_url, ReceiptHandle=message["ReceiptHandle"])

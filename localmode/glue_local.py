@@ -1,0 +1,91 @@
+"""`python -m localmode glue --data CSV --out DIR`: the Glue job (glue/preprocess.py)
+on local Spark with the same MLeap jar Glue gets (build/jars/spark/, `make setup`)."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from localmode import REPO_ROOT, data
+
+JOB_SCRIPT = REPO_ROOT / "glue" / "preprocess.py"
+SPARK_JARS_DIR = REPO_ROOT / "build" / "jars" / "spark"
+# The script is uploaded to Glue as a single file, so it is not a package here either;
+# one module name keeps its classes (InvalidInputData) identical for every importer.
+JOB_MODULE_NAME = "glue_preprocess"
+
+
+def load_job():
+    """glue/preprocess.py as a module (imported once per process)."""
+    if JOB_MODULE_NAME in sys.modules:
+        return sys.modules[JOB_MODULE_NAME]
+    spec = importlib.util.spec_from_file_location(JOB_MODULE_NAME, JOB_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[JOB_MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def spark_jars(jars_dir: Path = SPARK_JARS_DIR) -> list[str]:
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"No MLeap jar in {jars_dir}: run `make setup` (it builds it from glue/pom.xml).")
+    return jars
+
+
+def build_spark_session(app_name: str = "glue-local", cores: int = 2, shuffle_partitions: int = 4):
+    """A small local SparkSession like Glue's, with the MLeap jar. Reused if one is already running
+    (spark.jars cannot change after start: whoever starts first should start it through here)."""
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName(app_name)
+        .config("spark.jars", ",".join(spark_jars()))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localmode glue", description=__doc__)
+    parser.add_argument("--data", help="input CSV file or directory (default: $CAR_DATA, else the verified download)")
+    parser.add_argument("--out", required=True, help="run directory to create (the layout of s3://.../runs/<id>/)")
+    parser.add_argument("--spec", default=str(data.DEFAULT_SPEC), help="dataset spec (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--run-id", help="run id recorded in the manifest (default: local-<UTC time>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    job = load_job()
+    spec = job.load_spec(args.spec)
+    try:
+        input_path = data.resolve(args.data, spec) if not (args.data and Path(args.data).is_dir()) else Path(args.data)
+    except data.DataUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_id = args.run_id or "local-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    options = job.JobOptions(input=str(input_path), output=args.out, run_id=run_id, spec=spec,
+                             seed=args.seed, spec_source=args.spec)
+    started = time.monotonic()
+    spark = build_spark_session()
+    try:
+        manifest = job.run(spark, options)
+    except job.InvalidInputData as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    print(f"rows {manifest['rows']} in {time.monotonic() - started:.1f}s (job {manifest['seconds']}s)", file=sys.stderr)
+    print(manifest["uris"]["manifest"])
+    return 0

@@ -1,0 +1,171 @@
+"""`python -m localmode run`: the whole pipeline on this machine.
+
+The real state machine (statemachine/pipeline.asl.json) runs in moto's
+Step Functions interpreter; its Glue task runs glue/preprocess.py on local
+Spark, its training task trains XGBoost locally, its Lambda tasks call the
+real handlers in functions/, and the endpoints it creates are served by a
+local inference server. The data is uploaded to the (moto) input bucket and
+the real start_run Lambda starts the execution, as S3 -> EventBridge would.
+
+The approval email is printed as the reviewer would read it; open its link
+in a browser to approve or reject. AUTO_APPROVE=1 / --auto-approve follows the
+link as a browser would and approves; REJECT=1 / --reject rejects. After an
+approval the production endpoint is served on localhost until Ctrl-C (or,
+with AUTO_APPROVE, one smoke prediction is made and the command exits).
+
+Exit status: 0 deployed; 1 the run failed (report.json says where and why);
+2 bad usage or missing data; 3 rejected by the reviewer (the execution fails
+with ApprovalRejected and production is untouched: not an error of the
+pipeline, but not a deployment either, so scripts chaining on success stop);
+130 interrupted with Ctrl-C.
+
+The last line printed is the path of the run's report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from localmode import REPO_ROOT, data
+from localmode.session import EXIT_INTERRUPTED, EXIT_USAGE, LocalPipeline, RunResult
+
+DEFAULT_OUT = REPO_ROOT / "build" / "local-runs"
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m localmode run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", default=os.environ.get("DATA") or None,
+                        help="training data file (default: $DATA, else $CAR_DATA, else the verified download)")
+    decision = parser.add_mutually_exclusive_group()
+    decision.add_argument("--auto-approve", action="store_true", default=_truthy("AUTO_APPROVE"),
+                          help="approve through the approval page like a browser, then exit after a smoke prediction "
+                               "(env AUTO_APPROVE=1)")
+    decision.add_argument("--reject", action="store_true", default=_truthy("REJECT"),
+                          help="reject through the approval page like a browser (env REJECT=1)")
+    parser.add_argument("--reason", default="Rejected from the command line (REJECT=1).",
+                        help="the reason typed on the page when rejecting")
+    parser.add_argument("--fault", action="append", default=[os.environ["LOCAL_FAULTS"]] if os.environ.get("LOCAL_FAULTS") else [],
+                        help="make a Task state fail as its service would (a state name, e.g. TrainXGBoost), or "
+                             "'rollback' (the production update rolls back); repeatable; env LOCAL_FAULTS=a,b")
+    parser.add_argument("--out", default=None,
+                        help=f"directory for report.json and logs (default: {DEFAULT_OUT.relative_to(REPO_ROOT)}/<time>)")
+    parser.add_argument("--approval-timeout", type=int, default=None,
+                        help="approval window in seconds (default: the template's ApprovalWindowSeconds)")
+    args = parser.parse_args(argv)
+    if args.auto_approve and args.reject:
+        parser.error("AUTO_APPROVE and REJECT are both set: choose one")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    out = Path(args.out) if args.out else DEFAULT_OUT / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out.resolve()
+    try:
+        data_path = data.resolve(args.data)
+    except data.DataUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    decision = "approve" if args.auto_approve else "reject" if args.reject else "manual"
+    parameters = {"ApprovalWindowSeconds": args.approval_timeout} if args.approval_timeout else {}
+    say = _printer()
+    say(f"local mode: data {data_path}, logs in {out}")
+    report_path = out / "report.json"
+    started = time.monotonic()
+    try:
+        with LocalPipeline(out, say=say, parameters=parameters) as pipeline:
+            from localmode.faults import Faults
+            from localmode import sfn
+
+            try:
+                faults = Faults.parse(args.fault, sfn.task_resources(pipeline.machine.definition))
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            if faults:
+                say(f"injected faults: {', '.join(faults.describe())}")
+            say(f"setup done in {pipeline.timings['setup_seconds']:.1f}s; inference server {pipeline.inference_url}, "
+                f"approval page {pipeline.approval_url}")
+            result = pipeline.run(data_path, decision=decision, faults=faults, reason=args.reason)
+            result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
+            _summarize(say, result)
+            if result.status == "SUCCEEDED":
+                _smoke_and_serve(say, pipeline, result, serve=decision == "manual")
+            _write(report_path, result.report)
+    except KeyboardInterrupt:
+        say("interrupted")
+        print(report_path if report_path.exists() else out)
+        return EXIT_INTERRUPTED
+    print(report_path)
+    return result.exit_code
+
+
+def _printer():
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    return say
+
+
+def _write(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _summarize(say, result: RunResult) -> None:
+    report = result.report
+    say("")
+    say(f"run {result.run_id}: {report['outcome'].upper()} in {report['seconds']:.1f}s")
+    for name, seconds in report["state_seconds"].items():
+        if seconds >= 0.05:
+            say(f"  {name:<28} {seconds:8.2f}s")
+    if report.get("qa"):
+        qa = report["qa"]
+        say(f"QA accuracy {qa.get('accuracy')} on {qa.get('rows')} held-out rows (threshold {qa.get('threshold')})")
+    failure = report.get("failure")
+    if failure:
+        say(f"failed in {failure.get('state')}: {failure.get('error')}: {failure.get('message')}")
+    endpoints = report["endpoints"]
+    say(f"QA endpoint {endpoints['qa']['name']}: {'still exists' if endpoints['qa']['exists'] else 'deleted'}")
+    production = endpoints["production"]
+    say(f"production endpoint {production['name']}: "
+        + (f"{production['status']} on {production['config']}" if production["exists"] else "does not exist"))
+
+
+def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, serve: bool) -> None:
+    report = result.report
+    endpoint = result.production_endpoint
+    features, truth = pipeline.sample_row(report)
+    content_type, prediction = pipeline.invoke_endpoint(endpoint, features.encode("utf-8"))
+    report["smoke"] = {"request": features, "content_type": content_type, "prediction": prediction.strip(), "truth": truth}
+    url = report["endpoints"]["production"]["url"]
+    say(f"smoke prediction: {features} -> {prediction.strip()} (true label {truth})")
+    say("try it:")
+    say(f"  curl -s -X POST {url} -H 'Content-Type: text/csv' --data {shlex.quote(features)}")
+    if not serve:
+        return
+    _write(Path(pipeline.workdir) / "report.json", report)
+    say(f"serving {endpoint} at {url} until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("stopped serving")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""One local "AWS account" with the stack deployed: moto, the real state
+machine, the real Lambdas, local Glue and training workers, the approval page
+and the inference server. `LocalPipeline` is what `python -m localmode run`
+drives; tests use it directly to run several uploads against one account
+(e.g. a second run after production exists).
+
+    with LocalPipeline(workdir) as pipeline:
+        result = pipeline.run(data_path, decision="approve")
+        pipeline.invoke_endpoint(result.production_endpoint, b"vhigh,vhigh,2,2,small,low")
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+
+from localmode import REPO_ROOT, aws, sfn
+from localmode.faults import Faults
+from localmode.lambdas import LambdaError, LocalLambdas
+from localmode.report import HistoryTracker, failure_of, readable_cause
+from localmode.stack import LocalStack
+from localmode.workers import s3util
+from localmode.workers.glue import GlueWorker, SparkProvider
+from localmode.workers.services import aws_sdk, optimized
+from localmode.workers.training import TrainingWorker
+
+DEFINITION = REPO_ROOT / "statemachine" / "pipeline.asl.json"
+# Local values for template parameters: no default (the email) or a cloud-sized default.
+LOCAL_PARAMETERS = {"NotificationEmail": "you@example.com", "PollSeconds": 1}
+# Retry back-off as the definition writes it would sleep minutes on a local transient error.
+RETRY_TIME_SCALE = 0.01
+DECISIONS = ("approve", "reject", "manual", "none")
+
+
+@dataclass
+class RunResult:
+    """One upload's run, as the report and the tests see it."""
+
+    run_id: str
+    execution_arn: str
+    status: str
+    report: dict
+    exit_code: int
+
+    @property
+    def production_endpoint(self) -> str | None:
+        return self.report["endpoints"]["production"]["name"]
+
+
+class LocalPipeline:
+    """The deployed stack, locally. Use as a context manager."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        say: Callable[[str], None] = print,
+        parameters: dict[str, Any] | None = None,
+        region: str = aws.REGION,
+        inference_server: Callable[[str], Any] | None = None,
+    ):
+        self.workdir = Path(workdir)
+        self.say = say
+        self.region = region
+        self.stack = LocalStack.from_file(region=region, parameter_overrides={**LOCAL_PARAMETERS, **(parameters or {})})
+        self._exit = contextlib.ExitStack()
+        self._uploads = itertools.count(1)
+        self.timings: dict[str, float] = {}
+        self._inference_server = inference_server
+
+    # --- lifecycle -----------------------------------------------------------------
+    def __enter__(self) -> "LocalPipeline":
+        started = time.monotonic()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        SparkProvider.warm(self.workdir)  # the JVM starts while the rest is set up
+        _quiet_libraries()
+        try:
+            self._exit.enter_context(aws.local_aws(self.region))
+            self._exit.enter_context(sfn.install(retry_time_scale=RETRY_TIME_SCALE))
+            self.resources = aws.create_resources(self.stack, REPO_ROOT / "datasets" / "car.json")
+            self._lambda_log = self._exit.enter_context(open(self.workdir / "lambdas.log", "a", encoding="utf-8"))
+            self.lambdas = LocalLambdas(
+                region=self.region,
+                timeouts={folder: self.stack.function_timeout(lid) for lid, folder in self.stack.functions().items()},
+                log_stream=self._lambda_log,
+            )
+            self.inference_url = self._start_inference_server()
+            self.approval_url = self._start_approval_server()
+            self.lambdas.environments.update(self._function_environments())
+            self.faults = Faults()
+            self.machine = self._create_state_machine()
+        except BaseException:
+            self._exit.close()
+            raise
+        self.timings["setup_seconds"] = round(time.monotonic() - started, 2)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._exit.close()
+
+    def _start_inference_server(self) -> str:
+        if self._inference_server is None:
+            from localmode.serving import server as inference
+
+            start = inference.start_inference_server
+        else:
+            start = self._inference_server
+        handle = start(self.region)
+        self._exit.callback(handle.shutdown)
+        return handle.url
+
+    def _start_approval_server(self) -> str:
+        from localmode import approval_server
+
+        def approval_api(event: dict, context: Any) -> dict:
+            try:
+                return self.lambdas.invoke("approval_api", event)
+            except LambdaError as error:
+                # What API Gateway answers when the integration's Lambda raises.
+                self.say(f"approval_api raised {error.error_type}: {error.message}")
+                return {"statusCode": 502, "headers": {"Content-Type": "application/json"},
+                        "body": json.dumps({"message": "Internal server error"})}
+
+        server, url = approval_server.start_approval_server(handler=approval_api, region=self.region)
+        self._exit.callback(server.shutdown)
+        return url
+
+    def _function_environments(self) -> dict[str, dict[str, str]]:
+        environments = {}
+        for logical_id, folder in self.stack.functions().items():
+            env = self.stack.function_environment(logical_id)
+            if "API_BASE_URL" in env:
+                env["API_BASE_URL"] = self.approval_url
+            env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = self.inference_url
+            # X-Ray has no daemon here; Powertools' tracer would only complain.
+            env["POWERTOOLS_TRACE_DISABLED"] = "true"
+            environments[folder] = env
+        return environments
+
+    def _create_state_machine(self) -> sfn.StateMachine:
+        dispatcher = sfn.Dispatcher(before_call=lambda request: self.faults.before_call(request))
+        glue = GlueWorker(
+            self.stack.glue_default_arguments(), spark=lambda: SparkProvider.get(self.workdir), workdir=self.workdir / "scratch"
+        )
+        self.glue_worker = glue
+        self.training_worker = TrainingWorker(self.workdir / "scratch", self.region, self.stack.account)
+        dispatcher.register("glue:startJobRun.sync", glue)
+        dispatcher.register("sagemaker:createTrainingJob.sync", self.training_worker)
+        dispatcher.register("lambda:invoke", self.lambdas.task_handler())
+        template = DEFINITION.read_text(encoding="utf-8")
+        for task_resource in set(sfn.task_resources(json.loads(sfn.render_definition(template, _placeholders(template)))).values()):
+            integration, _ = sfn.split_resource(task_resource)
+            parts = integration.split(":")
+            if dispatcher.handler_for(task_resource) is not None:
+                continue
+            if parts[0] == "aws-sdk":
+                dispatcher.register(integration, aws_sdk(parts[1], parts[2]))
+            else:
+                dispatcher.register(integration, optimized(parts[0], parts[1]))
+        [machine_id] = self.stack.resources_of_type("AWS::Serverless::StateMachine")
+        return sfn.StateMachine.create(
+            boto3.client("stepfunctions"),
+            template,
+            self.stack.definition_substitutions(),
+            dispatcher,
+            name=self.stack.physical_name(machine_id),
+            role_arn=f"arn:aws:iam::{self.stack.account}:role/{self.stack.physical_name(machine_id)}-role",
+        )
+
+    # --- one upload ------------------------------------------------------------------
+    def upload(self, data_path: Path) -> dict:
+        """Put the file under the input prefix, as a user would, and return the S3 event EventBridge would carry."""
+        s3 = boto3.client("s3")
+        key = f"{self.resources.input_prefix}{Path(data_path).name}"
+        with open(data_path, "rb") as body:
+            response = s3.put_object(Bucket=self.resources.input_bucket, Key=key, Body=body)
+        size = Path(data_path).stat().st_size
+        detail_object = {"key": key, "size": size, "etag": response["ETag"].strip('"'),
+                         "sequencer": f"{int(time.time() * 1e6):016X}{next(self._uploads):04X}"}
+        if response.get("VersionId"):
+            detail_object["version-id"] = response["VersionId"]
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": self.stack.account,
+            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [f"arn:aws:s3:::{self.resources.input_bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": self.resources.input_bucket},
+                "object": detail_object,
+                "request-id": uuid.uuid4().hex[:16].upper(),
+                "requester": self.stack.account,
+                "source-ip-address": "127.0.0.1",
+                "reason": "PutObject",
+            },
+        }
+
+    def run(
+        self,
+        data_path: Path,
+        decision: str = "approve",
+        faults: Faults | None = None,
+        reason: str = "Rejected from the command line (REJECT=1).",
+        timeout: float = 3600.0,
+    ) -> RunResult:
+        """Upload, let start_run start the execution, follow it to the end, and report."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}")
+        self.faults = faults or Faults()
+        aws.endpoint_updates.rollback_next = self.faults.rollback
+        aws.read_mailbox(self.resources.mailbox_url)  # an earlier run's mail is not this run's
+        started = time.monotonic()
+        event = self.upload(data_path)
+        started_run = self.lambdas.invoke("start_run", event)
+        if started_run.get("action") not in ("started", "duplicate"):
+            raise RuntimeError(f"start_run did not start an execution: {started_run}")
+        execution_arn = started_run["execution_arn"]
+        run_id = started_run["execution_name"]
+        self.say(f"run {run_id}: s3://{self.resources.input_bucket}/{event['detail']['object']['key']}")
+        mail: list[dict] = []
+        approval = {"decision": decision, "link": None, "decided": False, "response_status": None}
+        tracker = HistoryTracker(on_line=self.say)
+
+        def on_events(events: list[dict]) -> None:
+            tracker.feed(events)
+            for message in aws.read_mailbox(self.resources.mailbox_url):
+                mail.append(message)
+                self._on_mail(message, approval, reason)
+
+        try:
+            description = self.machine.wait(execution_arn, timeout=timeout, on_events=on_events, poll=0.1)
+        except KeyboardInterrupt:
+            boto3.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Interrupted",
+                                                         cause="Stopped with Ctrl-C")
+            raise
+        # Deliveries of the final notification can trail the execution's end by a poll.
+        on_events([])
+        seconds = time.monotonic() - started
+        report = self._report(run_id, execution_arn, description, tracker, mail, approval, data_path, event, seconds)
+        exit_code = exit_code_for(report)
+        return RunResult(run_id, execution_arn, description["status"], report, exit_code)
+
+    def _on_mail(self, message: dict, approval: dict, reason: str) -> None:
+        from localmode import approval_server
+
+        links = approval_server.links_in(message["message"])
+        self.say("")
+        self.say("=" * 72)
+        self.say(f"EMAIL  Subject: {message['subject']}")
+        self.say("-" * 72)
+        for line in message["message"].splitlines():
+            self.say(f"  {line}")
+        self.say("=" * 72)
+        if not links:
+            return
+        approval["link"] = links.get("approve", "").split("?", 1)[0] or None
+        decision = approval["decision"]
+        if decision in ("approve", "reject"):
+            self.say(f"{'AUTO_APPROVE' if decision == 'approve' else 'REJECT'}: opening the {decision} link and submitting its form")
+            status, _page = approval_server.browser_decide(links[decision], decision, reason if decision == "reject" else "")
+            approval.update(decided=True, response_status=status)
+            self.say(f"approval page answered {status}")
+        elif decision == "manual":
+            self.say(f"Open this link in a browser to decide: {links.get('approve')}")
+            self.say("(waiting for a person; Ctrl-C stops the run)")
+
+    # --- after a run -------------------------------------------------------------------
+    def _report(self, run_id, execution_arn, description, tracker, mail, approval, data_path, event, seconds) -> dict:
+        data = tracker.last_state_data if isinstance(tracker.last_state_data, dict) else {}
+        qa_state = tracker.state_data("RunQATests") or {}
+        qa = qa_state.get("qa") if isinstance(qa_state, dict) else None
+        names = (data.get("plan") or {}).get("names") or {}
+        manifest = self._read_json(f"{data['run']['run_prefix']}manifest.json") if data.get("run") else None
+        qa_report = self._read_json(qa["report_uri"]) if qa and qa.get("report_uri") else None
+        endpoints = self.endpoints()
+        production = names.get("production_endpoint") or self.stack.parameter("ProductionEndpointName")
+        training = tracker.state_data("TrainXGBoost") or {}
+        return {
+            "run_id": run_id,
+            "execution_arn": execution_arn,
+            "status": description["status"],
+            "outcome": outcome_of(description, approval),
+            "started_at": description["startDate"].isoformat(),
+            "ended_at": description["stopDate"].isoformat() if description.get("stopDate") else None,
+            "seconds": round(seconds, 2),
+            "data": {"path": str(data_path), "input_uri": f"s3://{event['detail']['bucket']['name']}/{event['detail']['object']['key']}"},
+            "faults": self.faults.describe(),
+            "states": [r.to_json() for r in tracker.records],
+            "state_seconds": tracker.breakdown(),
+            "qa": {**(qa or {}), "report": qa_report} if qa else None,
+            "artifacts": {
+                "run_prefix": (data.get("run") or {}).get("run_prefix"),
+                "manifest": manifest.get("uris") if manifest else None,
+                "model_artifacts": (training.get("training") or {}).get("model_artifacts") if isinstance(training, dict) else None,
+                "training_metrics": self.training_worker.jobs[-1].get("FinalMetricDataList") if self.training_worker.jobs else None,
+            },
+            "endpoints": {
+                "qa": {"name": names.get("qa_endpoint"), "exists": names.get("qa_endpoint") in endpoints},
+                "production": {
+                    "name": production,
+                    "exists": production in endpoints,
+                    "config": endpoints.get(production, {}).get("config"),
+                    "status": endpoints.get(production, {}).get("status"),
+                    "url": f"{self.inference_url}/endpoints/{production}/invocations",
+                },
+                "all": endpoints,
+            },
+            "approval": {k: v for k, v in approval.items() if k != "link"} | {"page": approval.get("link")},
+            "notifications": mail,
+            "failure": failure_of(tracker, description),
+            "timings": dict(self.timings),
+        }
+
+    def _read_json(self, uri: str) -> Any:
+        try:
+            bucket, key = s3util.split_uri(uri)
+            return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception:
+            return None
+
+    def endpoints(self) -> dict[str, dict]:
+        sagemaker = boto3.client("sagemaker")
+        found = {}
+        for summary in sagemaker.list_endpoints()["Endpoints"]:
+            described = sagemaker.describe_endpoint(EndpointName=summary["EndpointName"])
+            found[summary["EndpointName"]] = {"status": described["EndpointStatus"], "config": described["EndpointConfigName"]}
+        return found
+
+    def invoke_endpoint(self, endpoint_name: str, body: bytes, content_type: str = "text/csv",
+                        accept: str | None = None) -> tuple[str, str]:
+        """InvokeEndpoint through the local inference server, as a client would. Returns (content type, body)."""
+        client = boto3.client("sagemaker-runtime", endpoint_url=self.inference_url)
+        extra = {"Accept": accept} if accept else {}
+        response = client.invoke_endpoint(EndpointName=endpoint_name, Body=body, ContentType=content_type, **extra)
+        return response["ContentType"], response["Body"].read().decode("utf-8")
+
+    def sample_row(self, report: dict) -> tuple[str, str]:
+        """A raw held-out row (features only, as a client sends it) and its true label, from the run's test split."""
+        test_uri = (report["artifacts"]["manifest"] or {}).get("test")
+        s3 = boto3.client("s3")
+        bucket, prefix = s3util.split_uri(test_uri)
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            text = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
+            for line in text.splitlines():
+                if line.strip():
+                    features, _, label = line.rpartition(",")
+                    return features, label
+        raise FileNotFoundError(f"no test rows under {test_uri}")
+
+
+def _placeholders(template: str) -> dict[str, str]:
+    return {name: "x" for name in sfn.substitution_names(template)}
+
+
+def outcome_of(description: dict, approval: dict) -> str:
+    if description["status"] == "SUCCEEDED":
+        return "deployed"
+    if description.get("error") == "ApprovalRejected":
+        return "rejected"
+    if description["status"] == "ABORTED":
+        return "interrupted"
+    return "failed"
+
+
+# Exit codes of `python -m localmode run` (documented in its --help).
+EXIT_DEPLOYED, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def exit_code_for(report: dict) -> int:
+    return {"deployed": EXIT_DEPLOYED, "rejected": EXIT_REJECTED, "interrupted": EXIT_INTERRUPTED}.get(
+        report["outcome"], EXIT_FAILED
+    )
+
+
+def _quiet_libraries() -> None:
+    # moto logs each caught task failure with a full component dump; the progress lines say it better.
+    for name in ("moto", "botocore", "urllib3", "py4j", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -1,0 +1,189 @@
+"""`sagemaker:createTrainingJob.sync`: SageMaker's built-in XGBoost (1.7-1), locally.
+
+Takes the CreateTrainingJob request as the state machine sends it: the
+channels' CSV (label first, no header) from moto's S3, the hyperparameters as
+the built-in algorithm reads them (strings; `num_round` and
+`early_stopping_rounds` drive the boosting loop, early stopping watching the
+last channel, validation; everything else is an XGBoost parameter), trains
+with the xgboost 1.7.x package the serving side loads, and writes
+`<S3OutputPath>/<TrainingJobName>/output/model.tar.gz` holding
+`xgboost-model` (Booster.save_model) as the algorithm does. Returns what
+DescribeTrainingJob returns when the job completed; a failure is
+`States.TaskFailed` with the failed job's description (FailureReason) as the
+cause, as Step Functions reports it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from localmode.sfn import TaskFailed, TaskRequest
+from localmode.workers import s3util
+
+# Hyperparameters of the built-in algorithm that are not XGBoost booster parameters.
+_LOOP_PARAMETERS = {"num_round", "early_stopping_rounds"}
+_CONTAINER_ONLY = {"csv_weights", "save_model_on_termination", "_kfold", "_tuning_objective_metric", "_num_cv_round"}
+
+
+class TrainingFailed(Exception):
+    """The algorithm refused its input (SageMaker's FailureReason "ClientError: ...")."""
+
+
+def parse_hyperparameter(value: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            pass
+    return value
+
+
+def booster_parameters(hyperparameters: dict[str, str], nthread: int) -> dict:
+    params: dict[str, Any] = {"nthread": nthread}
+    for name, raw in hyperparameters.items():
+        if name in _LOOP_PARAMETERS or name in _CONTAINER_ONLY:
+            continue
+        if name == "eval_metric":
+            metrics = [m.strip() for m in str(raw).split(",") if m.strip()]
+            params[name] = metrics if len(metrics) > 1 else metrics[0]
+        else:
+            params[name] = parse_hyperparameter(raw)
+    return params
+
+
+def read_channel(directory: Path):
+    """Label-first CSV parts without header -> (labels, features)."""
+    import numpy as np
+
+    parts = [p for p in sorted(directory.rglob("*")) if p.is_file() and p.stat().st_size > 0 and not p.name.startswith(".")]
+    if not parts:
+        raise TrainingFailed(f"channel {directory.name} has no data")
+    arrays = []
+    for part in parts:
+        try:
+            arrays.append(np.loadtxt(part, delimiter=",", dtype=np.float32, ndmin=2))
+        except ValueError as exc:
+            raise TrainingFailed(f"channel {directory.name}: {part.name} is not numeric CSV ({exc})") from None
+    data = np.concatenate(arrays)
+    return data[:, 0], data[:, 1:]
+
+
+class TrainingWorker:
+    """The `sagemaker:createTrainingJob.sync` handler."""
+
+    # One thread: on a small machine shared with Spark, more threads make XGBoost's
+    # OpenMP loops contend and run several times slower on this data size.
+    def __init__(self, workdir: Path, region: str, account: str, nthread: int = 1):
+        self.workdir = Path(workdir)
+        self.region = region
+        self.account = account
+        self.nthread = nthread
+        self.jobs: list[dict] = []
+
+    def __call__(self, request: TaskRequest) -> dict:
+        params = request.parameters
+        name = params["TrainingJobName"]
+        started = time.time()
+        description = {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{name.lower()}",
+            "AlgorithmSpecification": params.get("AlgorithmSpecification"),
+            "RoleArn": params.get("RoleArn"),
+            "HyperParameters": params.get("HyperParameters") or {},
+            "InputDataConfig": params.get("InputDataConfig") or [],
+            "OutputDataConfig": params.get("OutputDataConfig"),
+            "ResourceConfig": params.get("ResourceConfig"),
+            "StoppingCondition": params.get("StoppingCondition"),
+            "EnableManagedSpotTraining": bool(params.get("EnableManagedSpotTraining")),
+            "CreationTime": int(started * 1000),
+            "TrainingStartTime": int(started * 1000),
+        }
+        try:
+            artifacts, metrics = self._train(params)
+        except Exception as exc:
+            kind = "ClientError" if isinstance(exc, (TrainingFailed, KeyError, ValueError)) else "AlgorithmError"
+            description.update(
+                self._ended(started),
+                TrainingJobStatus="Failed",
+                SecondaryStatus="Failed",
+                FailureReason=f"{kind}: {exc}",
+            )
+            self.jobs.append(description)
+            raise TaskFailed("States.TaskFailed", json.dumps(description)) from exc
+        description.update(
+            self._ended(started),
+            TrainingJobStatus="Completed",
+            SecondaryStatus="Completed",
+            ModelArtifacts={"S3ModelArtifacts": artifacts},
+            FinalMetricDataList=[
+                {"MetricName": metric, "Value": value, "Timestamp": int(time.time() * 1000)} for metric, value in metrics.items()
+            ],
+        )
+        self.jobs.append(description)
+        return description
+
+    @staticmethod
+    def _ended(started: float) -> dict:
+        ended = time.time()
+        seconds = max(1, int(round(ended - started)))
+        return {"TrainingEndTime": int(ended * 1000), "TrainingTimeInSeconds": seconds, "BillableTimeInSeconds": seconds}
+
+    def _train(self, params: dict) -> tuple[str, dict[str, float]]:
+        import xgboost as xgb
+
+        hyperparameters = params.get("HyperParameters") or {}
+        if "num_round" not in hyperparameters:
+            raise TrainingFailed("Missing required hyperparameter: num_round")
+        s3 = boto3.client("s3")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"training-{params['TrainingJobName']}-", dir=self.workdir))
+        try:
+            channels = {}
+            for channel in params.get("InputDataConfig") or []:
+                uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+                content_type = channel.get("ContentType", "text/csv").split(";")[0].strip()
+                if content_type != "text/csv":
+                    raise TrainingFailed(f"channel {channel['ChannelName']}: content type {content_type} is not supported locally")
+                s3util.download(s3, uri, scratch / "input" / channel["ChannelName"])
+                labels, features = read_channel(scratch / "input" / channel["ChannelName"])
+                channels[channel["ChannelName"]] = xgb.DMatrix(features, label=labels)
+            if "train" not in channels:
+                raise TrainingFailed("the train channel is required")
+            evals = [(channels["train"], "train")] + [(m, n) for n, m in channels.items() if n != "train"]
+            history: dict = {}
+            early = hyperparameters.get("early_stopping_rounds")
+            booster = xgb.train(
+                booster_parameters(hyperparameters, self.nthread),
+                channels["train"],
+                num_boost_round=int(hyperparameters["num_round"]),
+                evals=evals,
+                early_stopping_rounds=int(early) if early and len(evals) > 1 else None,
+                evals_result=history,
+                verbose_eval=False,
+            )
+            best = getattr(booster, "best_iteration", None)
+            metrics = {
+                f"{channel}:{metric}": float(values[best if best is not None else -1])
+                for channel, per_metric in history.items()
+                for metric, values in per_metric.items()
+            }
+            model_dir = scratch / "model"
+            model_dir.mkdir()
+            booster.save_model(str(model_dir / "xgboost-model"))
+            archive = scratch / "model.tar.gz"
+            with tarfile.open(archive, "w:gz") as tar:
+                tar.add(model_dir / "xgboost-model", arcname="xgboost-model")
+            output = params["OutputDataConfig"]["S3OutputPath"]
+            bucket, prefix = s3util.split_uri(output if output.endswith("/") else output + "/")
+            key = f"{prefix}{params['TrainingJobName']}/output/model.tar.gz"
+            s3.upload_file(str(archive), bucket, key)
+            return f"s3://{bucket}/{key}", metrics
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,250 @@
+"""Deploy the pipeline to AWS in one command (`make deploy`), and take it down.
+
+    python scripts/deploy.py deploy      # mvn package, sam build, sam deploy, upload the Glue job's jar and spec
+    python scripts/deploy.py teardown    # delete the production endpoint, empty the buckets, sam delete
+
+`sam deploy` packages the Lambda code and the Glue script, but not the shaded
+MLeap jar (`--extra-jars`) or the dataset spec (`--spec`) that the Glue job
+reads from `s3://<ArtifactsBucket>/deps/`: this script builds the jar with
+Maven and uploads both once the stack exists. Region and credentials come
+from the usual AWS settings (AWS_PROFILE, AWS_REGION, or what
+`sam deploy --guided` saved in samconfig.toml).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Callable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMCONFIG = REPO_ROOT / "samconfig.toml"
+TEMPLATE = REPO_ROOT / "template.yaml"
+GLUE_POM = REPO_ROOT / "glue" / "pom.xml"
+GLUE_TARGET = REPO_ROOT / "glue" / "target"
+SPEC = REPO_ROOT / "datasets" / "car.json"
+
+# One pin for every place that runs the SAM CLI (scripts/lint.py imports it).
+SAM_CLI_VERSION = "1.170.0"
+LAMBDA_PYTHON = "python3.13"
+
+# Where the template's Glue job looks for its dependencies (DefaultArguments).
+JAR_KEY = "deps/mleap-glue-deps.jar"
+SPEC_KEY = "deps/datasets/car.json"
+
+# Stack outputs this script reads (tests check template.yaml declares them).
+OUTPUTS_USED = ("ArtifactsBucketName", "InputBucketName", "AccessLogsBucketName", "ProductionEndpointName",
+                "StateMachineArn", "UploadCommand", "ApprovalApiUrl")
+
+Runner = Callable[[Sequence[str]], None]
+
+
+class DeployError(RuntimeError):
+    """A step failed; the message says which and what to do."""
+
+
+def uv_executable() -> str:
+    bootstrap = REPO_ROOT / ".cache" / "bootstrap" / "bin" / "uv"
+    if bootstrap.exists():
+        return str(bootstrap)
+    found = shutil.which("uv")
+    if not found:
+        raise DeployError("uv is needed to run the pinned SAM CLI: run `make setup` (it bootstraps uv) first")
+    return found
+
+
+def sam_command(*args: str) -> list[str]:
+    return [uv_executable(), "tool", "run", "--python", "3.11", "--from", f"aws-sam-cli=={SAM_CLI_VERSION}", "sam", *args]
+
+
+def run_command(command: Sequence[str]) -> None:
+    print("+ " + " ".join(command), flush=True)
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    result = subprocess.run(list(command), cwd=REPO_ROOT, env=env)
+    if result.returncode != 0:
+        raise DeployError(f"`{' '.join(command)}` failed with exit code {result.returncode}")
+
+
+def check_lambda_python(which: Callable[[str], str | None] = shutil.which) -> None:
+    """`sam build` needs the functions' runtime version of Python on PATH."""
+    path = which(LAMBDA_PYTHON)
+    works = False
+    if path:
+        try:
+            works = subprocess.run([path, "--version"], capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            works = False
+    if not works:
+        raise DeployError(
+            f"`sam build` needs {LAMBDA_PYTHON} on PATH (the Lambda runtime of template.yaml); "
+            f"{'the one found does not run (a pyenv shim?)' if path else 'none was found'}. "
+            "Install it (for example `uv python install 3.13` and add its directory to PATH), then run make deploy again."
+        )
+
+
+def samconfig(path: Path = SAMCONFIG) -> dict:
+    return tomllib.loads(path.read_text()) if path.exists() else {}
+
+
+def deploy_settings(config: dict) -> dict:
+    """stack_name, region, profile and whether parameters were saved, from samconfig.toml."""
+    default = config.get("default", {})
+    merged = {**default.get("global", {}).get("parameters", {}), **default.get("deploy", {}).get("parameters", {})}
+    return {
+        "stack_name": merged.get("stack_name"),
+        "region": merged.get("region"),
+        "profile": merged.get("profile"),
+        "has_parameters": bool(merged.get("parameter_overrides")),
+    }
+
+
+def shaded_jar(target: Path | None = None) -> Path:
+    """The shaded jar `mvn package` writes (not the `original-` one the shade plugin keeps)."""
+    target = target or GLUE_TARGET
+    jars = sorted(p for p in target.glob("mleap-glue-deps-*.jar") if not p.name.startswith("original-"))
+    if len(jars) != 1:
+        raise DeployError(f"expected one shaded mleap-glue-deps-*.jar in {target}, found {[p.name for p in jars]}")
+    return jars[0]
+
+
+def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
+    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    if not stacks:
+        raise DeployError(f"stack {stack_name} not found")
+    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+
+def require(outputs: dict[str, str], key: str, stack_name: str) -> str:
+    if key not in outputs:
+        raise DeployError(f"stack {stack_name} has no output {key}: is it this project's template?")
+    return outputs[key]
+
+
+def upload_glue_dependencies(s3, outputs: dict[str, str], stack_name: str, jar: Path, spec: Path) -> list[str]:
+    bucket = require(outputs, "ArtifactsBucketName", stack_name)
+    uploaded = []
+    for path, key, content_type in ((jar, JAR_KEY, "application/java-archive"), (spec, SPEC_KEY, "application/json")):
+        s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
+        uploaded.append(f"s3://{bucket}/{key}")
+    return uploaded
+
+
+def boto3_session(settings: dict):
+    import boto3
+
+    return boto3.Session(profile_name=settings.get("profile"), region_name=settings.get("region"))
+
+
+def deploy(run: Runner = run_command, session_factory=boto3_session, guided: bool | None = None,
+           which: Callable[[str], str | None] = shutil.which) -> int:
+    check_lambda_python(which)
+    settings = deploy_settings(samconfig())
+    if guided is None:
+        guided = not settings["has_parameters"]
+    # The jar first: a Maven failure then stops before anything in AWS changes.
+    run(["mvn", "-q", "-B", "-f", str(GLUE_POM), "package", "-DskipTests"])
+    jar = shaded_jar()
+    run(sam_command("build", "--template", str(TEMPLATE)))
+    run(sam_command("deploy", *(["--guided"] if guided else [])))
+    # --guided may have just chosen the stack name, region and profile: read them again.
+    settings = deploy_settings(samconfig())
+    if not settings["stack_name"]:
+        raise DeployError("samconfig.toml names no stack_name after sam deploy")
+    session = session_factory(settings)
+    outputs = stack_outputs(session.client("cloudformation"), settings["stack_name"])
+    for uri in upload_glue_dependencies(session.client("s3"), outputs, settings["stack_name"], jar, SPEC):
+        print(f"uploaded {uri}")
+    print(
+        "\nDeployed. Next:\n"
+        "  1. Confirm the SNS subscription email (approval requests go to that address).\n"
+        f"  2. Start a run: {require(outputs, 'UploadCommand', settings['stack_name'])}\n"
+        f"  3. Watch it: {require(outputs, 'StateMachineArn', settings['stack_name'])}\n"
+    )
+    return 0
+
+
+def empty_bucket(s3, bucket: str) -> int:
+    """Delete every object version and delete marker (the buckets are versioned)."""
+    deleted = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        batch = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        for start in range(0, len(batch), 1000):
+            chunk = batch[start:start + 1000]
+            response = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise DeployError(f"could not delete s3://{bucket}/{first['Key']}: {first.get('Message')}")
+            deleted += len(chunk)
+    return deleted
+
+
+def delete_production_endpoint(sagemaker, endpoint_name: str) -> bool:
+    """The pipeline creates the production endpoint itself, so `sam delete` would leave it running."""
+    from botocore.exceptions import ClientError
+
+    try:
+        sagemaker.delete_endpoint(EndpointName=endpoint_name)
+    except ClientError as error:
+        if "Could not find endpoint" in error.response.get("Error", {}).get("Message", ""):
+            return False
+        raise
+    return True
+
+
+def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: Callable[[str], str] = input,
+             assume_yes: bool = False) -> int:
+    settings = deploy_settings(samconfig())
+    stack_name = settings["stack_name"]
+    if not stack_name:
+        raise DeployError("samconfig.toml names no stack_name: nothing to tear down")
+    session = session_factory(settings)
+    outputs = stack_outputs(session.client("cloudformation"), stack_name)
+    endpoint = require(outputs, "ProductionEndpointName", stack_name)
+    buckets = [require(outputs, key, stack_name) for key in ("InputBucketName", "ArtifactsBucketName", "AccessLogsBucketName")]
+    if not assume_yes:
+        answer = confirm(
+            f"Delete production endpoint {endpoint}, every object in {', '.join(buckets)} and stack {stack_name}? "
+            "Type the stack name to confirm: "
+        )
+        if answer.strip() != stack_name:
+            print("teardown: not confirmed, nothing deleted")
+            return 1
+    if delete_production_endpoint(session.client("sagemaker"), endpoint):
+        print(f"deleting endpoint {endpoint}")
+    s3 = session.client("s3")
+    for bucket in buckets:
+        print(f"emptied s3://{bucket} ({empty_bucket(s3, bucket)} object versions)")
+    run(sam_command("delete", "--stack-name", stack_name, "--no-prompts",
+                    *(["--region", settings["region"]] if settings["region"] else [])))
+    print("QA endpoints of runs that were still in progress, and models/endpoint configs, "
+          "are listed in the SageMaker console under names ending in -qa, -model and -config.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the Glue job's jar and spec")
+    deploy_parser.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
+                               help="force (or skip) sam deploy --guided; default: guided until parameters are saved")
+    teardown_parser = commands.add_parser("teardown", help="delete the production endpoint, empty the buckets, sam delete")
+    teardown_parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "deploy":
+            return deploy(guided=args.guided)
+        return teardown(assume_yes=args.yes)
+    except DeployError as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""qa_test: every held-out row goes to the QA endpoint as a client would send
+it; the metrics are the ones a person would compute by hand."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from lambda_fixtures import REGION, put
+
+
+@pytest.fixture
+def qa(load_function, monkeypatch):
+    monkeypatch.setenv("ACCURACY_THRESHOLD", "0.9")
+    monkeypatch.delenv("QA_MAX_ROWS", raising=False)
+    return load_function("qa_test")
+
+
+@pytest.fixture(scope="module")
+def held_out_rows(car_data) -> list[list[str]]:
+    """A deterministic sample of real car.data rows: features then label."""
+    with open(car_data, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    sample = rows[::29]  # every class is present in this sample
+    assert {row[-1] for row in sample} == {"unacc", "acc", "good", "vgood"}
+    return sample
+
+
+def write_test_split(s3, manifest: dict, rows: list[list[str]], parts: int = 2) -> None:
+    prefix = manifest["uris"]["test"]
+    for part in range(parts):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows[part::parts])
+        put(s3, f"{prefix}part-{part:05d}-abc.csv", buffer.getvalue())
+    put(s3, prefix + "_SUCCESS", b"")
+
+
+def rows_in_read_order(rows: list[list[str]], parts: int = 2) -> list[list[str]]:
+    return [row for part in range(parts) for row in rows[part::parts]]
+
+
+def csv_body(text: str) -> StreamingBody:
+    data = text.encode("utf-8")
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+def qa_event(stored_run) -> dict:
+    run = stored_run["run"]
+    return {"run": run, "names": {"qa_endpoint": f"{run['run_id']}-qa"}, "manifest_uri": stored_run["manifest_uri"]}
+
+
+def stub_endpoint(stub: Stubber, endpoint: str, rows: list[list[str]], answers: list[str]) -> None:
+    """One request per row, exactly as a client sends it: the feature fields
+    as one CSV line, text/csv. The stubbed container answers `answers[i]`."""
+    for row, answer in zip(rows, answers):
+        stub.add_response(
+            "invoke_endpoint",
+            {"Body": csv_body(answer + "\n"), "ContentType": "text/csv"},
+            {"EndpointName": endpoint, "ContentType": "text/csv", "Accept": "text/csv",
+             "Body": ",".join(row[:-1]).encode("utf-8")},
+        )
+
+
+def read_report(s3, stored_run) -> dict:
+    bucket, key = (stored_run["run"]["run_prefix"] + "qa/report.json")[5:].split("/", 1)
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_metrics_and_report(qa, stored_run, s3, held_out_rows, monkeypatch):
+    monkeypatch.setenv("ACCURACY_THRESHOLD", "0.8")
+    write_test_split(s3, stored_run["manifest"], held_out_rows)
+    rows = rows_in_read_order(held_out_rows)
+    truths = [row[-1] for row in rows]
+    answers = list(truths)
+    # Three unacc rows predicted acc, one acc row predicted unacc.
+    unacc = [i for i, t in enumerate(truths) if t == "unacc"][:3]
+    acc = [i for i, t in enumerate(truths) if t == "acc"][:1]
+    for i in unacc:
+        answers[i] = "acc"
+    for i in acc:
+        answers[i] = "unacc"
+
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored_run)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, answers)
+        result = qa.qa_test(s3, runtime, event, threshold=0.8, max_rows=5000)
+        stub.assert_no_pending_responses()
+
+    n = len(rows)
+    counts = {label: truths.count(label) for label in ("unacc", "acc", "good", "vgood")}
+    assert result["rows"] == n
+    assert result["correct"] == n - 4
+    assert result["accuracy"] == round((n - 4) / n, 6)
+    assert result["report_uri"] == stored_run["run"]["run_prefix"] + "qa/report.json"
+    assert result["threshold"] == 0.8 and result["passed"] is True
+
+    report = read_report(s3, stored_run)
+    assert report["labels"] == ["unacc", "acc", "good", "vgood"]
+    expected_matrix = [
+        [counts["unacc"] - 3, 3, 0, 0],
+        [1, counts["acc"] - 1, 0, 0],
+        [0, 0, counts["good"], 0],
+        [0, 0, 0, counts["vgood"]],
+    ]
+    assert report["confusion_matrix"] == expected_matrix
+    per_class = report["per_class"]
+    assert per_class["unacc"]["recall"] == round((counts["unacc"] - 3) / counts["unacc"], 6)
+    assert per_class["unacc"]["precision"] == round((counts["unacc"] - 3) / (counts["unacc"] - 3 + 1), 6)
+    assert per_class["acc"]["recall"] == round((counts["acc"] - 1) / counts["acc"], 6)
+    assert per_class["acc"]["precision"] == round((counts["acc"] - 1) / (counts["acc"] - 1 + 3), 6)
+    assert per_class["good"] == {"precision": 1.0, "recall": 1.0, "support": counts["good"]}
+    assert report["invalid_predictions"] == 0
+    assert report["passed"] is True
+
+
+def test_below_threshold_fails_with_the_numbers_and_keeps_the_report(qa, stored_run, s3, held_out_rows, context):
+    write_test_split(s3, stored_run["manifest"], held_out_rows)
+    rows = rows_in_read_order(held_out_rows)
+    answers = ["unacc"] * len(rows)  # a model that always says "unacc"
+    expected_correct = sum(1 for row in rows if row[-1] == "unacc")
+
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored_run)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, answers)
+        with pytest.raises(Exception) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.9, max_rows=5000)
+    assert type(raised.value).__name__ == "QualityBelowThreshold"
+    message = str(raised.value)
+    assert f"{expected_correct}/{len(rows)}" in message
+    assert f"{expected_correct / len(rows):.4f}" in message and "0.9000" in message
+    assert "qa/report.json" in message
+    report = read_report(s3, stored_run)
+    assert report["passed"] is False and report["correct"] == expected_correct
+
+
+def test_exactly_at_the_threshold_passes(qa):
+    metrics = qa.compute_metrics(["a", "b"], ["a"] * 7 + ["b"] * 3, ["a"] * 7 + ["a"] * 3)
+    assert metrics["correct"] == 7 and metrics["rows"] == 10
+    # 0.7 * 10 is 7.000000000000001 in floating point; the check must still pass 7/10.
+    assert metrics["correct"] / metrics["rows"] >= 0.7
+
+
+def test_refused_rows_and_non_label_answers_count_as_wrong(qa, stored_run, s3, held_out_rows):
+    rows = rows_in_read_order(held_out_rows[:6])
+    write_test_split(s3, stored_run["manifest"], held_out_rows[:6])
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored_run)
+    endpoint = event["names"]["qa_endpoint"]
+    with Stubber(runtime) as stub:
+        stub.add_client_error("invoke_endpoint", "ModelError", "Received client error (400) from container")
+        stub.add_response("invoke_endpoint", {"Body": csv_body("2.0\n")})  # the class index, not a label
+        stub_endpoint(stub, endpoint, rows[2:], [row[-1] for row in rows[2:]])
+        with pytest.raises(Exception) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.9, max_rows=5000)
+    assert "2 invalid answers" in str(raised.value)
+    report = read_report(s3, stored_run)
+    assert report["correct"] == 4 and report["rows"] == 6 and report["invalid_predictions"] == 2
+    assert [example["problem"] for example in report["invalid_examples"]][1] == "answer '2.0' is not a label"
+
+
+def test_other_endpoint_errors_stop_the_test(qa, stored_run, s3, held_out_rows):
+    write_test_split(s3, stored_run["manifest"], held_out_rows[:4])
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        stub.add_client_error("invoke_endpoint", "ValidationException", "Endpoint car-qa of account x not found.")
+        with pytest.raises(Exception, match="not found"):
+            qa.qa_test(s3, runtime, qa_event(stored_run), threshold=0.9, max_rows=5000)
+
+
+def test_quoted_fields_and_crlf_lines_are_read_as_csv(qa, stored_run, s3):
+    prefix = stored_run["manifest"]["uris"]["test"]
+    put(s3, prefix + "part-00000.csv", b'vhigh,vhigh,2,2,small,low,unacc\r\n"5more",med,"4",more,big,high,acc\r\n\r\n')
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored_run)
+    rows = [["vhigh", "vhigh", "2", "2", "small", "low", "unacc"], ["5more", "med", "4", "more", "big", "high", "acc"]]
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, ["unacc", '"acc"'])
+        result = qa.qa_test(s3, runtime, event, threshold=0.9, max_rows=5000)
+        stub.assert_no_pending_responses()
+    assert result["accuracy"] == 1.0 and result["rows"] == 2
+
+
+def test_row_cap(qa, stored_run, s3, held_out_rows):
+    write_test_split(s3, stored_run["manifest"], held_out_rows, parts=1)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored_run)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], held_out_rows[:5], [r[-1] for r in held_out_rows[:5]])
+        result = qa.qa_test(s3, runtime, event, threshold=0.9, max_rows=5)
+        stub.assert_no_pending_responses()
+    assert result["rows"] == 5 and result["rows_available"] == stored_run["manifest"]["rows"]["test"]
+
+
+def test_wrong_field_count_names_the_file_and_line(qa, stored_run, s3):
+    prefix = stored_run["manifest"]["uris"]["test"]
+    put(s3, prefix + "part-00000.csv", "vhigh,vhigh,2,2,small,low,unacc\nvhigh,vhigh,2,2,unacc\n")
+    with pytest.raises(Exception, match=r"part-00000.csv row 2: 5 fields") as raised:
+        qa.qa_test(s3, boto3.client("sagemaker-runtime", region_name=REGION), qa_event(stored_run), 0.9, 5000)
+    assert type(raised.value).__name__ == "TestDataInvalid"
+
+
+def test_no_test_rows(qa, stored_run, s3):
+    put(s3, stored_run["manifest"]["uris"]["test"] + "_SUCCESS", b"")
+    with pytest.raises(Exception, match="no test rows") as raised:
+        qa.qa_test(s3, boto3.client("sagemaker-runtime", region_name=REGION), qa_event(stored_run), 0.9, 5000)
+    assert type(raised.value).__name__ == "TestDataInvalid"
+
+
+def test_unknown_true_label(qa):
+    with pytest.raises(Exception, match="'maybe'") as raised:
+        qa.compute_metrics(["a", "b"], ["a", "maybe"], ["a", "b"])
+    assert type(raised.value).__name__ == "TestDataInvalid"
+
+
+def test_handler_bad_event_and_bad_threshold(qa, context, monkeypatch, aws):
+    with pytest.raises(Exception) as raised:
+        qa.lambda_handler({"run": {}}, context)
+    assert type(raised.value).__name__ == "InvalidEvent"
+    monkeypatch.setenv("ACCURACY_THRESHOLD", "1.5")
+    with pytest.raises(Exception, match="ACCURACY_THRESHOLD"):
+        qa.lambda_handler({"run": {}}, context)

@@ -1,0 +1,162 @@
+"""start_run: one execution per uploaded object, whatever EventBridge re-delivers."""
+from __future__ import annotations
+
+import json
+import re
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from lambda_fixtures import ACCOUNT, REGION
+
+DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+
+
+def s3_event(key: str, bucket: str = "input-bucket", etag: str = "9b2cf535f27731c974343645a3985328",
+             sequencer: str = "0064D3901D00059242", version_id: str | None = None) -> dict:
+    obj = {"key": key, "size": 51867, "etag": etag, "sequencer": sequencer}
+    if version_id:
+        obj["version-id"] = version_id
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": "2025-01-02T03:04:05Z",
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": obj,
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": ACCOUNT,
+            "reason": "PutObject",
+        },
+    }
+
+
+@pytest.fixture
+def start_run(load_function):
+    return load_function("start_run")
+
+
+@pytest.fixture
+def state_machine(aws, monkeypatch):
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(
+        name="pipeline", definition=DEFINITION, roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    monkeypatch.setenv("INPUT_PREFIX", "input/")
+    return sfn, arn
+
+
+def executions(sfn, arn):
+    return sfn.list_executions(stateMachineArn=arn)["executions"]
+
+
+def test_upload_starts_one_execution_with_the_object_as_input(start_run, state_machine, context):
+    sfn, arn = state_machine
+    result = start_run.lambda_handler(s3_event("input/car.data"), context)
+
+    assert result["action"] == "started"
+    assert result["input_uri"] == "s3://input-bucket/input/car.data"
+    [execution] = executions(sfn, arn)
+    assert execution["name"] == result["execution_name"]
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"input_uri": "s3://input-bucket/input/car.data"}
+
+
+def test_the_same_event_delivered_twice_starts_one_execution(start_run, state_machine, context):
+    sfn, arn = state_machine
+    event = s3_event("input/car.data")
+    first = start_run.lambda_handler(event, context)
+    second = start_run.lambda_handler(json.loads(json.dumps(event)), context)
+
+    assert first["execution_name"] == second["execution_name"]
+    assert len(executions(sfn, arn)) == 1
+
+
+def test_a_new_upload_of_the_same_key_is_a_new_run(start_run, state_machine, context):
+    sfn, arn = state_machine
+    first = start_run.lambda_handler(s3_event("input/car.data", sequencer="0064D3901D00059242"), context)
+    again = start_run.lambda_handler(s3_event("input/car.data", sequencer="0064D3901D000592FF"), context)
+
+    assert first["execution_name"] != again["execution_name"]
+    assert len(executions(sfn, arn)) == 2
+
+
+def test_execution_already_exists_is_reported_as_duplicate(start_run, context, monkeypatch):
+    """After the first execution ended, Step Functions refuses the name: that is the duplicate, not an error."""
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:pipeline"
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    with Stubber(sfn) as stub:
+        stub.add_client_error("start_execution", "ExecutionAlreadyExists", "Execution Already Exists")
+        result = start_run.start_run(sfn, s3_event("input/car.data"), arn, "input/")
+        stub.assert_no_pending_responses()
+    assert result["action"] == "duplicate"
+    assert result["execution_arn"] == f"arn:aws:states:{REGION}:{ACCOUNT}:execution:pipeline:{result['execution_name']}"
+
+
+def test_other_step_functions_errors_propagate(start_run):
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:pipeline"
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    with Stubber(sfn) as stub:
+        stub.add_client_error("start_execution", "StateMachineDoesNotExist", "no such state machine")
+        with pytest.raises(Exception, match="StateMachineDoesNotExist"):
+            start_run.start_run(sfn, s3_event("input/car.data"), arn, "input/")
+
+
+@pytest.mark.parametrize("key", ["other/car.data", "inputs/car.data", "input/", "input/sub/"])
+def test_keys_outside_the_prefix_and_directory_markers_are_ignored(start_run, state_machine, context, key):
+    sfn, arn = state_machine
+    result = start_run.lambda_handler(s3_event(key), context)
+    assert result["action"] == "ignored"
+    assert executions(sfn, arn) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "input/car.data",
+        "input/My Data (2024) FINAL!!.csv",
+        "input/" + "x" * 300 + ".csv",
+        "input/日本語.csv",
+        "input/....csv",
+        "input/a/b/c/very_long_name_with_underscores_and.dots.in.it.csv",
+    ],
+)
+def test_execution_names_are_valid_for_step_functions_and_sagemaker(start_run, key):
+    name = start_run.execution_name(start_run.object_identity(s3_event(key)))
+    assert len(name) <= 40
+    # Valid SageMaker name (the stricter of the two), hence a valid execution name.
+    assert re.fullmatch(r"[a-z0-9](-*[a-z0-9])*", name), name
+    assert len(name + "-config") <= 63
+
+
+def test_versioned_objects_are_identified_by_version(start_run):
+    one = start_run.execution_name(start_run.object_identity(s3_event("input/car.data", version_id="v1")))
+    two = start_run.execution_name(start_run.object_identity(s3_event("input/car.data", version_id="v2")))
+    assert one != two
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        {},
+        {"source": "aws.s3", "detail-type": "Object Deleted", "detail": {}},
+        {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}}},
+        {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": ""}, "object": {"key": "input/x"}}},
+        {"Records": [{"s3": {}}]},
+    ],
+)
+def test_malformed_events_raise_invalid_event(start_run, state_machine, context, event):
+    sfn, arn = state_machine
+    with pytest.raises(Exception) as raised:
+        start_run.lambda_handler(event, context)
+    assert type(raised.value).__name__ == "InvalidEvent"
+    assert executions(sfn, arn) == []

@@ -1,0 +1,124 @@
+"""localmode.aws: the stack's resources in moto, the mailbox, and the local
+UpdateEndpoint that the real deploy_production Lambda calls through boto3."""
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from localmode import REPO_ROOT, aws
+from localmode.stack import LocalStack
+
+CONTAINERS = [{"Image": "xgboost:1.7-1", "ModelDataUrl": "s3://b/model.tar.gz"}]
+
+
+@pytest.fixture
+def moto_aws():
+    with aws.local_aws() as _:
+        yield
+
+
+def make_config(sagemaker, name: str, instances: int = 1) -> None:
+    sagemaker.create_model(ModelName=f"{name}-model", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", Containers=CONTAINERS)
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": f"{name}-model", "InitialInstanceCount": instances,
+                             "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}],
+    )
+
+
+DEPLOYMENT = {
+    "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+                              "TerminationWaitInSeconds": 600},
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
+}
+
+
+def test_update_endpoint_switches_the_config(moto_aws):
+    sagemaker = boto3.client("sagemaker")
+    make_config(sagemaker, "old")
+    make_config(sagemaker, "new", instances=2)
+    sagemaker.create_endpoint(EndpointName="prod", EndpointConfigName="old")
+
+    arn = sagemaker.update_endpoint(EndpointName="prod", EndpointConfigName="new", DeploymentConfig=DEPLOYMENT)["EndpointArn"]
+
+    described = sagemaker.describe_endpoint(EndpointName="prod")
+    assert arn == described["EndpointArn"]
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "new")
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    [update] = aws.endpoint_updates.history
+    assert update == {"endpoint": "prod", "from": "old", "to": "new", "deployment_config": DEPLOYMENT, "rolled_back": False}
+
+
+def test_injected_rollback_keeps_the_previous_config(moto_aws):
+    sagemaker = boto3.client("sagemaker")
+    make_config(sagemaker, "old")
+    make_config(sagemaker, "new")
+    sagemaker.create_endpoint(EndpointName="prod", EndpointConfigName="old")
+    aws.endpoint_updates.rollback_next = True
+
+    sagemaker.update_endpoint(EndpointName="prod", EndpointConfigName="new", DeploymentConfig=DEPLOYMENT)
+
+    described = sagemaker.describe_endpoint(EndpointName="prod")
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "old")
+    assert "rolled back" in described["FailureReason"]
+    assert aws.endpoint_updates.rollback_next is False  # one update only
+    sagemaker.update_endpoint(EndpointName="prod", EndpointConfigName="new")
+    assert sagemaker.describe_endpoint(EndpointName="prod")["EndpointConfigName"] == "new"
+
+
+@pytest.mark.parametrize(
+    "endpoint, config, message",
+    [("missing", "new", "Could not find endpoint"), ("prod", "nope", "Could not find endpoint configuration"),
+     ("prod", "old", "already uses")],
+)
+def test_update_endpoint_refuses_like_sagemaker(moto_aws, endpoint, config, message):
+    sagemaker = boto3.client("sagemaker")
+    make_config(sagemaker, "old")
+    make_config(sagemaker, "new")
+    sagemaker.create_endpoint(EndpointName="prod", EndpointConfigName="old")
+
+    with pytest.raises(ClientError) as raised:
+        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert message in raised.value.response["Error"]["Message"]
+    assert sagemaker.describe_endpoint(EndpointName="prod")["EndpointConfigName"] == "old"
+
+
+def test_update_endpoint_exists_only_while_installed():
+    from moto.sagemaker.responses import SageMakerResponse
+
+    with aws.local_aws():
+        assert hasattr(SageMakerResponse, "update_endpoint")
+    assert not hasattr(SageMakerResponse, "update_endpoint")
+
+
+def test_isolate_environment_drops_inherited_endpoints_and_profiles(monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "prod-admin")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.com")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALKEY")
+    aws.isolate_environment()
+    import os
+
+    assert "AWS_PROFILE" not in os.environ and "AWS_ENDPOINT_URL_S3" not in os.environ
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+
+
+def test_resources_follow_the_template_and_mail_arrives(moto_aws):
+    stack = LocalStack.from_file(parameter_overrides={"NotificationEmail": "you@example.com"})
+    resources = aws.create_resources(stack, REPO_ROOT / "datasets" / "car.json")
+
+    s3 = boto3.client("s3")
+    buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert {resources.input_bucket, resources.artifacts_bucket} <= buckets
+    bucket, key = resources.spec_uri[5:].split("/", 1)
+    assert b'"label"' in s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    table = boto3.client("dynamodb").describe_table(TableName=resources.state_table)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    # The names the Lambdas are given are the names that exist.
+    env = stack.function_environment("RequestApprovalFunction")
+    assert env["STATE_TABLE"] == resources.state_table and env["TOPIC_ARN"] == resources.topic_arn
+
+    boto3.client("sns").publish(TopicArn=resources.topic_arn, Subject="Approve run x", Message="Open http://a/b")
+    assert aws.read_mailbox(resources.mailbox_url) == [{"subject": "Approve run x", "message": "Open http://a/b"}]
+    assert aws.read_mailbox(resources.mailbox_url) == []

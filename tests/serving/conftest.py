@@ -1,0 +1,148 @@
+"""Fixtures for the local serving tests: ONE run of the real Glue job on the real car
+data (its MLeap bundles and schemas), an XGBoost model trained on that run's
+train/validation split the way the built-in algorithm is configured, the three
+containers built from them exactly as CreateModel would describe them, and the
+MLeap runtime 0.20.0 CLI (tests/jvm) as the reference engine."""
+from __future__ import annotations
+
+import csv
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from localmode import glue_local
+from localmode.serving.containers import InferencePipeline, SparkMLServingContainer, XGBoostContainer
+from localmode.serving.jvm_runtime import JvmRuntimeUnavailable, MleapJvmRuntime
+
+# What prepare_training asks the built-in algorithm for (its defaults).
+HYPERPARAMETERS = {"objective": "multi:softmax", "num_round": "200", "early_stopping_rounds": "10",
+                   "eval_metric": "merror", "eta": "0.2", "max_depth": "6"}
+
+
+def read_csv_dir(directory: Path) -> list[list[str]]:
+    rows = []
+    for part in sorted(directory.glob("part-*.csv")):
+        with open(part, newline="", encoding="utf-8") as handle:
+            rows.extend(row for row in csv.reader(handle) if row)
+    return rows
+
+
+def unpack(tarball: Path, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@dataclass
+class ServingArtifacts:
+    """One Glue run plus a trained model: everything the three containers need."""
+
+    run_dir: Path
+    manifest: dict
+    preprocess_dir: Path
+    postprocess_dir: Path
+    xgboost_dir: Path
+    preprocess_schema: dict
+    postprocess_schema: dict
+    test_rows: list[list[str]]  # feature strings in spec order, then the true label
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.manifest["feature_names"])
+
+    @property
+    def test_lines(self) -> list[str]:
+        return [",".join(row[:-1]) for row in self.test_rows]
+
+    def environments(self) -> list[dict]:
+        """Containers[i].Environment as the create_model Lambda writes it."""
+        return [
+            {"SAGEMAKER_SPARKML_SCHEMA": json.dumps(self.preprocess_schema, separators=(",", ":")),
+             "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"},
+            {},
+            {"SAGEMAKER_SPARKML_SCHEMA": json.dumps(self.postprocess_schema, separators=(",", ":"))},
+        ]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    session = glue_local.build_spark_session(app_name="tests-serving")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def glue_job():
+    return glue_local.load_job()
+
+
+def _train(run_dir: Path, manifest: dict, target: Path) -> Path:
+    """The built-in algorithm's training, as localmode's training worker does it (same helpers)."""
+    import xgboost
+
+    from localmode.workers.training import booster_parameters, read_channel
+
+    hyperparameters = {**HYPERPARAMETERS, "num_class": str(manifest["num_class"])}
+    train_labels, train_features = read_channel(run_dir / "data" / "train")
+    validation_labels, validation_features = read_channel(run_dir / "data" / "validation")
+    train = xgboost.DMatrix(train_features, label=train_labels)
+    validation = xgboost.DMatrix(validation_features, label=validation_labels)
+    booster = xgboost.train(booster_parameters(hyperparameters, nthread=1), train,
+                            num_boost_round=int(hyperparameters["num_round"]),
+                            evals=[(train, "train"), (validation, "validation")],
+                            early_stopping_rounds=int(hyperparameters["early_stopping_rounds"]), verbose_eval=False)
+    target.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(target / "xgboost-model"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def serving_artifacts(spark, glue_job, car_data, dataset_spec, tmp_path_factory) -> ServingArtifacts:
+    """The real Glue job on the real car data, once per session, and a model trained on its split."""
+    root = tmp_path_factory.mktemp("serving")
+    run_dir = root / "run"
+    options = glue_job.JobOptions(input=str(car_data), output=str(run_dir), run_id="serving-tests",
+                                  spec=dataset_spec, seed=42)
+    manifest = glue_job.run(spark, options)
+    return ServingArtifacts(
+        run_dir=run_dir,
+        manifest=manifest,
+        preprocess_dir=unpack(run_dir / "model" / "preprocess" / "model.tar.gz", root / "preprocess"),
+        postprocess_dir=unpack(run_dir / "model" / "postprocess" / "model.tar.gz", root / "postprocess"),
+        xgboost_dir=_train(run_dir, manifest, root / "xgboost"),
+        preprocess_schema=json.loads((run_dir / "model" / "preprocess" / "schema.json").read_text()),
+        postprocess_schema=json.loads((run_dir / "model" / "postprocess" / "schema.json").read_text()),
+        test_rows=read_csv_dir(run_dir / "data" / "test"),
+    )
+
+
+@pytest.fixture(scope="session")
+def containers(serving_artifacts):
+    pre_env, xgb_env, post_env = serving_artifacts.environments()
+    return (
+        SparkMLServingContainer(serving_artifacts.preprocess_dir, pre_env),
+        XGBoostContainer(serving_artifacts.xgboost_dir, xgb_env),
+        SparkMLServingContainer(serving_artifacts.postprocess_dir, post_env),
+    )
+
+
+@pytest.fixture(scope="session")
+def pipeline(containers) -> InferencePipeline:
+    return InferencePipeline(list(containers))
+
+
+@pytest.fixture(scope="session")
+def jvm_runtime() -> MleapJvmRuntime:
+    try:
+        return MleapJvmRuntime()
+    except JvmRuntimeUnavailable as exc:
+        pytest.fail(f"{exc} (the parity tests need the MLeap 0.20.0 runtime CLI)")
+
+
+@pytest.fixture(scope="session")
+def schema_files(serving_artifacts) -> dict[str, Path]:
+    return {name: serving_artifacts.run_dir / "model" / name / "schema.json" for name in ("preprocess", "postprocess")}

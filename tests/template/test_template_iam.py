@@ -1,0 +1,159 @@
+"""Least privilege: no wildcard actions, `*` resources only where AWS offers
+no resource-level permission, and each function's role holding exactly the
+calls docs/architecture.md lists for it."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from template_support import ACCOUNT, REGION, REPO_ROOT, iam_allows, role_statements
+
+# Actions that have no resource-level permissions in IAM: a statement granting them must say "*".
+NO_RESOURCE_LEVEL = {
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "states:SendTaskSuccess", "states:SendTaskFailure",
+}
+# Lambda role -> the function folder whose "Calls:" section in docs/architecture.md it implements.
+LAMBDA_ROLES = {
+    "StartRunRole": "start_run", "PrepareTrainingRole": "prepare_training", "CreateModelRole": "create_model",
+    "CreateEndpointConfigRole": "create_endpoint_config", "QATestRole": "qa_test",
+    "RequestApprovalRole": "request_approval", "ApprovalApiRole": "approval_api",
+    "DeployProductionRole": "deploy_production", "CleanupRole": "cleanup",
+}
+# What every function's role has besides its documented calls: its log group, X-Ray, and
+# KMS for the stack key behind its encrypted S3/DynamoDB/SNS/SQS calls.
+PLUMBING = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+            "kms:Decrypt", "kms:GenerateDataKey"}
+CONDITION_KEYS = {"iam:PassedToService"}
+
+
+def policy_documents(template):
+    """(where, statement) for every policy document the template writes."""
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        for policy in props.get("Policies", []):
+            if isinstance(policy, dict) and "PolicyDocument" in policy:
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    yield f"{logical_id}/{policy['PolicyName']}", statement
+        for key in ("PolicyDocument", "KeyPolicy"):
+            if key in props:
+                for statement in props[key]["Statement"]:
+                    yield f"{logical_id}/{key}", statement
+
+
+def as_list(value):
+    return [value] if isinstance(value, (str, dict)) else list(value)
+
+
+def test_no_policy_allows_a_wildcard_action(template):
+    offenders = [
+        (where, action)
+        for where, statement in policy_documents(template) if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]) if action == "*" or action.endswith(":*") or "*" in action
+    ]
+    assert not offenders, offenders
+
+
+def test_star_resources_only_for_actions_without_resource_level_permissions(template):
+    offenders = []
+    for where, statement in policy_documents(template):
+        if statement["Effect"] != "Allow" or "*" not in as_list(statement.get("Resource", [])):
+            continue
+        if where.endswith("/KeyPolicy"):
+            continue  # in a key policy "*" means this key
+        extra = set(as_list(statement["Action"])) - NO_RESOURCE_LEVEL
+        if extra:
+            offenders.append((where, sorted(extra)))
+    assert not offenders, offenders
+
+
+def test_no_principal_outside_this_account(template):
+    for where, statement in policy_documents(template):
+        if statement["Effect"] == "Allow" and "Principal" in statement:
+            principal = statement["Principal"]
+            assert principal != "*" and principal != {"AWS": "*"}, where
+
+
+def documented_calls(folder: str) -> set[str]:
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    section = re.search(rf"^### {re.escape(folder)}\b.*?(?=^### |^## |\Z)", text, re.M | re.S)
+    assert section, f"docs/architecture.md has no '### {folder}' section"
+    calls = re.search(r"^- Calls:(.*?)(?=^- |\Z)", section.group(0), re.M | re.S)
+    assert calls, f"the {folder} section lists no '- Calls:'"
+    actions = set(re.findall(r"`([a-z0-9-]+:[A-Z][A-Za-z]+)`", calls.group(1)))
+    return actions - CONDITION_KEYS
+
+
+@pytest.mark.parametrize("role, folder", sorted(LAMBDA_ROLES.items()))
+def test_function_role_grants_exactly_the_documented_calls(resolver, role, folder):
+    granted = set()
+    for statement in role_statements(resolver, role):
+        if statement["Effect"] == "Allow":
+            granted |= set(as_list(statement["Action"]))
+    documented = documented_calls(folder)
+    if folder == "start_run":
+        documented |= {"sqs:SendMessage"}  # its asynchronous-invocation dead-letter queue
+    assert documented - granted == set(), f"{role} lacks documented calls: {sorted(documented - granted)}"
+    assert granted - documented - PLUMBING == set(), f"{role} grants undocumented calls: {sorted(granted - documented - PLUMBING)}"
+
+
+def test_every_function_uses_its_own_role_and_log_group(functions):
+    roles = {props["Properties"]["Role"]["Fn::GetAtt"][0] for props in functions.values()}
+    assert len(roles) == len(functions), "two functions share a role"
+    assert roles == set(LAMBDA_ROLES)
+
+
+SAGEMAKER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+
+
+def test_cleanup_can_delete_qa_endpoints_but_never_production(resolver):
+    statements = role_statements(resolver, "CleanupRole")
+    production = resolver.ref("ProductionEndpointName")
+    assert iam_allows(statements, "sagemaker:DeleteEndpoint", f"{SAGEMAKER}:endpoint/car-8f14e45fceea-qa")
+    assert not iam_allows(statements, "sagemaker:DeleteEndpoint", f"{SAGEMAKER}:endpoint/{production}")
+
+
+def test_production_endpoint_name_cannot_look_like_a_qa_endpoint(template):
+    pattern = template["Parameters"]["ProductionEndpointName"]["AllowedPattern"]
+    assert re.match(pattern, "car-evaluation")
+    assert not re.match(pattern, "car-evaluation-qa"), "cleanup's role could then delete production"
+    assert not re.match(pattern, "Car-Evaluation"), "SageMaker ARNs are lower case; IAM would not match"
+
+
+def test_only_deploy_production_changes_the_production_endpoint(resolver):
+    production = f"{SAGEMAKER}:endpoint/{resolver.ref('ProductionEndpointName')}"
+    can_change = [
+        role for role in [*LAMBDA_ROLES, "StateMachineRole", "SageMakerExecutionRole"]
+        if any(iam_allows(role_statements(resolver, role), action, production)
+               for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"))
+    ]
+    assert can_change == ["DeployProductionRole"]
+
+
+def test_qa_test_can_invoke_only_qa_endpoints(resolver):
+    statements = role_statements(resolver, "QATestRole")
+    assert iam_allows(statements, "sagemaker:InvokeEndpoint", f"{SAGEMAKER}:endpoint/car-8f14e45fceea-qa")
+    assert not iam_allows(statements, "sagemaker:InvokeEndpoint", f"{SAGEMAKER}:endpoint/{resolver.ref('ProductionEndpointName')}")
+
+
+def test_sagemaker_execution_role_reads_runs_and_writes_only_training_output(resolver):
+    statements = role_statements(resolver, "SageMakerExecutionRole")
+    bucket = resolver.get_att("ArtifactsBucket", "Arn")
+    assert iam_allows(statements, "s3:GetObject", f"{bucket}/runs/car-1/model/preprocess/model.tar.gz")
+    assert iam_allows(statements, "s3:PutObject", f"{bucket}/runs/car-1/training/car-1-train/output/model.tar.gz")
+    assert not iam_allows(statements, "s3:PutObject", f"{bucket}/runs/car-1/manifest.json")
+    assert not iam_allows(statements, "s3:GetObject", f"{resolver.get_att('InputBucket', 'Arn')}/input/car.csv")
+
+
+def test_glue_reads_only_the_input_prefix_and_writes_only_runs(resolver):
+    statements = role_statements(resolver, "GlueJobRole")
+    prefix = resolver.ref("InputPrefix")
+    assert iam_allows(statements, "s3:GetObject", f"{resolver.get_att('InputBucket', 'Arn')}/{prefix}car.csv")
+    assert not iam_allows(statements, "s3:GetObject", f"{resolver.get_att('InputBucket', 'Arn')}/elsewhere/car.csv")
+    artifacts = resolver.get_att("ArtifactsBucket", "Arn")
+    assert iam_allows(statements, "s3:PutObject", f"{artifacts}/runs/car-1/manifest.json")
+    assert not iam_allows(statements, "s3:PutObject", f"{artifacts}/deps/mleap-glue-deps.jar")
+    script = "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-1a2b3c/car-ml-pipeline/0123abcd"
+    assert iam_allows(statements, "s3:GetObject", script), "Glue could not read the script sam deploy uploaded"

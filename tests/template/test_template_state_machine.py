@@ -1,0 +1,307 @@
+"""The state machine as deployed: its substitutions, the API requests its
+service tasks make (checked against botocore's input shapes), and the role
+that lets it make them and nothing else."""
+from __future__ import annotations
+
+import json
+import re
+
+import botocore.session
+import pytest
+from botocore.exceptions import ParamValidationError
+from botocore.validate import validate_parameters
+from template_support import ACCOUNT, REGION, REPO_ROOT, iam_allows, load_module, role_statements
+
+SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+INTEGRATION = re.compile(r"^arn:aws:states:::(?:(aws-sdk):)?([a-z0-9-]+):([A-Za-z]+)(?:\.(sync|waitForTaskToken))?$")
+# Step Functions service name -> botocore service name
+BOTOCORE_SERVICE = {"glue": "glue", "sagemaker": "sagemaker", "sns": "sns", "lambda": "lambda"}
+# Optimized integrations whose IAM needs more than the API action itself (REFERENCE.md section 4).
+SYNC_ACTIONS = {
+    "glue:startJobRun.sync": {"glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"},
+    "sagemaker:createTrainingJob.sync": {
+        "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+        "sagemaker:ListTags", "events:PutTargets", "events:PutRule", "events:DescribeRule", "iam:PassRole",
+    },
+}
+LOG_DELIVERY = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups"}
+TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+
+
+@pytest.fixture(scope="module")
+def state_machine(template):
+    return template["Resources"]["PipelineStateMachine"]["Properties"]
+
+
+@pytest.fixture(scope="module")
+def substitutions(state_machine, resolver):
+    return {name: resolver.resolve(value) for name, value in state_machine["DefinitionSubstitutions"].items()}
+
+
+@pytest.fixture(scope="module")
+def deployed_definition(definition_text, substitutions) -> dict:
+    """The definition as Step Functions receives it, substitutions filled."""
+    return json.loads(SUBSTITUTION.sub(lambda m: substitutions[m.group(1)], definition_text))
+
+
+def service_tasks(definition: dict):
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task" and state["Resource"].startswith("arn:aws:states:::"):
+            yield name, state
+
+
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used(definition_text, state_machine):
+    used = set(SUBSTITUTION.findall(definition_text))
+    provided = set(state_machine["DefinitionSubstitutions"])
+    assert used - provided == set(), f"placeholders the template does not fill: {sorted(used - provided)}"
+    assert provided - used == set(), f"substitutions the definition never uses: {sorted(provided - used)}"
+
+
+def test_substitutions_point_at_the_resources_they_name(substitutions, resolver):
+    functions = {k: v for k, v in resolver.resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    for name, value in substitutions.items():
+        if name.endswith("FunctionArn"):
+            assert value.startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"), (name, value)
+    expected_functions = {
+        "PrepareTrainingFunctionArn": "prepare_training", "CreateModelFunctionArn": "create_model",
+        "CreateEndpointConfigFunctionArn": "create_endpoint_config", "QATestFunctionArn": "qa_test",
+        "RequestApprovalFunctionArn": "request_approval", "DeployProductionFunctionArn": "deploy_production",
+        "CleanupFunctionArn": "cleanup",
+    }
+    for substitution, folder in expected_functions.items():
+        logical = resolver.template["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"][substitution]["Fn::GetAtt"][0]
+        assert functions[logical]["Properties"]["CodeUri"].rstrip("/") == f"functions/{folder}", substitution
+    assert substitutions["GlueJobName"] == resolver.ref("PreprocessJob")
+    assert substitutions["ArtifactsBucketName"] == resolver.ref("ArtifactsBucket")
+
+
+# ------------------------------------------------------------ a representative run
+
+@pytest.fixture(scope="module")
+def run_state(template, resolver, substitutions, monkeypatch_module):
+    """The accumulated execution state as it would be at the end of a run,
+    with the fields every state's paths read. `plan` comes from the real
+    prepare_training code, configured by the template's own environment."""
+    run_id = "car-8f14e45fceea"
+    artifacts = substitutions["ArtifactsBucketName"]
+    run_prefix = f"s3://{artifacts}/runs/{run_id}/"
+    prepare = load_module(REPO_ROOT / "functions" / "prepare_training" / "app.py", "template_test_prepare_training")
+    env = resolver.resolve(template["Resources"]["PrepareTrainingFunction"]["Properties"]["Environment"]["Variables"])
+    for key, value in env.items():
+        monkeypatch_module.setenv(key, str(value))
+    manifest = {
+        "num_class": 4,
+        "uris": {
+            "train": f"{run_prefix}data/train/", "validation": f"{run_prefix}data/validation/",
+            "test": f"{run_prefix}data/test/", "training_output": f"{run_prefix}training/",
+        },
+    }
+    names = prepare.resource_names(run_id, env["PRODUCTION_ENDPOINT_NAME"])
+    training = prepare.training_request(names["training_job"], manifest, prepare.training_settings_from_env())
+    return {
+        "input_uri": f"s3://input-bucket/input/car.csv",
+        "run": {"run_id": run_id, "execution_arn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:sm:{run_id}",
+                "started_at": "2025-01-01T00:00:00.000Z", "input_uri": "s3://input-bucket/input/car.csv",
+                "run_prefix": run_prefix},
+        "glue": {"job_run_id": "jr_0123456789abcdef", "state": "SUCCEEDED"},
+        "plan": {"names": names, "training": training, "manifest_uri": f"{run_prefix}manifest.json",
+                 "poll_seconds": int(env["POLL_SECONDS"]), "approval_timeout_seconds": int(env["APPROVAL_TIMEOUT_SECONDS"])},
+        "training": {"training_job_name": names["training_job"],
+                     "model_artifacts": f"{run_prefix}training/{names['training_job']}/output/model.tar.gz"},
+        "model": {"model_name": names["model"]},
+        "endpoint_config": {"endpoint_config_name": names["endpoint_config"]},
+        "qa_endpoint": {"status": "InService"},
+        "qa": {"accuracy": 0.97, "threshold": 0.95, "rows": 260, "report_uri": f"{run_prefix}qa/report.json"},
+        "approval": {"decision": "approve", "reason": "looks good", "decided_at": "2025-01-01T01:00:00Z"},
+        "production": {"endpoint_name": names["production_endpoint"], "action": "updated"},
+        "production_status": {"status": "InService", "endpoint_config_name": names["endpoint_config"]},
+        "error": {"Error": "States.TaskFailed", "Cause": "something broke"},
+        "failure": {"state": "TrainXGBoost", "error": "States.TaskFailed", "cause": "something broke"},
+    }
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+CONTEXT = {
+    "Execution": {"Id": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:sm:car-8f14e45fceea", "Name": "car-8f14e45fceea",
+                  "StartTime": "2025-01-01T00:00:00.000Z"},
+    "Task": {"Token": "AQCEAAAAKgAAAA" + "x" * 600},
+}
+
+
+def read_path(path: str, state: dict):
+    if path == "$":
+        return state
+    root, rest = (CONTEXT, path[3:]) if path.startswith("$$.") else (state, path[2:])
+    value = root
+    for part in rest.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f"{path}: the state has no {part!r} here (the definition and the state's contract disagree)")
+        value = value[part]
+    return value
+
+
+def split_arguments(text: str) -> list[str]:
+    parts, current, quoted = [], "", False
+    for char in text:
+        if char == "'" and not current.endswith("\\"):
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    parts.append(current.strip())
+    return parts
+
+
+def evaluate(expression: str, state: dict):
+    match = re.fullmatch(r"States\.Format\((.*)\)", expression, re.S)
+    if match:
+        template_text, *args = split_arguments(match.group(1))
+        values = [str(evaluate(arg, state)) for arg in args]
+        pieces = template_text.strip("'").split("{}")
+        assert len(pieces) == len(values) + 1, f"{expression}: placeholders and arguments differ in number"
+        return "".join(p + v for p, v in zip(pieces, values + [""]))
+    if expression.startswith("$"):
+        return read_path(expression, state)
+    if expression.startswith("States."):
+        raise AssertionError(f"no evaluator for intrinsic {expression}; extend this test")
+    return expression.strip("'")
+
+
+def fill(parameters, state: dict):
+    if isinstance(parameters, dict):
+        filled = {}
+        for key, value in parameters.items():
+            if key.endswith(".$"):
+                filled[key[:-2]] = evaluate(value, state)
+            else:
+                filled[key] = fill(value, state)
+        return filled
+    if isinstance(parameters, list):
+        return [fill(item, state) for item in parameters]
+    return parameters
+
+
+def operation_for(resource: str):
+    match = INTEGRATION.match(resource)
+    assert match, f"unrecognised integration {resource}"
+    _, service, action, _ = match.groups()
+    model = botocore.session.get_session().get_service_model(BOTOCORE_SERVICE[service])
+    operation = action[0].upper() + action[1:]
+    if service == "lambda" and operation == "Invoke":
+        return model.operation_model("Invoke")
+    return model.operation_model(operation)
+
+
+def test_every_service_task_sends_a_request_its_api_accepts(deployed_definition, run_state):
+    checked = []
+    for name, state in service_tasks(deployed_definition):
+        operation = operation_for(state["Resource"])
+        request = fill(state["Parameters"], run_state)
+        if operation.name == "Invoke":
+            request["Payload"] = json.dumps(request["Payload"]).encode()
+        try:
+            validate_parameters(request, operation.input_shape)
+        except ParamValidationError as error:
+            pytest.fail(f"{name}: {operation.service_model.service_name}.{operation.name} would refuse the request: {error}")
+        checked.append(operation.name)
+    assert {"StartJobRun", "CreateTrainingJob", "CreateEndpoint", "DescribeEndpoint", "Publish", "Invoke"} <= set(checked)
+
+
+def test_a_missing_training_field_would_be_caught(deployed_definition, run_state):
+    """The shape check is not vacuous: drop a required CreateTrainingJob field and it fails."""
+    state = json.loads(json.dumps(run_state))
+    del state["plan"]["training"]["AlgorithmSpecification"]["TrainingInputMode"]
+    train = deployed_definition["States"]["TrainXGBoost"]
+    with pytest.raises(ParamValidationError):
+        validate_parameters(fill(train["Parameters"], state), operation_for(train["Resource"]).input_shape)
+
+
+def test_lambda_tasks_invoke_functions_of_this_stack(deployed_definition, resolver):
+    arns = {resolver.get_att(k, "Arn") for k, v in resolver.resources.items() if v["Type"] == "AWS::Serverless::Function"}
+    for name, state in service_tasks(deployed_definition):
+        if ":lambda:invoke" in state["Resource"]:
+            assert state["Parameters"]["FunctionName"] in arns, name
+
+
+# ------------------------------------------------------------------ the role
+
+def integration_actions(resource: str) -> set[str]:
+    match = INTEGRATION.match(resource)
+    sdk, service, action, suffix = match.groups()
+    key = f"{service}:{action}" + (f".{suffix}" if suffix == "sync" else "")
+    if key in SYNC_ACTIONS:
+        return SYNC_ACTIONS[key]
+    if service == "lambda":
+        return {"lambda:InvokeFunction"}
+    return {f"{service}:{action[0].upper()}{action[1:]}"}
+
+
+def granted_actions(statements):
+    actions = set()
+    for statement in statements:
+        if statement["Effect"] == "Allow":
+            listed = statement["Action"]
+            actions |= {listed} if isinstance(listed, str) else set(listed)
+    return actions
+
+
+def test_state_machine_role_holds_exactly_what_the_integrations_need(definition, resolver):
+    needed = set().union(*(integration_actions(s["Resource"]) for _, s in service_tasks(definition)))
+    needed |= LOG_DELIVERY | TRACING | {"kms:Decrypt", "kms:GenerateDataKey"}  # SNS topic encrypted with the stack key
+    granted = granted_actions(role_statements(resolver, "StateMachineRole"))
+    assert granted - needed == set(), f"more than the definition needs: {sorted(granted - needed)}"
+    assert needed - granted == set(), f"missing: {sorted(needed - granted)}"
+
+
+def test_state_machine_role_reaches_each_resource_the_run_touches(deployed_definition, resolver, run_state):
+    statements = role_statements(resolver, "StateMachineRole")
+    names = run_state["plan"]["names"]
+    sagemaker = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    expectations = [
+        ("glue:StartJobRun", f"arn:aws:glue:{REGION}:{ACCOUNT}:job/{deployed_definition['States']['PreprocessWithGlue']['Parameters']['JobName']}"),
+        ("sagemaker:CreateTrainingJob", f"{sagemaker}:training-job/{names['training_job']}"),
+        ("sagemaker:CreateEndpoint", f"{sagemaker}:endpoint/{names['qa_endpoint']}"),
+        ("sagemaker:CreateEndpoint", f"{sagemaker}:endpoint-config/{names['endpoint_config']}"),
+        ("sagemaker:DescribeEndpoint", f"{sagemaker}:endpoint/{names['qa_endpoint']}"),
+        ("sagemaker:DescribeEndpoint", f"{sagemaker}:endpoint/{names['production_endpoint']}"),
+        ("iam:PassRole", run_state["plan"]["training"]["RoleArn"]),
+        ("sns:Publish", resolver.ref("NotificationTopic")),
+    ]
+    for _, state in service_tasks(deployed_definition):
+        if ":lambda:invoke" in state["Resource"]:
+            expectations.append(("lambda:InvokeFunction", state["Parameters"]["FunctionName"]))
+    missing = [(a, r) for a, r in expectations if not iam_allows(statements, a, r)]
+    assert not missing, f"the state machine could not: {missing}"
+    # ...and it cannot create or touch the production endpoint itself (deploy_production does, under its lock).
+    assert not iam_allows(statements, "sagemaker:CreateEndpoint", f"{sagemaker}:endpoint/{names['production_endpoint']}")
+
+
+def test_training_pass_role_is_limited_to_sagemaker(resolver):
+    for statement in role_statements(resolver, "StateMachineRole"):
+        if "iam:PassRole" in statement["Action"]:
+            assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+            assert statement["Resource"] == resolver.get_att("SageMakerExecutionRole", "Arn")
+
+
+def test_execution_logging_keeps_the_task_token_out_and_tracing_on(state_machine):
+    logging = state_machine["Logging"]
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is False, "the approval task's input carries the task token"
+    assert state_machine["Tracing"] == {"Enabled": True}
+    assert logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"] == {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}
+
+
+def test_start_run_targets_the_state_machine_by_its_fixed_name(template, resolver):
+    env = resolver.resolve(template["Resources"]["StartRunFunction"]["Properties"]["Environment"]["Variables"])
+    assert env["STATE_MACHINE_ARN"] == resolver.ref("PipelineStateMachine")
+    assert iam_allows(role_statements(resolver, "StartRunRole"), "states:StartExecution", resolver.ref("PipelineStateMachine"))
