@@ -64,8 +64,10 @@ test: setup
 lint: setup
 	$(PY) scripts/lint.py
 
+# AUTO_APPROVE=1, REJECT=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
+# environment (make exports command-line variables); `python -m localmode run --help` explains them.
 local: setup
-	$(PY) -m localmode run $(if $(DATA),--data $(DATA))
+	$(PY) -m localmode run $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT))
 
 glue-local: setup
 	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make glue-local DATA=<csv> OUT=<dir>"; exit 2; }

@@ -356,7 +356,8 @@ def read_lines(spark, input_uri: str):
 
 
 def classify(lines, spec: dict):
-    """Adds `fields` (parsed, unquoted, trimmed), `kind` (first problem, or "row"/"blank"/"header") and `detail`."""
+    """One row per input line: file, part, pos, `kind` (the line's first problem, or
+    "row", "blank", "header"), `n_fields` and the spec's columns (parsed, unquoted, trimmed)."""
     from pyspark.sql import functions as F
 
     columns = spec_columns(spec)
@@ -373,39 +374,56 @@ def classify(lines, spec: dict):
     fields = (F.when(has_quote, F.transform(F.split(line, _QUOTE_AWARE_COMMA), unquote))
               .when(F.instr(line, " ") > 0, F.transform(F.split(line, ","), F.trim))
               .otherwise(F.split(line, ",")))
-    parsed = lines.withColumn("fields", fields)
-    f = F.col("fields")
-    count = F.size(f)
-    odd_quotes = has_quote & ((F.length(line) - F.length(F.regexp_replace(line, '"', ""))) % 2 == 1)
+    parsed = lines.select(
+        "file", "part", "pos",
+        F.length(F.trim(line)).alias("length"),
+        line.rlike(_UNDECODABLE).alias("undecodable"),
+        (has_quote & ((F.length(line) - F.length(F.regexp_replace(line, '"', ""))) % 2 == 1)).alias("odd_quotes"),
+        fields.alias("fields"),
+    )
+    n_fields = F.size("fields")
+    # Guarded so that ANSI mode, if a cluster enables it, cannot turn a short line into an exception.
+    named = [F.when(n_fields > i, F.col("fields")[i]).alias(name) for i, name in enumerate(columns)]
+    parsed = parsed.select("file", "part", "pos", "length", "undecodable", "odd_quotes", n_fields.alias("n_fields"), *named)
+
+    cols = [F.col(name) for name in columns]
     is_header = F.lit(True)
-    for i, name in enumerate(columns):
-        is_header = is_header & (F.lower(f[i]) == name.lower())
-    empty_names = F.concat_ws(", ", *[F.when(f[i] == "", F.lit(name)) for i, name in enumerate(columns)])
-    label_i = len(columns) - 1
-    label_ok = f[label_i].isin(value_lists[-1])
+    for col, name in zip(cols, columns):
+        is_header = is_header & (F.lower(col) == name.lower())
+    has_empty = F.lit(False)
+    for col in cols:
+        has_empty = has_empty | (col == "")
     features_ok = F.lit(True)
-    for i in range(label_i):
-        features_ok = features_ok & f[i].isin(value_lists[i])
+    for col, values in zip(cols[:-1], value_lists[:-1]):
+        features_ok = features_ok & col.isin(values)
+    kind = (F.when(F.col("length") == 0, "blank")
+            .when(F.col("undecodable"), "undecodable")
+            .when(F.col("odd_quotes"), "quotes")
+            .when(F.col("n_fields") != len(columns), "field_count")
+            .when(is_header, "header")
+            .when(has_empty, "empty_field")
+            .when(~cols[-1].isin(value_lists[-1]), "label_value")
+            .when(~features_ok, "feature_value")
+            .otherwise("row"))
+    return parsed.select("file", "part", "pos", kind.alias("kind"), "n_fields", *columns)
+
+
+def problem_detail(spec: dict):
+    """What to show next to an offending line number; computed only for the few lines shown."""
+    from pyspark.sql import functions as F
+
+    columns = spec_columns(spec)
+    features = spec["features"]
+    kind = F.col("kind")
+    empty = F.concat_ws(", ", *[F.when(F.col(name) == "", F.lit(name)) for name in columns])
     bad_feature = F.coalesce(*[
-        F.when(~f[i].isin(value_lists[i]), F.concat(F.lit(f"{columns[i]}="), F.lit("'"), f[i], F.lit("'")))
-        for i in range(label_i)
+        F.when(~F.col(f["name"]).isin(f["values"]), F.concat(F.lit(f"{f['name']}='"), F.col(f["name"]), F.lit("'")))
+        for f in features
     ])
-    kind_and_detail = [
-        (line.rlike(r"^\s*$"), "blank", F.lit(None)),
-        (line.rlike(_UNDECODABLE), "undecodable", F.lit(None)),
-        (odd_quotes, "quotes", F.lit(None)),
-        (count != len(columns), "field_count", F.concat(count.cast("string"), F.lit(" fields"))),
-        (is_header, "header", F.lit(None)),
-        (F.exists(f, lambda x: x == ""), "empty_field", F.concat(F.lit("empty: "), empty_names)),
-        (~label_ok, "label_value", F.concat(F.lit("'"), f[label_i], F.lit("'"))),
-        (~features_ok, "feature_value", bad_feature),
-    ]
-    kind = F.lit("row")
-    detail = F.lit(None).cast("string")
-    for condition, name, text in reversed(kind_and_detail):
-        kind = F.when(condition, F.lit(name)).otherwise(kind)
-        detail = F.when(condition, text.cast("string")).otherwise(detail)
-    return parsed.withColumn("kind", kind).withColumn("detail", detail)
+    return (F.when(kind == "field_count", F.concat(F.col("n_fields").cast("string"), F.lit(" fields")))
+            .when(kind == "empty_field", F.concat(F.lit("empty: "), empty))
+            .when(kind == "label_value", F.concat(F.lit("'"), F.col(columns[-1]), F.lit("'")))
+            .when(kind == "feature_value", bad_feature))
 
 
 class LineLocator:
@@ -453,41 +471,46 @@ class ValidInput:
     rows: object  # DataFrame: file, pos, split_hash, bucket, then the spec's columns as strings
     label_counts: dict[str, int]
     bucket_counts: dict[tuple[str, int], int]
+    release: object  # drops the cached lines
 
 
 def validate(spark, spec: dict, input_uri: str, seed: int) -> ValidInput:
-    """One pass over the input; raises InvalidInputData before anything is fitted."""
+    """Raises InvalidInputData before anything is fitted. The parsed lines are cached on the
+    way through, so the input is read exactly once (caller: `valid.release()` when done)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     columns = spec_columns(spec)
     classified = classify(read_lines(spark, input_uri), spec)
     is_row = F.col("kind") == "row"
-    named = [F.col("fields")[i].alias(name) for i, name in enumerate(columns)]
-    split_hash = F.xxhash64(F.lit(seed), *[F.col("fields")[i] for i in range(len(columns))])
+    split_hash = F.xxhash64(F.lit(seed), *columns)
     keyed = classified.select(
-        "file", "part", "pos", "kind", "detail", *named,
+        "*",
         F.when(is_row, split_hash).alias("split_hash"),
         F.when(is_row, (split_hash % SPLIT_BUCKETS + SPLIT_BUCKETS) % SPLIT_BUCKETS).alias("bucket"),
-    )
-    label = F.when(is_row, F.col(columns[-1]))
-    # Small whatever the input size: (files x partitions x kinds) + (labels x buckets) groups.
-    counts = (keyed.groupBy("file", "part", "kind", label.alias("label"), "bucket")
-              .agg(F.count(F.lit(1)).alias("n"), F.min("pos").alias("min_pos"))
-              .persist(StorageLevel.MEMORY_AND_DISK))
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        summary = counts.groupBy("file", "part", "kind", "label").agg(
-            F.sum("n").alias("n"), F.min("min_pos").alias("min_pos")).collect()
-        _raise_for_problems(spec, input_uri, keyed, summary)
-        bucket_counts = {(r.label, r.bucket): r.n for r in
-                         counts.filter(F.col("kind") == "row").groupBy("label", "bucket").agg(F.sum("n").alias("n")).collect()}
-    finally:
-        counts.unpersist()
+        label = F.when(is_row, F.col(columns[-1]))
+        # Small whatever the input size: (files x partitions x kinds) + (labels x buckets) groups.
+        counts = (keyed.groupBy("file", "part", "kind", label.alias("label"), "bucket")
+                  .agg(F.count(F.lit(1)).alias("n"), F.min("pos").alias("min_pos"))
+                  .persist(StorageLevel.MEMORY_AND_DISK))
+        try:
+            summary = counts.groupBy("file", "part", "kind", "label").agg(
+                F.sum("n").alias("n"), F.min("min_pos").alias("min_pos")).collect()
+            _raise_for_problems(spec, input_uri, keyed, summary)
+            bucket_counts = {(r.label, r.bucket): r.n for r in counts.filter(is_row).groupBy("label", "bucket")
+                             .agg(F.sum("n").alias("n")).collect()}
+        finally:
+            counts.unpersist()
+    except BaseException:
+        keyed.unpersist()
+        raise
     label_counts = {value: 0 for value in spec["label"]["values"]}
     for (value, _), n in bucket_counts.items():
         label_counts[value] += n
     rows = keyed.filter(is_row).select("file", "pos", "split_hash", "bucket", *columns)
-    return ValidInput(rows, label_counts, bucket_counts)
+    return ValidInput(rows, label_counts, bucket_counts, release=keyed.unpersist)
 
 
 def _raise_for_problems(spec: dict, input_uri: str, keyed, summary) -> None:
@@ -506,8 +529,8 @@ def _raise_for_problems(spec: dict, input_uri: str, keyed, summary) -> None:
     locator = LineLocator([(f, p, c[0], c[1]) for (f, p), c in chunk_counts.items()], input_uri)
 
     def first_lines(kind: str, limit: int = EXAMPLES_PER_PROBLEM):
-        rows = (keyed.filter(F.col("kind") == kind).orderBy("file", "pos")
-                .select("file", "part", "pos", "detail").limit(limit).collect())
+        rows = (keyed.filter(F.col("kind") == kind).orderBy("file", "pos").limit(limit)
+                .select("file", "part", "pos", problem_detail(spec).alias("detail")).collect())
         return [(r, locator.where(r.file, r.part, r.pos) + (f" ({r.detail})" if r.detail else "")) for r in rows]
 
     problems = []
@@ -708,7 +731,6 @@ def run(spark, options: JobOptions) -> dict:
 
 
 def _build(spark, options: JobOptions, store) -> dict:
-    from pyspark import StorageLevel
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
@@ -723,8 +745,8 @@ def _build(spark, options: JobOptions, store) -> dict:
     label_counts = valid.label_counts
     LOG.info("validated %d rows in %.1fs: %s", sum(label_counts.values()), time.monotonic() - started, label_counts)
     sizes = split_counts(label_counts)
-    # Three writes read the split: compute it (and read the input) once more, not three times.
-    split_rows = assign_split(valid, spec, sizes).persist(StorageLevel.MEMORY_AND_DISK)
+    # Cheap to recompute for each write: it reads the cached lines and ranks only boundary buckets.
+    split_rows = assign_split(valid, spec, sizes)
     try:
         preprocess = build_preprocess_model(spark, spec, split_rows)
         label_indexer = build_label_indexer(spec)
@@ -755,7 +777,7 @@ def _build(spark, options: JobOptions, store) -> dict:
         store.put_json("model/preprocess/schema.json", schemas["preprocess"])
         store.put_json("model/postprocess/schema.json", schemas["postprocess"])
     finally:
-        split_rows.unpersist()
+        valid.release()
 
     split_sizes = {name: sum(s[name] for s in sizes.values()) for name in SPLIT_FRACTIONS}
     return {

@@ -32,8 +32,13 @@ import sys
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from localmode import REPO_ROOT, data
-from localmode.session import EXIT_INTERRUPTED, EXIT_USAGE, LocalPipeline, RunResult
+
+if TYPE_CHECKING:  # the session pulls in moto, boto3 and Spark glue: not needed for --help
+    from localmode.faults import Faults
+    from localmode.session import LocalPipeline, RunResult
 
 DEFAULT_OUT = REPO_ROOT / "build" / "local-runs"
 
@@ -73,45 +78,50 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    out = Path(args.out) if args.out else DEFAULT_OUT / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = out.resolve()
+    from localmode.faults import Faults
+    from localmode.session import EXIT_INTERRUPTED, EXIT_USAGE, LocalPipeline, definition_tasks
+
+    out = (Path(args.out) if args.out else DEFAULT_OUT / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     try:
         data_path = data.resolve(args.data)
-    except data.DataUnavailable as exc:
+        faults = Faults.parse(args.fault, definition_tasks())
+    except (data.DataUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    decision = "approve" if args.auto_approve else "reject" if args.reject else "manual"
-    parameters = {"ApprovalWindowSeconds": args.approval_timeout} if args.approval_timeout else {}
     say = _printer()
     say(f"local mode: data {data_path}, logs in {out}")
-    report_path = out / "report.json"
+    parameters = {"ApprovalWindowSeconds": args.approval_timeout} if args.approval_timeout else {}
     started = time.monotonic()
     try:
         with LocalPipeline(out, say=say, parameters=parameters) as pipeline:
-            from localmode.faults import Faults
-            from localmode import sfn
-
-            try:
-                faults = Faults.parse(args.fault, sfn.task_resources(pipeline.machine.definition))
-            except ValueError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_USAGE
-            if faults:
-                say(f"injected faults: {', '.join(faults.describe())}")
-            say(f"setup done in {pipeline.timings['setup_seconds']:.1f}s; inference server {pipeline.inference_url}, "
-                f"approval page {pipeline.approval_url}")
-            result = pipeline.run(data_path, decision=decision, faults=faults, reason=args.reason)
-            result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
-            _summarize(say, result)
-            if result.status == "SUCCEEDED":
-                _smoke_and_serve(say, pipeline, result, serve=decision == "manual")
-            _write(report_path, result.report)
+            exit_code, report_path = execute(pipeline, args, data_path, faults, started)
     except KeyboardInterrupt:
         say("interrupted")
-        print(report_path if report_path.exists() else out)
+        print(out)
         return EXIT_INTERRUPTED
     print(report_path)
-    return result.exit_code
+    return exit_code
+
+
+def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, faults: Faults,
+            started: float | None = None) -> tuple[int, Path]:
+    """One run on a set-up pipeline, as the command does it: progress, summary, smoke
+    prediction, serving (when a person approves), report.json. Returns (exit status, report path)."""
+    say = pipeline.say
+    started = time.monotonic() if started is None else started
+    decision = "approve" if args.auto_approve else "reject" if args.reject else "manual"
+    if faults:
+        say(f"injected faults: {', '.join(faults.describe())}")
+    say(f"setup done in {pipeline.timings['setup_seconds']:.1f}s; inference server {pipeline.inference_url}, "
+        f"approval page {pipeline.approval_url}")
+    result = pipeline.run(data_path, decision=decision, faults=faults, reason=args.reason)
+    result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
+    _summarize(say, result)
+    report_path = pipeline.workdir / "report.json"
+    if result.status == "SUCCEEDED":
+        _smoke_and_serve(say, pipeline, result, report_path, serve=decision == "manual")
+    _write(report_path, result.report)
+    return result.exit_code, report_path
 
 
 def _printer():
@@ -146,7 +156,7 @@ def _summarize(say, result: RunResult) -> None:
         + (f"{production['status']} on {production['config']}" if production["exists"] else "does not exist"))
 
 
-def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, serve: bool) -> None:
+def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, report_path: Path, serve: bool) -> None:
     report = result.report
     endpoint = result.production_endpoint
     features, truth = pipeline.sample_row(report)
@@ -158,7 +168,7 @@ def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, serve: boo
     say(f"  curl -s -X POST {url} -H 'Content-Type: text/csv' --data {shlex.quote(features)}")
     if not serve:
         return
-    _write(Path(pipeline.workdir) / "report.json", report)
+    _write(report_path, report)
     say(f"serving {endpoint} at {url} until Ctrl-C")
     try:
         while True:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import itertools
 import json
 import logging
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +26,7 @@ import boto3
 from localmode import REPO_ROOT, aws, sfn
 from localmode.faults import Faults
 from localmode.lambdas import LambdaError, LocalLambdas
-from localmode.report import HistoryTracker, failure_of, readable_cause
+from localmode.report import HistoryTracker, failure_of
 from localmode.stack import LocalStack
 from localmode.workers import s3util
 from localmode.workers.glue import GlueWorker, SparkProvider
@@ -158,7 +156,8 @@ class LocalPipeline:
         dispatcher.register("sagemaker:createTrainingJob.sync", self.training_worker)
         dispatcher.register("lambda:invoke", self.lambdas.task_handler())
         template = DEFINITION.read_text(encoding="utf-8")
-        for task_resource in set(sfn.task_resources(json.loads(sfn.render_definition(template, _placeholders(template)))).values()):
+        # Every other integration the definition uses is a plain API call on moto.
+        for task_resource in set(definition_tasks().values()):
             integration, _ = sfn.split_resource(task_resource)
             parts = integration.split(":")
             if dispatcher.handler_for(task_resource) is not None:
@@ -322,7 +321,12 @@ class LocalPipeline:
             "approval": {k: v for k, v in approval.items() if k != "link"} | {"page": approval.get("link")},
             "notifications": mail,
             "failure": failure_of(tracker, description),
-            "timings": dict(self.timings),
+            "timings": {
+                **self.timings,
+                "spark_start_seconds": SparkProvider.start_seconds,
+                "glue_job_seconds": (self.glue_worker.runs[-1].get("manifest") or {}).get("seconds") if self.glue_worker.runs else None,
+                "training_seconds": self.training_worker.jobs[-1].get("TrainingTimeInSeconds") if self.training_worker.jobs else None,
+            },
         }
 
     def _read_json(self, uri: str) -> Any:
@@ -362,8 +366,11 @@ class LocalPipeline:
         raise FileNotFoundError(f"no test rows under {test_uri}")
 
 
-def _placeholders(template: str) -> dict[str, str]:
-    return {name: "x" for name in sfn.substitution_names(template)}
+def definition_tasks(path: Path = DEFINITION) -> dict[str, str]:
+    """The definition's Task states (name -> resource), substitutions left as placeholders."""
+    template = path.read_text(encoding="utf-8")
+    placeholders = {name: "x" for name in sfn.substitution_names(template)}
+    return sfn.task_resources(json.loads(sfn.render_definition(template, placeholders)))
 
 
 def outcome_of(description: dict, approval: dict) -> str:

@@ -12,6 +12,16 @@ else stays moto's: parameters, paths, intrinsic functions, Choice, Wait,
 Retry/Catch, task tokens (SendTaskSuccess/SendTaskFailure through moto's
 public Step Functions API), TimeoutSecondsPath, history events.
 
+`install()` makes four more small, local-only corrections, each where moto
+differs from what the definition relies on:
+- Retry back-off sleeps scaled by `retry_time_scale` (moto really sleeps
+  `IntervalSeconds`; a local transient error should not wait minutes);
+- the Fail state accepts a re-raised `States.*` error from ErrorPath (moto's
+  refuses the prefix and would turn `States.Timeout` into `States.Runtime`);
+- `$$.Execution.StartTime` is an ISO-8601 string as on AWS (moto passes a
+  datetime, which then breaks DescribeExecution of a succeeded run);
+- SendTaskFailure keeps its `cause` (moto's API handler drops it).
+
 The private symbols this depends on are checked by `check_moto()` (called on
 every `install()`), so a moto upgrade fails loudly here instead of running
 the pipeline wrongly.

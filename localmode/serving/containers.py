@@ -554,7 +554,10 @@ class XGBoostContainer:
             raise ContainerConfigError(f"Model at {self.model_dir} cannot be loaded: {exc}") from None
         self.booster.set_param("nthread", 1)  # serve_utils.get_loaded_booster does the same
         self.n_features = self.booster.num_features()
-        self._ntree_limit = getattr(self.booster, "best_ntree_limit", 0) or 0
+        from localmode.serving.trees import iteration_range
+
+        # serve_utils.predict passes ntree_limit=best_ntree_limit; this is xgboost's own conversion of it.
+        self._iteration_range = iteration_range(self.booster)
         self._lock = threading.Lock()  # Booster.predict is not thread-safe
         self.forest = None
         if engine not in ("auto", "compiled", "xgboost"):
@@ -624,7 +627,8 @@ class XGBoostContainer:
 
         with self._lock:
             dmatrix = xgboost.DMatrix(matrix)
-            return self.booster.predict(dmatrix, ntree_limit=self._ntree_limit, validate_features=False).tolist()
+            return self.booster.predict(dmatrix, iteration_range=self._iteration_range,
+                                        validate_features=False).tolist()
 
     def _encode(self, predictions: list, accept: str | None) -> ContainerResponse:
         # serve.py _parse_accept: empty or */* -> SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT or text/csv.
@@ -741,7 +745,11 @@ class InferencePipeline:
         last = len(self.containers) - 1
         response = None
         for index, container in enumerate(self.containers):
-            response = container.invoke(body, content_type, accept if index == last else None)
+            try:
+                response = container.invoke(body, content_type, accept if index == last else None)
+            except Exception as exc:  # a crash inside a container is that container's 500
+                log.exception("%s (%s) crashed", self.hostnames[index], container.kind)
+                response = ContainerResponse(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain")
             if response.status >= 400:
                 return PipelineResult(None, PipelineFailure(index, self.hostnames[index], response))
             body, content_type = response.body, response.content_type
@@ -753,3 +761,25 @@ class InferencePipeline:
         if result.failure is not None:
             raise ContainerError(result.failure)
         return result.response.body.decode("utf-8")
+
+
+def container_for(image: str, model_dir: str | os.PathLike, environment: Mapping[str, str] | None = None,
+                  engine: str = "auto") -> Container:
+    """The local emulation of a container image, chosen by its URI."""
+    if "sparkml-serving" in image:
+        return SparkMLServingContainer(model_dir, environment)
+    if "xgboost" in image:
+        return XGBoostContainer(model_dir, environment, engine=engine)
+    raise ContainerConfigError(
+        f"image {image!r} has no local emulation (known: SparkML Serving 'sparkml-serving', built-in 'xgboost')"
+    )
+
+
+def pipeline_from_definitions(definitions: list[dict], model_dirs: list, engine: str = "auto") -> InferencePipeline:
+    """CreateModel's Containers (Image, Environment, ContainerHostname), each with its extracted model directory."""
+    containers, hostnames = [], []
+    for index, (definition, model_dir) in enumerate(zip(definitions, model_dirs, strict=True)):
+        containers.append(container_for(definition.get("Image", ""), model_dir, definition.get("Environment"), engine))
+        hostnames.append(definition.get("ContainerHostname")
+                         or (f"container-{index + 1}" if len(definitions) > 1 else "primary"))
+    return InferencePipeline(containers, hostnames)

@@ -31,12 +31,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 from urllib.parse import unquote, urlparse
 
-from localmode.serving.containers import (
-    ContainerConfigError,
-    InferencePipeline,
-    SparkMLServingContainer,
-    XGBoostContainer,
-)
+from localmode.serving.containers import ContainerConfigError, InferencePipeline, pipeline_from_definitions
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +56,6 @@ class ResolvedEndpoint:
 class EndpointResolver(Protocol):
     def resolve(self, endpoint_name: str) -> ResolvedEndpoint:
         """The endpoint's current pipeline; raises EndpointNotFound."""
-
-
-def container_for(image: str, model_dir: Path, environment: dict, engine: str = "auto"):
-    """The local emulation of a container image, chosen by its URI."""
-    if "sparkml-serving" in image:
-        return SparkMLServingContainer(model_dir, environment)
-    if "xgboost" in image:
-        return XGBoostContainer(model_dir, environment, engine=engine)
-    raise ContainerConfigError(
-        f"image {image!r} has no local emulation (known: SparkML Serving 'sparkml-serving', built-in 'xgboost')"
-    )
 
 
 def _split_s3_uri(uri: str) -> tuple[str, str]:
@@ -182,7 +166,7 @@ class MotoEndpointResolver:
         definitions = model.get("Containers") or ([model["PrimaryContainer"]] if model.get("PrimaryContainer") else [])
         if not definitions:
             raise ContainerConfigError(f"model {variant['ModelName']} has no containers")
-        containers, hostnames = [], []
+        model_dirs = []
         for index, definition in enumerate(definitions):
             uri = definition.get("ModelDataUrl")
             if not uri:
@@ -193,13 +177,11 @@ class MotoEndpointResolver:
             if model_dir.exists():
                 shutil.rmtree(model_dir)
             _extract_model(archive, model_dir, uri)
-            containers.append(container_for(definition.get("Image", ""), model_dir,
-                                            dict(definition.get("Environment") or {}), self.engine))
-            hostnames.append(definition.get("ContainerHostname")
-                             or (f"container-{index + 1}" if len(definitions) > 1 else "primary"))
+            model_dirs.append(model_dir)
+        pipeline = pipeline_from_definitions(definitions, model_dirs, self.engine)
         log.info("endpoint config %s: model %s with %s", config_name, variant["ModelName"],
-                 " -> ".join(c.kind for c in containers))
-        return variant["VariantName"], InferencePipeline(containers, hostnames)
+                 " -> ".join(c.kind for c in pipeline.containers))
+        return variant["VariantName"], pipeline
 
     def close(self) -> None:
         if self._own_cache_dir:
@@ -286,18 +268,12 @@ class LocalInferenceServer(ThreadingHTTPServer):
         except EndpointNotFound as exc:
             handler._error(400, "ValidationError", str(exc))
             return 400
-        except (ContainerConfigError, Exception) as exc:  # a model that cannot load: the endpoint cannot serve
+        except Exception as exc:  # a model that cannot load (ContainerConfigError, BundleError...) cannot serve
             log.exception("endpoint %s cannot be served", endpoint_name)
             handler._error(400, "ValidationError", f"Endpoint {endpoint_name} cannot be served locally: {exc}")
             return 400
         headers = handler.headers
-        try:
-            result = endpoint.pipeline.invoke(body, headers.get("Content-Type"), headers.get("Accept"))
-        except Exception as exc:  # a crash inside a container is that container's 500
-            log.exception("container crashed on endpoint %s", endpoint_name)
-            handler._error(424, "ModelError", *_model_error(endpoint, endpoint.pipeline.hostnames[0], 500,
-                                                            f"{type(exc).__name__}: {exc}"))
-            return 424
+        result = endpoint.pipeline.invoke(body, headers.get("Content-Type"), headers.get("Accept"))
         if result.failure is not None:
             failure = result.failure
             original = failure.response.body.decode("utf-8", errors="replace")

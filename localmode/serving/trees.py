@@ -155,22 +155,37 @@ class CompiledForest:
         return margins[0]
 
 
-def _tree_limit(booster, model: dict) -> int:
-    """How many trees Booster.predict(ntree_limit=best_ntree_limit) uses, as xgboost 1.7 computes it."""
-    gbtree = model["learner"]["gradient_booster"]
-    trees = gbtree["model"]["trees"]
-    num_parallel_tree = max(1, int(gbtree["model"]["gbtree_model_param"].get("num_parallel_tree", "1")))
-    num_groups = max(1, int(model["learner"]["learner_model_param"].get("num_class", "0")))
+def model_json(booster) -> dict:
+    return json.loads(booster.save_raw(raw_format="json"))
+
+
+def iteration_range(booster, model: dict | None = None) -> tuple[int, int]:
+    """The boosting rounds `Booster.predict(ntree_limit=best_ntree_limit)` uses (what the XGBoost
+    container calls), as xgboost 1.7 converts it; (0, 0) means every round."""
     ntree_limit = getattr(booster, "best_ntree_limit", 0) or 0
-    if ntree_limit == 0:
+    if not ntree_limit:
+        return (0, 0)
+    model = model or model_json(booster)
+    gbtree = model["learner"]["gradient_booster"]["model"]
+    num_parallel_tree = max(1, int(gbtree["gbtree_model_param"].get("num_parallel_tree", "1")))
+    return (0, ntree_limit // num_parallel_tree)
+
+
+def _tree_limit(booster, model: dict) -> int:
+    """How many trees (in order) those rounds hold."""
+    trees = model["learner"]["gradient_booster"]["model"]["trees"]
+    _, rounds = iteration_range(booster, model)
+    if rounds == 0:
         return len(trees)
-    iterations = ntree_limit // num_parallel_tree
-    return min(len(trees), iterations * num_parallel_tree * num_groups)
+    gbtree = model["learner"]["gradient_booster"]["model"]
+    num_parallel_tree = max(1, int(gbtree["gbtree_model_param"].get("num_parallel_tree", "1")))
+    num_groups = max(1, int(model["learner"]["learner_model_param"].get("num_class", "0")))
+    return min(len(trees), rounds * num_parallel_tree * num_groups)
 
 
 def compile_booster(booster, probe_rows: int = 512, seed: int = 7) -> CompiledForest | None:
     """A CompiledForest equivalent to `booster.predict(DMatrix(row), ntree_limit=best_ntree_limit)`, or None."""
-    model = json.loads(booster.save_raw(raw_format="json"))
+    model = model_json(booster)
     learner = model["learner"]
     gradient_booster = learner["gradient_booster"]
     objective = learner["objective"]["name"]
@@ -200,9 +215,8 @@ def _agrees_with_xgboost(forest: CompiledForest, booster, probe_rows: int, seed:
     rows = rng.integers(0, 2, size=(probe_rows, width)).astype(np.float64)
     rows[probe_rows // 2:] = rng.normal(size=(probe_rows - probe_rows // 2, width))
     rows[rng.random(size=rows.shape) < 0.05] = math.nan
-    expected = booster.predict(
-        xgboost.DMatrix(rows), ntree_limit=getattr(booster, "best_ntree_limit", 0), validate_features=False
-    )
+    expected = booster.predict(xgboost.DMatrix(rows), iteration_range=iteration_range(booster),
+                               validate_features=False)
     for row, want in zip(rows.tolist(), expected.tolist()):
         if forest.predict_row(row) != want:
             return False

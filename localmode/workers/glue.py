@@ -46,6 +46,7 @@ class SparkProvider:
     _lock = threading.Lock()
     _future: Future | None = None
     log_path: Path | None = None
+    start_seconds: float | None = None  # how long the JVM and session took to start
 
     @classmethod
     def warm(cls, log_dir: Path) -> Future:
@@ -59,10 +60,17 @@ class SparkProvider:
 
     @classmethod
     def get(cls, log_dir: Path, timeout: float = 600.0):
-        return cls.warm(log_dir).result(timeout=timeout)
+        session = cls.warm(log_dir).result(timeout=timeout)
+        if session.sparkContext._jsc is None:  # someone stopped it (a test, glue_local's CLI): start another
+            with cls._lock:
+                if cls._future is not None and cls._future.done() and cls._future.result() is session:
+                    cls._future = None
+            session = cls.warm(log_dir).result(timeout=timeout)
+        return session
 
-    @staticmethod
-    def _start(future: Future, log_path: Path) -> None:
+    @classmethod
+    def _start(cls, future: Future, log_path: Path) -> None:
+        started = time.monotonic()
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             config = log_path.with_name("log4j2-local.properties")
@@ -73,7 +81,9 @@ class SparkProvider:
             )
             from localmode import glue_local
 
-            future.set_result(glue_local.build_spark_session(app_name="localmode-glue"))
+            session = glue_local.build_spark_session(app_name="localmode-glue")
+            cls.start_seconds = round(time.monotonic() - started, 2)
+            future.set_result(session)
         except BaseException as exc:  # surfaces in the Glue task that waits for it
             future.set_exception(exc)
 

@@ -3,6 +3,8 @@ SparkML Serving 3.3 runs) and against Spark, on every held-out test row of the
 real Glue job's bundles; and the fast tree evaluator against xgboost itself."""
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import pytest
 import xgboost
@@ -96,6 +98,11 @@ def test_compiled_trees_give_xgboosts_prediction_on_every_test_row(serving_artif
     booster = xgboost_container.booster
     expected = booster.predict(xgboost.DMatrix(features), iteration_range=(0, booster.best_iteration + 1)).tolist()
     assert [xgboost_container.forest.predict_row(f) for f in features] == expected
+    # What the real container calls: Booster.predict(ntree_limit=best_ntree_limit).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        legacy = booster.predict(xgboost.DMatrix(features), ntree_limit=booster.best_ntree_limit).tolist()
+    assert legacy == expected
     # The same through the container's CSV path, fast and slow (xgboost) engines alike.
     slow = type(xgboost_container)(serving_artifacts.xgboost_dir, {}, engine="xgboost")
     for vector, want in zip(features, expected):

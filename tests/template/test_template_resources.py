@@ -227,6 +227,8 @@ def test_state_table_matches_what_the_functions_store(template):
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
+    writer = (REPO_ROOT / "functions" / "request_approval" / "app.py").read_text()
+    assert '"ttl": {"N"' in writer, "request_approval no longer writes the table's TTL attribute"
 
 
 def test_notifications_are_encrypted_and_go_to_the_email_parameter(template):

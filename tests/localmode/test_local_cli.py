@@ -1,0 +1,56 @@
+"""`python -m localmode run` as `make local` calls it: exit status, progress,
+and the report.json named on the last line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localmode import runner
+
+
+def test_help_describes_the_options_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exited:
+        runner.main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("--auto-approve", "--reject", "--data", "--out", "--fault", "AUTO_APPROVE", "3 rejected"):
+        assert needle in text
+
+
+def test_auto_approve_and_reject_together_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        runner.main(["--auto-approve", "--reject"])
+    assert exited.value.code == 2
+
+
+def test_missing_data_file_is_a_clear_usage_error(tmp_path, capsys):
+    assert runner.main(["--data", str(tmp_path / "nope.data"), "--out", str(tmp_path)]) == 2
+    assert "nope.data does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_failed_run_exits_1_and_names_its_report_last(car_data, tmp_path, capsys):
+    rows = car_data.read_text(encoding="utf-8").splitlines()
+    bad = tmp_path / "car-unknown-label.data"
+    bad.write_text("\n".join(rows[:10] + ["vhigh,vhigh,2,2,small,low,excellent"] + rows[10:30]) + "\n", encoding="utf-8")
+
+    code = runner.main(["--data", str(bad), "--out", str(tmp_path / "run"), "--auto-approve"])
+
+    out = capsys.readouterr().out
+    assert code == 1, out[-3000:]
+    last_line = out.strip().splitlines()[-1]
+    assert Path(last_line) == tmp_path / "run" / "report.json"
+    report = json.loads(Path(last_line).read_text(encoding="utf-8"))
+    assert report["outcome"] == "failed" and report["failure"]["state"] == "PreprocessWithGlue"
+    assert "line 11" in report["failure"]["message"]
+    assert "PreprocessWithGlue FAILED" in out and "failed in PreprocessWithGlue" in out
+    assert not report["endpoints"]["all"]
+    assert (tmp_path / "run" / "lambdas.log").stat().st_size > 0
+
+
+def test_unknown_fault_is_a_usage_error(tmp_path, car_data, capsys):
+    assert runner.main(["--data", str(car_data), "--out", str(tmp_path), "--fault", "TrainXGBoot"]) == 2
+    assert "unknown fault 'TrainXGBoot'" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""The whole pipeline locally, several uploads against one local account:
+the real definition, Glue script on Spark, XGBoost, Lambdas, approval page
+and inference server. The first run deploys production; the others must
+leave it serving that model whatever goes wrong (guarantee 1)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localmode import runner
+from localmode.faults import Faults
+from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory):
+    lines: list[str] = []
+    with LocalPipeline(tmp_path_factory.mktemp("local-account"), say=lines.append) as pipeline:
+        pipeline.lines = lines
+        yield pipeline
+
+
+@pytest.fixture(scope="module")
+def deployed(account, car_data):
+    """The first upload, run as `make local AUTO_APPROVE=1` runs it: production exists from here on."""
+    args = runner.parse_args(["--auto-approve", "--data", str(car_data)])
+    exit_code, report_path = runner.execute(account, args, car_data, Faults())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert exit_code == EXIT_DEPLOYED, json.dumps(report["failure"])
+    return RunResult(report["run_id"], report["execution_arn"], report["status"], report, exit_code)
+
+
+def production_of(account, deployed) -> dict:
+    return account.endpoints()[deployed.production_endpoint]
+
+
+def assert_production_unchanged(account, deployed) -> None:
+    """Production still serves the first run's model, and answers."""
+    endpoint = production_of(account, deployed)
+    assert endpoint == {"status": "InService", "config": deployed.report["endpoints"]["production"]["config"]}
+    features, _ = account.sample_row(deployed.report)
+    _, answer = account.invoke_endpoint(deployed.production_endpoint, features.encode("utf-8"))
+    assert answer.strip() in deployed.report["qa"]["report"]["labels"]
+
+
+def assert_failure_reported(result, state: str, error: str) -> None:
+    report = result.report
+    assert report["status"] == "FAILED"
+    assert report["failure"]["state"] == state and report["failure"]["error"] == error
+    subjects = [mail["subject"] for mail in report["notifications"]]
+    assert f"Pipeline run {result.run_id} failed in {state}" in subjects
+    assert not report["endpoints"]["qa"]["exists"]
+    qa_name = report["endpoints"]["qa"]["name"]
+    assert qa_name is None or qa_name not in report["endpoints"]["all"]
+
+
+def test_approved_run_deploys_a_model_that_answers_raw_rows(account, deployed, dataset_spec):
+    report = deployed.report
+    assert report["status"] == "SUCCEEDED" and report["outcome"] == "deployed"
+    assert report["qa"]["accuracy"] >= 0.95
+    assert report["qa"]["report"]["confusion_matrix"]
+    # The QA endpoint is gone; production serves this run's config.
+    assert report["endpoints"]["qa"]["name"] not in account.endpoints()
+    production = production_of(account, deployed)
+    assert production == {"status": "InService", "config": f"{deployed.run_id}-config"}
+    # Raw CSV rows, as a client sends them, come back as the spec's labels.
+    labels = dataset_spec["label"]["values"]
+    features, truth = account.sample_row(report)
+    content_type, answer = account.invoke_endpoint(deployed.production_endpoint, features.encode("utf-8"))
+    assert answer.strip() in labels and truth in labels
+    unseen = ",".join(["brand-new"] + features.split(",")[1:])
+    assert account.invoke_endpoint(deployed.production_endpoint, unseen.encode("utf-8"))[1].strip() in labels
+    # Every state that ran is accounted for, in order, with its timing.
+    names = [state["name"] for state in report["states"]]
+    assert names[:3] == ["ValidateInput", "Initialize", "PreprocessWithGlue"] and names[-1] == "Succeeded"
+    assert all(state["outcome"] == "succeeded" for state in report["states"])
+    assert report["artifacts"]["model_artifacts"].endswith(f"/training/{deployed.run_id}-train/output/model.tar.gz")
+    assert report["artifacts"]["manifest"]["test"].startswith("s3://")
+    # What the command showed: progress, the approval email, the smoke prediction and a curl to try.
+    shown = "\n".join(account.lines)
+    assert "PreprocessWithGlue done in" in shown and "EMAIL  Subject: Approve run" in shown
+    assert "AUTO_APPROVE: opening the approve link" in shown
+    assert report["smoke"]["prediction"] in labels
+    assert f"curl -s -X POST {report['endpoints']['production']['url']}" in shown
+
+
+def test_rejection_leaves_production_on_the_previous_model(account, deployed, car_data):
+    result = account.run(car_data, decision="reject", reason="numbers look wrong to me")
+
+    assert result.exit_code == EXIT_REJECTED and result.report["outcome"] == "rejected"
+    assert_failure_reported(result, "RequestApproval", "ApprovalRejected")
+    assert "numbers look wrong to me" in result.report["failure"]["cause"]
+    assert result.report["approval"]["decided"] and result.report["approval"]["response_status"] == 200
+    assert_production_unchanged(account, deployed)
+
+
+def test_rolled_back_production_update_keeps_the_previous_model(account, deployed, car_data):
+    result = account.run(car_data, decision="approve", faults=Faults(rollback=True))
+
+    assert result.exit_code == EXIT_FAILED
+    assert_failure_reported(result, "DeployProduction", "ProductionRolledBack")
+    assert_production_unchanged(account, deployed)
+
+
+def test_training_fault_after_production_exists(account, deployed, car_data):
+    result = account.run(car_data, decision="approve", faults=Faults(states={"TrainXGBoost"}))
+
+    assert result.exit_code == EXIT_FAILED
+    assert_failure_reported(result, "TrainXGBoost", "States.TaskFailed")
+    assert "LOCAL_FAULTS=TrainXGBoost" in result.report["failure"]["message"]
+    assert not any(s["name"] == "CreateQAEndpoint" for s in result.report["states"])
+    assert_production_unchanged(account, deployed)
+
+
+def test_malformed_data_fails_in_glue_with_the_jobs_message(account, deployed, car_data, tmp_path):
+    rows = car_data.read_text(encoding="utf-8").splitlines()
+    bad = tmp_path / "car-broken.data"
+    bad.write_text("\n".join(rows[:5] + ["vhigh,vhigh,2,2,small"] + rows[5:20]) + "\n", encoding="utf-8")
+    before = account.endpoints()
+
+    result = account.run(bad, decision="approve")
+
+    assert result.exit_code == EXIT_FAILED
+    assert_failure_reported(result, "PreprocessWithGlue", "States.TaskFailed")
+    job_message = account.glue_worker.runs[-1]["ErrorMessage"]
+    assert result.report["failure"]["message"] == job_message
+    assert "line 6" in job_message
+    # Nothing was created or deployed, and the run left no manifest behind.
+    assert account.endpoints() == before
+    assert result.report["artifacts"]["manifest"] is None
+    assert_production_unchanged(account, deployed)
