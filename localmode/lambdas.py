@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import sys
@@ -95,6 +96,7 @@ class LocalLambdas:
     # Where the handlers' Powertools logs go (None: where Powertools puts them, stdout).
     log_stream: Any = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
+    _redirected: list = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def available(self) -> list[str]:
@@ -131,7 +133,7 @@ class LocalLambdas:
             with self._environment(function):
                 spec.loader.exec_module(module)
             if self.log_stream is not None:
-                _redirect_powertools_logs(module, self.log_stream)
+                self._redirected.extend(_redirect_powertools_logs(module, self.log_stream))
             self._modules[function] = module
             return module
 
@@ -156,6 +158,14 @@ class LocalLambdas:
             finally:
                 record.seconds = time.monotonic() - started
 
+    def restore_logs(self) -> None:
+        """Give the Powertools log handlers back their own streams (before `log_stream` closes)."""
+        for handler, previous in reversed(self._redirected):
+            with _handler_lock(handler):
+                if handler.stream is self.log_stream:
+                    handler.stream = previous
+        self._redirected.clear()
+
     def calls_to(self, function: str) -> list[Invocation]:
         return [i for i in self.invocations if i.function == function]
 
@@ -173,17 +183,32 @@ class LocalLambdas:
         return handle
 
 
-def _redirect_powertools_logs(module: ModuleType, stream: Any) -> None:
-    """Point the module's Powertools Logger(s) at `stream` (they write to stdout, the runner's terminal)."""
+def _redirect_powertools_logs(module: ModuleType, stream: Any) -> list[tuple[Any, Any]]:
+    """Point the module's Powertools Logger(s) at `stream` (they write to stdout, the runner's terminal).
+    Returns (handler, previous stream) pairs for `restore_logs`."""
     try:
         from aws_lambda_powertools import Logger
     except ImportError:  # pragma: no cover - Powertools is a dependency
-        return
+        return []
+    redirected = []
     for value in vars(module).values():
         if isinstance(value, Logger):
             handler = value.registered_handler
-            if hasattr(handler, "setStream"):
-                handler.setStream(stream)
+            if isinstance(handler, logging.StreamHandler):
+                # Not setStream: it flushes the previous stream, which may be an earlier run's closed log.
+                with _handler_lock(handler):
+                    redirected.append((handler, handler.stream))
+                    handler.stream = stream
+    return redirected
+
+
+@contextlib.contextmanager
+def _handler_lock(handler: logging.Handler) -> Iterator[None]:
+    handler.acquire()
+    try:
+        yield
+    finally:
+        handler.release()
 
 
 def lambda_invoke_result(payload: Any) -> dict:

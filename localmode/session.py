@@ -92,6 +92,7 @@ class LocalPipeline:
                 timeouts={folder: self.stack.function_timeout(lid) for lid, folder in self.stack.functions().items()},
                 log_stream=self._lambda_log,
             )
+            self._exit.callback(self.lambdas.restore_logs)
             self.inference_url = self._start_inference_server()
             self.approval_url = self._start_approval_server()
             self.lambdas.environments.update(self._function_environments())

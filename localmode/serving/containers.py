@@ -477,7 +477,8 @@ def _convert_json_value(column: ColumnSchema, value):
     struct = column.struct or "basic"
     if struct == "basic":
         if value is None:
-            raise _BadRequest(None)  # value.toString() on null: a NullPointerException without a message
+            # value.toString() on null: a NullPointerException without a message.
+            raise _BadRequest(None, f"\"data\" has null for {column.name}")
         if column.type not in BASIC_TYPES:
             raise _BadRequest("Given type is not supported")
         text = _java_to_string(value)

@@ -52,3 +52,49 @@ def pipeline_latency(pipeline: InferencePipeline, lines: list[str], repeat: int 
             responses = [call(request) for request in requests]
             requests = [(r.body, r.content_type) for r in responses if r.ok]
     return results
+
+
+def http_load(url: str, endpoint_name: str, bodies: list[bytes], clients: int = 1, rounds: int = 1,
+              content_type: str = TEXT_CSV) -> dict:
+    """InvokeEndpoint over HTTP with `clients` keep-alive connections in parallel, each sending
+    every body `rounds` times: per-request p50/p99 in ms and requests per second overall.
+    Plain http.client, so the numbers are the server's, not a client SDK's."""
+    import http.client
+    import threading
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    path = f"/endpoints/{endpoint_name}/invocations"
+    samples: list[int] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        mine = []
+        try:
+            for _ in range(rounds):
+                for body in bodies:
+                    started = time.perf_counter_ns()
+                    connection.request("POST", path, body, {"Content-Type": content_type})
+                    response = connection.getresponse()
+                    response.read()
+                    mine.append(time.perf_counter_ns() - started)
+                    if response.status != 200:
+                        failures.append(f"HTTP {response.status}")
+        finally:
+            connection.close()
+            with lock:
+                samples.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    summary = summarize(samples)
+    return {"p50_ms": round(summary["p50_us"] / 1000, 3), "p99_ms": round(summary["p99_us"] / 1000, 3),
+            "requests": len(samples), "rps": round(len(samples) / elapsed, 1), "clients": clients,
+            "failures": len(failures)}

@@ -544,25 +544,3 @@ class MleapBundle:
                                  slots.index[output_name] >= len(input_fields))
             self._programs[key] = program
         return program
-
-    def transform(self, row: dict, output_name: str, input_types: dict[str, str] | None = None):
-        """Convenience: one row given as {field: value}; raises RowSkipped/MleapError like MLeap."""
-        input_types = input_types or {}
-        fields = tuple((name, input_types.get(name, _infer_type(value))) for name, value in row.items())
-        return self.program(fields, output_name).run(list(row.values()))
-
-
-def _infer_type(value) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, (list, SparseVector)):
-        return VECTOR
-    return "string"
-
-
-def load_bundle(path: str | os.PathLike) -> MleapBundle:
-    return MleapBundle(path)

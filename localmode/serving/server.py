@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from localmode.serving.containers import ContainerConfigError, InferencePipeline, pipeline_from_definitions
@@ -210,7 +210,11 @@ class _InvocationsHandler(BaseHTTPRequestHandler):
         if match is None:
             self._error(404, "UnknownOperationException", f"No operation at {self.path}")
             return
-        self.server.handle_invocation(self, unquote(match.group(1)), body)
+        try:
+            self.server.handle_invocation(self, unquote(match.group(1)), body)
+        except Exception as exc:  # a bug here must still answer, or boto3 retries a dropped connection
+            log.exception("InvokeEndpoint failed")
+            self._error(500, "InternalFailure", f"local inference server: {type(exc).__name__}: {exc}")
 
     def do_GET(self) -> None:  # noqa: N802
         self._error(404, "UnknownOperationException", f"No operation at GET {self.path}")
@@ -226,13 +230,18 @@ class _InvocationsHandler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, error_type: str, message: str, extra: dict | None = None,
                headers: dict[str, str] | None = None) -> None:
-        document = {"ErrorCode": _ERROR_CODES.get(error_type, error_type), "Message": message}
+        code = _ERROR_CODES.get(error_type, error_type)
+        if error_type == "ModelError":
+            code = "CLIENT_ERROR_FROM_MODEL" if 400 <= (extra or {}).get("OriginalStatusCode", 500) < 500 \
+                else "SERVER_ERROR_FROM_MODEL"
+        document = {"ErrorCode": code, "Message": message}
         document.update(extra or {})
         all_headers = {"Content-Type": "application/json", "x-amzn-ErrorType": f"{error_type}:"}
         all_headers.update(headers or {})
         self._send(status, json.dumps(document).encode(), all_headers)
 
 
+# The body's ErrorCode is informational; botocore takes the error's name from x-amzn-ErrorType.
 _ERROR_CODES = {"ValidationError": "VALIDATION_ERROR", "InternalFailure": "INTERNAL_FAILURE"}
 
 
@@ -241,11 +250,9 @@ class LocalInferenceServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, resolver: EndpointResolver, host: str = "127.0.0.1", port: int = 0,
-                 on_invocation: Callable[[str, int, float], None] | None = None):
+    def __init__(self, resolver: EndpointResolver, host: str = "127.0.0.1", port: int = 0):
         super().__init__((host, port), _InvocationsHandler)
         self.resolver = resolver
-        self.on_invocation = on_invocation
         self._thread: threading.Thread | None = None
 
     @property
@@ -254,24 +261,15 @@ class LocalInferenceServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def handle_invocation(self, handler: _InvocationsHandler, endpoint_name: str, body: bytes) -> None:
-        started = time.perf_counter()
-        status = 500
-        try:
-            status = self._invoke(handler, endpoint_name, body)
-        finally:
-            if self.on_invocation is not None:
-                self.on_invocation(endpoint_name, status, time.perf_counter() - started)
-
-    def _invoke(self, handler: _InvocationsHandler, endpoint_name: str, body: bytes) -> int:
         try:
             endpoint = self.resolver.resolve(endpoint_name)
         except EndpointNotFound as exc:
             handler._error(400, "ValidationError", str(exc))
-            return 400
+            return
         except Exception as exc:  # a model that cannot load (ContainerConfigError, BundleError...) cannot serve
             log.exception("endpoint %s cannot be served", endpoint_name)
             handler._error(400, "ValidationError", f"Endpoint {endpoint_name} cannot be served locally: {exc}")
-            return 400
+            return
         headers = handler.headers
         result = endpoint.pipeline.invoke(body, headers.get("Content-Type"), headers.get("Accept"))
         if result.failure is not None:
@@ -284,13 +282,12 @@ class LocalInferenceServer(ThreadingHTTPServer):
                             failure.response.status, failure.response.diagnosis)
             message, extra = _model_error(endpoint, failure.hostname, failure.response.status, original)
             handler._error(424, "ModelError", message, extra, extra_headers)
-            return 424
+            return
         response = result.response
         handler._send(200, response.body, {
             "Content-Type": response.content_type or "application/octet-stream",
             "x-Amzn-Invoked-Production-Variant": endpoint.variant_name,
         })
-        return 200
 
     def start(self) -> "LocalInferenceServer":
         self._thread = threading.Thread(target=self.serve_forever, name="local-sagemaker-runtime", daemon=True)
@@ -340,8 +337,8 @@ def start_inference_server(region: str, host: str = "127.0.0.1", port: int = 0,
     return server
 
 
-def start_server(resolver: EndpointResolver, host: str = "127.0.0.1", port: int = 0,
-                 on_invocation: Callable[[str, int, float], None] | None = None) -> tuple[LocalInferenceServer, str]:
+def start_server(resolver: EndpointResolver, host: str = "127.0.0.1",
+                 port: int = 0) -> tuple[LocalInferenceServer, str]:
     """Serve InvokeEndpoint in a background thread; returns (server, url). Stop with `server.stop()`."""
-    server = LocalInferenceServer(resolver, host, port, on_invocation).start()
+    server = LocalInferenceServer(resolver, host, port).start()
     return server, server.url

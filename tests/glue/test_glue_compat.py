@@ -74,8 +74,8 @@ def test_glue_jar_is_self_contained_without_spark_and_with_merged_registries():
     assert not [n for n in names if n.startswith(("scala/", "org/apache/hadoop/"))]
     assert not {"org/apache/spark/SparkContext.class", "org/apache/spark/sql/Dataset.class",
                 "org/apache/spark/ml/Pipeline.class", "org/apache/spark/ml/linalg/Vector.class"} & names
-    # Spark puts protobuf 2.5 first on the classpath; MLeap's 3.x copy is relocated.
-    assert not [n for n in names if n.startswith("com/google/protobuf/")]
+    # Spark puts protobuf 2.5 first on the classpath; MLeap's 3.x copy (and its config) are relocated.
+    assert not [n for n in names if n.startswith(("com/google/protobuf/", "com/typesafe/config/"))]
     # Every MLeap module's op registry survived the merge (Spark side and runtime side).
     assert "ml.combust.mleap.spark.registry.builtin-ops" in reference
     assert "ml.combust.mleap.registry.builtin-ops" in reference

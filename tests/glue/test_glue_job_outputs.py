@@ -56,6 +56,7 @@ def test_training_csvs_are_label_first_with_the_manifest_width(car_run, dataset_
         for row in car_run.csv_rows(split):
             assert len(row) == 1 + width
             assert row[0] in {"0", "1", "2", "3"}
+            assert set(row[1:]) <= {"0", "1"}
             vector = [float(x) for x in row[1:]]
             # One-hot: exactly one 1.0 per feature block.
             offset = 0

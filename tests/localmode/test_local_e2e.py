@@ -5,10 +5,11 @@ leave it serving that model whatever goes wrong (guarantee 1)."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
-from localmode import runner
+from localmode import approval_server, runner
 from localmode.faults import Faults
 from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
 
@@ -97,11 +98,32 @@ def test_rejection_leaves_production_on_the_previous_model(account, deployed, ca
     assert_production_unchanged(account, deployed)
 
 
-def test_rolled_back_production_update_keeps_the_previous_model(account, deployed, car_data):
-    result = account.run(car_data, decision="approve", faults=Faults(rollback=True))
+def test_rolled_back_production_update_keeps_the_previous_model(account, deployed, car_data, monkeypatch):
+    # This time a person decides: the command prints the link and waits; they open it and approve.
+    def person_reads(line: str) -> None:
+        account.lines.append(line)
+        if line.startswith("Open this link in a browser to decide: "):
+            link = line.split(": ", 1)[1]
+            threading.Thread(target=approval_server.browser_decide, args=(link, "approve")).start()
+
+    monkeypatch.setattr(account, "say", person_reads)
+    result = account.run(car_data, decision="manual", faults=Faults(rollback=True))
 
     assert result.exit_code == EXIT_FAILED
+    assert result.report["states"][[s["name"] for s in result.report["states"]].index("RequestApproval")]["outcome"] == "succeeded"
     assert_failure_reported(result, "DeployProduction", "ProductionRolledBack")
+    assert_production_unchanged(account, deployed)
+
+
+def test_quality_below_threshold_fails_before_approval(account, deployed, car_data, monkeypatch):
+    # The stack updated with a stricter AccuracyThreshold: the real qa_test Lambda refuses the model.
+    monkeypatch.setitem(account.lambdas.environments["qa_test"], "ACCURACY_THRESHOLD", "0.9999")
+    result = account.run(car_data, decision="approve")
+
+    assert result.exit_code == EXIT_FAILED
+    assert_failure_reported(result, "RunQATests", "QualityBelowThreshold")
+    assert "0.9999" in result.report["failure"]["message"]
+    assert not any(s["name"] == "RequestApproval" for s in result.report["states"])
     assert_production_unchanged(account, deployed)
 
 

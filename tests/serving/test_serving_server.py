@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from localmode.serving.latency import http_load
 from localmode.serving.server import MotoEndpointResolver, start_server
 
 pytestmark = pytest.mark.spark
@@ -151,8 +152,12 @@ def test_http_latency_on_loopback_is_printed(served, serving_artifacts, capsys):
     account, runtime, resolver = served
     account.create_model("model-1")
     account.create_endpoint("qa", "model-1", "config-1")
-    resolver.freshness_seconds = 1.0  # the serving default keeps the endpoint lookup off the hot path
+    resolver.freshness_seconds = 1.0  # as when serving: the endpoint lookup stays off the hot path
     lines = serving_artifacts.test_lines
+    url = runtime.meta.endpoint_url
+    bodies = [line.encode() for line in lines]
+    single = http_load(url, "qa", bodies, clients=1, rounds=2)
+    several = http_load(url, "qa", bodies, clients=4, rounds=2)
     for line in lines[:20]:
         runtime.invoke_endpoint(EndpointName="qa", ContentType="text/csv", Body=line)
     timings = []
@@ -161,6 +166,9 @@ def test_http_latency_on_loopback_is_printed(served, serving_artifacts, capsys):
         runtime.invoke_endpoint(EndpointName="qa", ContentType="text/csv", Body=line)["Body"].read()
         timings.append(time.perf_counter() - started)
     with capsys.disabled():
-        print(f"\n[serving] boto3 InvokeEndpoint on loopback: p50 {statistics.median(timings) * 1000:.2f} ms, "
+        print(f"\n[serving] HTTP on loopback, 1 client: p50 {single['p50_ms']:.2f} ms, p99 {single['p99_ms']:.2f} ms, "
+              f"{single['rps']:.0f} req/s; 4 clients: p50 {several['p50_ms']:.2f} ms, {several['rps']:.0f} req/s")
+        print(f"[serving] boto3 InvokeEndpoint on loopback: p50 {statistics.median(timings) * 1000:.2f} ms, "
               f"p99 {sorted(timings)[int(len(timings) * 0.99)] * 1000:.2f} ms over {len(timings)} calls")
     assert len(timings) == len(lines)
+    assert single["failures"] == several["failures"] == 0 and several["requests"] == 8 * len(lines)
