@@ -5,11 +5,14 @@ write everything the rest of the pipeline reads (layout: docs/architecture.md,
 Runs unchanged on AWS Glue 4.0 (Spark 3.3.0, Python 3.10, Java 8) and on local
 PySpark 3.3.x: `python -m localmode glue` (or `make glue-local`) calls `run()`
 in-process with a SparkSession that has the MLeap jar (build/jars/spark/).
-Importing this module does no work.
+Importing this module does no work. Bundles are written by mleap-spark 0.16.0
+(0.20.0 is not on the Maven Central we can reach, see glue/pom.xml) and are
+checked by the tests against MLeap runtime 0.20.0, what SparkML Serving 3.3 runs.
 
 Input contract. Columns are the dataset spec's features in order, then its
 label (datasets/<name>.json, passed with --spec). Accepted: the UCI file as
-published (no header) or one whose first line is the column names; LF, CRLF or
+published (no header) or one whose first line is the column names (any
+letter case); LF, CRLF or
 CR line endings; a UTF-8 byte-order mark; fields in double quotes; spaces
 around fields; blank lines anywhere (ignored); gzip-compressed files. Refused,
 before anything is fitted or written, with the number of offending lines and
@@ -24,25 +27,27 @@ How validation scales. Only JVM DataFrame expressions are used (no Python
 UDFs: they also crash PySpark 3.3 on Python 3.11), and nothing row-level is
 collected: the input is read once, parsed lines are cached (memory, then
 disk), and one aggregation counts lines per (file, Spark partition, problem
-kind) and valid rows per (label, split bucket); only when something is wrong
-do a few `orderBy(...).limit(k)` queries fetch the first offending lines. Line numbers come from reading the
-file as text (`spark.read.text`), tagging each line with input_file_name(),
-spark_partition_id() and monotonically_increasing_id() right at the scan, and
-adding the line counts of the same file's earlier partitions. That is exact
-because Spark plans a file's splits in offset order (its planner sorts splits
-by size, descending and stably: all splits but a file's last have the same
-size, and the last is the smallest), a full-size split is alone in its
-partition, and a partition reads each of its splits sequentially. The tests
-check it on a file cut into many partitions.
+kind) and valid rows per (label, split bucket); only when something is
+wrong do a few `orderBy(...).limit(k)` queries fetch the first offending
+lines. Line numbers come from reading the file as text (`spark.read.text`),
+tagging each line with input_file_name(), spark_partition_id() and
+monotonically_increasing_id() right at the scan, and adding the line counts
+of the same file's earlier partitions. That is exact because Spark plans a
+file's splits in offset order (its planner sorts splits by size, descending
+and stably: all splits but a file's last have the same size, and the last is
+the smallest), a full-size split is alone in its partition, and a partition
+reads each of its splits sequentially. This leans on Spark 3.3's planner, so
+the tests check it on input cut into many partitions.
 
 Split: 70% train, 15% validation, 15% test, stratified by label with exact
 per-label counts. The car data's rare classes (good: 69, vgood: 65 rows) still
 get about 10 rows each in validation (early stopping) and in the QA test set,
 which 80/10/10 would halve. Within each label, rows are ranked by
-xxhash64(seed, the row's parsed fields) with the line position as tie-break, so
-the split depends only on the seed and the data (not on file paths, line
-endings or partitioning) and identical rows land together, keeping duplicates
-from leaking between train and test. Ranking does not sort the data: rows are
+xxhash64(seed, the row's parsed fields), with the line position breaking ties
+between identical rows only. So which rows go where depends on the seed and
+the data alone (not on file paths, line endings, quoting or partitioning), and
+identical rows land together, keeping duplicates from leaking between train
+and test. Ranking does not sort the data: rows are
 hashed into 1024 buckets per label, counted, and only the few buckets where a
 cut falls are ranked (assign_split).
 
@@ -349,7 +354,7 @@ def read_lines(spark, input_uri: str):
     try:
         lines = spark.read.text(path)
     except AnalysisException as exc:
-        raise InvalidInputData(f"Input {input_uri} cannot be read: {exc.desc if hasattr(exc, 'desc') else exc}") from exc
+        raise InvalidInputData(f"Input {input_uri} cannot be read: {getattr(exc, 'desc', exc)}") from exc
     value = F.col("value")
     return lines.select(
         F.input_file_name().alias("file"),
@@ -789,6 +794,7 @@ def _build(spark, options: JobOptions, store) -> dict:
     return {
         "run_id": options.run_id,
         "input_uri": options.input,
+        "spec_uri": options.spec_source or None,
         "spec": spec,
         "label_name": label_name,
         "label_values": list(spec["label"]["values"]),

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 
 from localmode.lambdas import LambdaError
-from localmode.sfn import TaskFailed, TaskRequest, split_resource
+from localmode.asl import TaskFailed, TaskRequest, split_resource
 
 ROLLBACK = "rollback"
 ENV_VAR = "LOCAL_FAULTS"

@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from localmode import REPO_ROOT
-from localmode.sfn import TaskFailed, TaskRequest
+from localmode.asl import TaskFailed, TaskRequest
 
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 COMMON_DIR = FUNCTIONS_DIR / "common"

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the session pulls in moto, boto3 and Spark glue: not needed
     from localmode.session import LocalPipeline, RunResult
 
 DEFAULT_OUT = REPO_ROOT / "build" / "local-runs"
+EXIT_USAGE = 2
 
 
 def _truthy(name: str) -> bool:
@@ -78,16 +79,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    from localmode.faults import Faults
-    from localmode.session import EXIT_INTERRUPTED, EXIT_USAGE, LocalPipeline, definition_tasks
-
     out = (Path(args.out) if args.out else DEFAULT_OUT / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     try:
         data_path = data.resolve(args.data)
-        faults = Faults.parse(args.fault, definition_tasks())
-    except (data.DataUnavailable, ValueError) as exc:
+    except data.DataUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from localmode.asl import definition_tasks
+    from localmode.faults import Faults
+
+    try:
+        faults = Faults.parse(args.fault, definition_tasks())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from localmode.workers.spark import SparkProvider
+
+    # The JVM takes longest to start: it starts now, while moto and the rest are imported and set up.
+    SparkProvider.warm(out)
+    from localmode.session import EXIT_INTERRUPTED, LocalPipeline
     say = _printer()
     say(f"local mode: data {data_path}, logs in {out}")
     parameters = {"ApprovalWindowSeconds": args.approval_timeout} if args.approval_timeout else {}

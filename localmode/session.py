@@ -23,17 +23,18 @@ from typing import Any, Callable
 
 import boto3
 
-from localmode import REPO_ROOT, aws, sfn
+from localmode import REPO_ROOT, asl, aws, sfn
 from localmode.faults import Faults
 from localmode.lambdas import LambdaError, LocalLambdas
 from localmode.report import HistoryTracker, failure_of
 from localmode.stack import LocalStack
 from localmode.workers import s3util
-from localmode.workers.glue import GlueWorker, SparkProvider
+from localmode.workers.glue import GlueWorker
+from localmode.workers.spark import SparkProvider
 from localmode.workers.services import aws_sdk, optimized
 from localmode.workers.training import TrainingWorker
 
-DEFINITION = REPO_ROOT / "statemachine" / "pipeline.asl.json"
+DEFINITION = asl.PIPELINE_DEFINITION
 # Local values for template parameters: no default (the email) or a cloud-sized default.
 LOCAL_PARAMETERS = {"NotificationEmail": "you@example.com", "PollSeconds": 1}
 # Retry back-off as the definition writes it would sleep minutes on a local transient error.
@@ -158,7 +159,7 @@ class LocalPipeline:
         dispatcher.register("lambda:invoke", self.lambdas.task_handler())
         template = DEFINITION.read_text(encoding="utf-8")
         # Every other integration the definition uses is a plain API call on moto.
-        for task_resource in set(definition_tasks().values()):
+        for task_resource in set(asl.definition_tasks(DEFINITION).values()):
             integration, _ = sfn.split_resource(task_resource)
             parts = integration.split(":")
             if dispatcher.handler_for(task_resource) is not None:
@@ -242,11 +243,13 @@ class LocalPipeline:
                 self._on_mail(message, approval, reason)
 
         try:
-            description = self.machine.wait(execution_arn, timeout=timeout, on_events=on_events, poll=0.1)
+            description = self.machine.wait(execution_arn, timeout=timeout, on_events=on_events, poll=0.5)
         except KeyboardInterrupt:
+            # As StopExecution from the console: the run ends ABORTED and is still reported.
+            self.say("interrupted: stopping the execution")
             boto3.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Interrupted",
                                                          cause="Stopped with Ctrl-C")
-            raise
+            description = self.machine.wait(execution_arn, timeout=60, on_events=on_events, poll=0.5)
         # Deliveries of the final notification can trail the execution's end by a poll.
         on_events([])
         seconds = time.monotonic() - started
@@ -365,13 +368,6 @@ class LocalPipeline:
                     features, _, label = line.rpartition(",")
                     return features, label
         raise FileNotFoundError(f"no test rows under {test_uri}")
-
-
-def definition_tasks(path: Path = DEFINITION) -> dict[str, str]:
-    """The definition's Task states (name -> resource), substitutions left as placeholders."""
-    template = path.read_text(encoding="utf-8")
-    placeholders = {name: "x" for name in sfn.substitution_names(template)}
-    return sfn.task_resources(json.loads(sfn.render_definition(template, placeholders)))
 
 
 def outcome_of(description: dict, approval: dict) -> str:

@@ -43,16 +43,24 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from localmode.asl import (  # noqa: F401 (the adapter's public names: handlers import them from here too)
+    RESOURCE_PREFIX,
+    SUBSTITUTION,
+    TaskFailed,
+    TaskRequest,
+    render_definition,
+    split_resource,
+    substitution_names,
+    task_resources,
+)
+
 MOTO_VERSION = "5.2.5"
 
-SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-_RESOURCE_PREFIX = re.compile(r"^arn:aws[a-z-]*:states:::")
 
 
 class IncompatibleMoto(RuntimeError):
@@ -118,46 +126,6 @@ def check_moto() -> None:
         raise _incompatible(f"these hooked symbols are missing or changed: {', '.join(missing)}")
 
 
-class TaskFailed(Exception):
-    """Raised by a handler: the task fails with this Step Functions error name and cause."""
-
-    def __init__(self, error: str, cause: str = ""):
-        super().__init__(f"{error}: {cause}")
-        self.error = error
-        self.cause = cause
-
-
-@dataclass
-class TaskRequest:
-    """One Task state's call, as the handler sees it."""
-
-    state_name: str
-    resource: str  # e.g. "lambda:invoke.waitForTaskToken", "aws-sdk:sagemaker:describeEndpoint"
-    parameters: dict
-    execution_arn: str
-    execution_name: str
-    state_machine_arn: str
-    task_token: str | None = None
-    retry_count: int = 0
-
-    @property
-    def integration(self) -> str:
-        """The resource without its pattern suffix: the `service:action` key handlers register under."""
-        return split_resource(self.resource)[0]
-
-    @property
-    def pattern(self) -> str | None:
-        """None (request-response), "sync" or "waitForTaskToken"."""
-        return split_resource(self.resource)[1]
-
-
-def split_resource(resource: str) -> tuple[str, str | None]:
-    """'arn:aws:states:::glue:startJobRun.sync' (or 'glue:startJobRun.sync') -> ('glue:startJobRun', 'sync')."""
-    short = _RESOURCE_PREFIX.sub("", resource)
-    integration, dot, pattern = short.partition(".")
-    return integration, (pattern if dot else None)
-
-
 Handler = Callable[[TaskRequest], Any]
 
 
@@ -183,10 +151,10 @@ class Dispatcher:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def register(self, resource: str, handler: Handler) -> None:
-        self.handlers[_RESOURCE_PREFIX.sub("", resource)] = handler
+        self.handlers[RESOURCE_PREFIX.sub("", resource)] = handler
 
     def handler_for(self, resource: str) -> Handler | None:
-        short = _RESOURCE_PREFIX.sub("", resource)
+        short = RESOURCE_PREFIX.sub("", resource)
         return self.handlers.get(short) or self.handlers.get(split_resource(short)[0])
 
     def missing_handlers(self, definition: dict) -> dict[str, str]:
@@ -224,36 +192,6 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def task_resources(definition: dict) -> dict[str, str]:
-    """Every Task state in the definition (including Parallel branches and Map iterators): name -> resource."""
-    found: dict[str, str] = {}
-
-    def walk(states: dict) -> None:
-        for name, state in states.items():
-            if state.get("Type") == "Task":
-                found[name] = state["Resource"]
-            for branch in state.get("Branches", []):
-                walk(branch["States"])
-            for key in ("Iterator", "ItemProcessor"):
-                if key in state:
-                    walk(state[key]["States"])
-
-    walk(definition["States"])
-    return found
-
-
-def render_definition(template: str, values: dict[str, str]) -> str:
-    """Fill the definition's `${Name}` substitutions (as SAM's DefinitionSubstitutions would)."""
-    missing = sorted({m for m in SUBSTITUTION.findall(template) if m not in values})
-    if missing:
-        raise KeyError(f"No local value for the definition's substitutions: {', '.join(missing)}")
-    return SUBSTITUTION.sub(lambda m: str(values[m.group(1)]), template)
-
-
-def substitution_names(template: str) -> set[str]:
-    return set(SUBSTITUTION.findall(template))
 
 
 # --- the hook -----------------------------------------------------------------

@@ -81,16 +81,24 @@ class MleapRuntime:
             tar.extractall(target)
         return target
 
-    def transform(self, model_dir: Path, rows: list[dict]) -> list[dict]:
-        """One answer per row: {"output": ...} or {"error": ...}."""
+    def _run(self, model_dir: Path, rows: list[dict], *options: str) -> list[dict]:
         bundle = self.unpack(model_dir / "model.tar.gz")
         completed = subprocess.run(
-            ["java", "-cp", f"{RUNTIME_JARS}/*", "MleapRuntimeCli", str(bundle), "--schema", str(model_dir / "schema.json")],
+            ["java", "-cp", f"{RUNTIME_JARS}/*", "MleapRuntimeCli", str(bundle),
+             "--schema", str(model_dir / "schema.json"), *options],
             input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True, timeout=300, check=False)
         assert completed.returncode == 0, completed.stderr
-        answers = [json.loads(line) for line in completed.stdout.splitlines()]
-        assert len(answers) == len(rows), completed.stderr
+        return [json.loads(line) for line in completed.stdout.splitlines()]
+
+    def transform(self, model_dir: Path, rows: list[dict]) -> list[dict]:
+        """One answer per row: {"output": ...} or {"error": ...}."""
+        answers = self._run(model_dir, rows)
+        assert len(answers) == len(rows)
         return answers
+
+    def bench(self, model_dir: Path, row: dict, iterations: int) -> dict:
+        [stats] = self._run(model_dir, [row], "--bench", str(iterations))
+        return stats
 
 
 @pytest.fixture(scope="session")

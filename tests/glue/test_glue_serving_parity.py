@@ -64,3 +64,16 @@ def test_unseen_category_values_give_a_valid_vector_in_spark_and_in_mleap(car_ru
         assert sum(vector) == len(features) - 1
     assert expected[len(names)] == [0.0] * width  # every value unseen
     assert sum(expected[-1]) == len(features)  # the known row, for contrast
+
+
+def test_runtime_cli_answers_row_errors_in_place_and_benchmarks(car_run, mleap_runtime):
+    """The CLI's protocol as the serving tests and benchmarks rely on it."""
+    model = car_run.out / "model" / "preprocess"
+    good = dict(zip([f["name"] for f in car_run.manifest["spec"]["features"]], car_run.csv_rows("test")[0][:-1]))
+    partial = {k: v for k, v in good.items() if k != "doors"}
+    answers = mleap_runtime.transform(model, [good, partial, good])
+    assert answers[0] == answers[2] and len(answers[0]["output"]) == car_run.manifest["feature_width"]
+    assert answers[1] == {"error": "IllegalArgumentException: missing input field doors"}
+
+    stats = mleap_runtime.bench(model, good, iterations=50)
+    assert stats["calls"] == 50 and 0 < stats["p50_us"] <= stats["p99_us"]
