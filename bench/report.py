@@ -212,13 +212,12 @@ def render_markdown(results: dict) -> str:
         if driver:
             lines += ["", "Driver-side profile (pyinstrument) of `run()`: " + "; ".join(
                 f"`{d['function']}` {fmt(d['seconds'], 1)} s" for d in driver) + "."]
-    experiments = glue.get("experiments") or []
-    if experiments:
-        lines += ["", "Measured alternatives at 1,000,000 rows (Spark settings only; the job's code unchanged):", "",
-                  "| setting | seconds | rows/s |", "|---|---|---|"]
-        for experiment in experiments:
-            lines.append(f"| {experiment['setting']} | {fmt(experiment.get('seconds'), 1)} | "
-                         f"{fmt(experiment.get('rows_per_s'), 0)} |")
+    experiment = glue.get("experiment_sql_onehot") or {}
+    if experiment.get("seconds"):
+        lines += ["", "Measured alternative for the train/validation writes at the largest size (SQL one-hot columns "
+                      "instead of the PipelineModel; the job's own validation and split): " + "; ".join(
+                          f"{name} {fmt(s, 1)} s" for name, s in experiment["seconds"].items())
+                  + f"; output identical to the job's: {fmt(experiment.get('identical_validation_rows'))}."]
     lines += [
         "",
         "## Local pipeline (`python -m localmode run --auto-approve`, what `make local AUTO_APPROVE=1` runs)",

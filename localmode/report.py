@@ -183,7 +183,8 @@ def failure_of(tracker: HistoryTracker, description: dict) -> dict | None:
     data = tracker.last_state_data if isinstance(tracker.last_state_data, dict) else {}
     failure = data.get("failure") if isinstance(data.get("failure"), dict) else None
     if failure is None:
-        failed_tasks = [r for r in tracker.records if r.errors]
-        state = failed_tasks[-1].name if failed_tasks else None
+        # No failure record: the last failed task, else the state that was running when the run was stopped.
+        candidates = [r for r in tracker.records if r.errors] or [r for r in tracker.records if r.exited is None]
+        state = candidates[-1].name if candidates else None
         failure = {"state": state, "error": description.get("error"), "cause": description.get("cause")}
     return {**failure, "message": readable_cause(failure.get("cause"))}

@@ -15,6 +15,7 @@ import datetime
 import itertools
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ LOCAL_PARAMETERS = {"NotificationEmail": "you@example.com", "PollSeconds": 1}
 # Retry back-off as the definition writes it would sleep minutes on a local transient error.
 RETRY_TIME_SCALE = 0.01
 DECISIONS = ("approve", "reject", "manual", "none")
+
+
+class AutoDecisionFailed(Exception):
+    """AUTO_APPROVE/REJECT could not decide through the approval page: the run would wait for nobody."""
 
 
 @dataclass
@@ -233,7 +238,7 @@ class LocalPipeline:
         run_id = started_run["execution_name"]
         self.say(f"run {run_id}: s3://{self.resources.input_bucket}/{event['detail']['object']['key']}")
         mail: list[dict] = []
-        approval = {"decision": decision, "link": None, "decided": False, "response_status": None}
+        approval = {"decision": decision, "decided": False, "response_status": None}
         tracker = HistoryTracker(on_line=self.say)
 
         def on_events(events: list[dict]) -> None:
@@ -245,17 +250,28 @@ class LocalPipeline:
         try:
             description = self.machine.wait(execution_arn, timeout=timeout, on_events=on_events, poll=0.5)
         except KeyboardInterrupt:
-            # As StopExecution from the console: the run ends ABORTED and is still reported.
-            self.say("interrupted: stopping the execution")
-            boto3.client("stepfunctions").stop_execution(executionArn=execution_arn, error="Interrupted",
-                                                         cause="Stopped with Ctrl-C")
-            description = self.machine.wait(execution_arn, timeout=60, on_events=on_events, poll=0.5)
+            description = self._stop(execution_arn, "Interrupted", "Stopped with Ctrl-C")
+        except AutoDecisionFailed as exc:
+            description = self._stop(execution_arn, "AutoDecisionFailed", str(exc))
         # Deliveries of the final notification can trail the execution's end by a poll.
         on_events([])
         seconds = time.monotonic() - started
         report = self._report(run_id, execution_arn, description, tracker, mail, approval, data_path, event, seconds)
         exit_code = exit_code_for(report)
         return RunResult(run_id, execution_arn, description["status"], report, exit_code)
+
+    def _stop(self, execution_arn: str, error: str, cause: str) -> dict:
+        """StopExecution, as from the console: the run ends ABORTED and is still reported."""
+        self.say(f"stopping the execution: {cause}")
+        sfn_client = boto3.client("stepfunctions")
+        sfn_client.stop_execution(executionArn=execution_arn, error=error, cause=cause)
+        description = sfn_client.describe_execution(executionArn=execution_arn)
+        if description["status"] == "RUNNING":
+            # moto marks a stopped execution ABORTED only once its current task returns (for an
+            # approval, at the end of the window): report it as AWS would show it now.
+            description = {**description, "status": "ABORTED", "error": error, "cause": cause,
+                           "stopDate": datetime.datetime.now(datetime.timezone.utc)}
+        return description
 
     def _on_mail(self, message: dict, approval: dict, reason: str) -> None:
         from localmode import approval_server
@@ -270,13 +286,17 @@ class LocalPipeline:
         self.say("=" * 72)
         if not links:
             return
-        approval["link"] = links.get("approve", "").split("?", 1)[0] or None
         decision = approval["decision"]
         if decision in ("approve", "reject"):
             self.say(f"{'AUTO_APPROVE' if decision == 'approve' else 'REJECT'}: opening the {decision} link and submitting its form")
-            status, _page = approval_server.browser_decide(links[decision], decision, reason if decision == "reject" else "")
+            try:
+                status, _page = approval_server.browser_decide(links[decision], decision, reason if decision == "reject" else "")
+            except Exception as exc:
+                raise AutoDecisionFailed(f"the approval page could not be used: {exc}") from exc
             approval.update(decided=True, response_status=status)
             self.say(f"approval page answered {status}")
+            if status != 200:
+                raise AutoDecisionFailed(f"the approval page answered {status} to the {decision} form")
         elif decision == "manual":
             self.say(f"Open this link in a browser to decide: {links.get('approve')}")
             self.say("(waiting for a person; Ctrl-C stops the run)")
@@ -322,8 +342,9 @@ class LocalPipeline:
                 },
                 "all": endpoints,
             },
-            "approval": {k: v for k, v in approval.items() if k != "link"} | {"page": approval.get("link")},
-            "notifications": mail,
+            # The approval reference works like a password until used: it stays out of the report.
+            "approval": approval,
+            "notifications": [{**m, "message": _redact_approval_links(m["message"])} for m in mail],
             "failure": failure_of(tracker, description),
             "timings": {
                 **self.timings,
@@ -370,13 +391,17 @@ class LocalPipeline:
         raise FileNotFoundError(f"no test rows under {test_uri}")
 
 
+def _redact_approval_links(text: str) -> str:
+    return re.sub(r"(/approvals/)[A-Za-z0-9_-]+", r"\1<reference>", text)
+
+
 def outcome_of(description: dict, approval: dict) -> str:
     if description["status"] == "SUCCEEDED":
         return "deployed"
     if description.get("error") == "ApprovalRejected":
         return "rejected"
     if description["status"] == "ABORTED":
-        return "interrupted"
+        return "interrupted" if description.get("error") == "Interrupted" else "failed"
     return "failed"
 
 

@@ -95,6 +95,9 @@ def test_rejection_leaves_production_on_the_previous_model(account, deployed, ca
     assert_failure_reported(result, "RequestApproval", "ApprovalRejected")
     assert "numbers look wrong to me" in result.report["failure"]["cause"]
     assert result.report["approval"]["decided"] and result.report["approval"]["response_status"] == 200
+    # The approval email is in the report, its single-use reference is not.
+    [request] = [m for m in result.report["notifications"] if m["subject"].startswith("Approve run")]
+    assert "/approvals/<reference>?decision=reject" in request["message"]
     assert_production_unchanged(account, deployed)
 
 
