@@ -73,8 +73,9 @@ glue-local: setup
 	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make glue-local DATA=<csv> OUT=<dir>"; exit 2; }
 	$(PY) -m localmode glue --data $(DATA) --out $(OUT)
 
+# BENCH_ARGS=--skip-tests / --quick / ... (`$(PY) -m bench --help`); DATA=path picks car.data.
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
 
 # mvn package + sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload
 # the shaded MLeap jar and the dataset spec to the artifacts bucket. Needs python3.13 on PATH and AWS

@@ -60,7 +60,9 @@ class Sections:
         self.failed = False
 
     def run(self, name: str, function, *args, **kwargs):
-        print(f"[bench] {name} (load average {', '.join(map(str, load_average()))})", flush=True)
+        load = load_average()
+        self.results.setdefault("load_by_section", {})[name] = load
+        print(f"[bench] {name} (load average {', '.join(map(str, load))})", flush=True)
         started = time.monotonic()
         try:
             value = function(*args, **kwargs)
@@ -114,6 +116,14 @@ def spark_sections(sections: Sections, args, data_path: Path, spec: dict):
     return model, predictions
 
 
+def write_results(results: dict, out_dir: Path) -> None:
+    with_required_keys(results)
+    results["targets"] = evaluate_targets(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    (out_dir / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     from localmode import data
@@ -127,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.workdir = args.workdir.resolve()
-    if args.workdir.exists():
-        shutil.rmtree(args.workdir)
+    marker = args.workdir / ".bench-workdir"
+    if args.workdir.exists() and any(args.workdir.iterdir()) and not marker.exists():
+        print(f"error: {args.workdir} is not empty and was not made by the benchmark; choose another --workdir",
+              file=sys.stderr)
+        return 2
+    shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
+    marker.touch()
     results: dict = {
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(), "data": {"path": str(data_path), "sha256_ok": None},
@@ -170,16 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from bench.suite import run_test_suite
 
+        # Written first without the suite's time: the suite checks these files, and a suite that
+        # hangs or is interrupted must not cost the numbers already measured.
+        results["tests"].update(seconds=None, source="running")
+        write_results(results, args.out_dir)
         suite = sections.run("test suite", run_test_suite, args.workdir / "pytest.log")
         if suite is not None:
             results["tests"].update(suite, log=_relative(suite["log"]))
+        else:
+            results["tests"]["source"] = "failed to run"
 
     results["machine"]["load_average_at_end"] = load_average()
-    with_required_keys(results)
-    results["targets"] = evaluate_targets(results)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-    (args.out_dir / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
+    write_results(results, args.out_dir)
     print(f"[bench] wrote {args.out_dir / 'results.json'} and {args.out_dir / 'RESULTS.md'}", flush=True)
     for target in results["targets"]:
         status = "not measured" if target["met"] is None else "met" if target["met"] else "MISSED"

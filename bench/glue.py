@@ -49,7 +49,7 @@ def labelled_writes(spark, timings: list[dict]) -> Iterator[None]:
     original = DataFrameWriter.csv
     context = spark.sparkContext
 
-    def csv(self, path, *args, **kwargs):
+    def dataframe_writer_csv(self, path, *args, **kwargs):
         label = "write " + "/".join(str(path).rstrip("/").split("/")[-2:]) + "/"
         context.setJobDescription(label)
         started = time.monotonic()
@@ -59,7 +59,7 @@ def labelled_writes(spark, timings: list[dict]) -> Iterator[None]:
             timings.append({"write": label, "seconds": round(time.monotonic() - started, 2)})
             context.setJobDescription(None)
 
-    DataFrameWriter.csv = csv
+    DataFrameWriter.csv = dataframe_writer_csv
     try:
         yield
     finally:
@@ -141,11 +141,10 @@ def _wait_for_event_log(log_dir: Path, app_id: str, timeout: float = 15.0) -> li
 
 
 def driver_functions(profiler_session, job_file: str, min_share: float = 0.02) -> list[dict]:
-    """The job script's functions called from its `_build`, with their inclusive driver-side seconds."""
+    """What the job script's `_build` spends its driver-side time in: its callees summed by function
+    (inclusive seconds, number of calls), largest first."""
     root = profiler_session.root_frame()
-    if root is None:
-        return []
-    stack, build = [root], None
+    stack, build = ([root] if root is not None else []), None
     while stack and build is None:
         frame = stack.pop()
         if frame.function == "_build" and frame.file_path and frame.file_path.endswith(job_file):
@@ -153,9 +152,14 @@ def driver_functions(profiler_session, job_file: str, min_share: float = 0.02) -
         stack.extend(frame.children)
     if build is None:
         return []
-    entries = [{"function": f"{child.function} ({Path(child.file_path or '?').name}:{child.line_no})",
-                "seconds": round(child.time, 2)} for child in build.children if child.time >= min_share * build.time]
-    return sorted(entries, key=lambda e: -e["seconds"])
+    totals: dict[str, dict] = {}
+    for child in build.children:
+        name = f"{child.function} ({Path(child.file_path or '?').name})"
+        entry = totals.setdefault(name, {"function": name, "seconds": 0.0, "calls": 0})
+        entry["seconds"] += child.time
+        entry["calls"] += 1
+    return sorted(({**e, "seconds": round(e["seconds"], 2)} for e in totals.values()
+                   if e["seconds"] >= min_share * build.time), key=lambda e: -e["seconds"])
 
 
 def run_job(spark, job_module, spec: dict, input_path: Path, out_dir: Path, name: str) -> dict:
@@ -238,8 +242,8 @@ def findings(profile: dict, run: dict, experiment: dict | None, cores: int) -> l
             f"Measured suggestion (glue/preprocess.py `_build`, not applied: glue/ is not this benchmark's to change): "
             f"write the train/validation CSVs with plain SQL columns, `when(label == v_i, i)` for the label and "
             f"`(col(feature) == value).cast('int')` per spec slot, instead of `preprocess.transform(...)` + "
-            f"`vector_to_array`; keep the PipelineModel for the MLeap bundle only. Same 1M rows: train + validation "
-            f"writes {sql_s:.1f} s instead of {train_val_s:.1f} s, output "
+            f"`vector_to_array`; keep the PipelineModel for the MLeap bundle only. Same {run['rows']:,} rows: train + "
+            f"validation writes {sql_s:.1f} s instead of {train_val_s:.1f} s, output "
             f"{'identical' if experiment['identical_validation_rows'] else 'DIFFERENT (do not apply)'} "
             f"({experiment['validation_rows']:,} validation rows compared both ways); the job would take about "
             f"{projected:.0f} s = {run['rows'] / projected:,.0f} rows/s under the same load.")

@@ -79,19 +79,19 @@ def evaluate_targets(results: dict) -> list[dict]:
         value = get_path(results, key)
         measured = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         evaluated.append({
-            "id": target_id, "description": description, "key": key, "target": f"{comparison} {bound:g} {unit}",
+            "id": target_id, "description": description, "key": key, "target": f"{comparison} {bound:,g} {unit}",
             "value": value if measured else None, "met": checks[comparison](value, bound) if measured else None,
         })
     return evaluated
 
 
 def fmt(value: Any, digits: int = 1, unit: str = "") -> str:
-    """A number for a table cell: thousands separators, `digits` decimals, 'n/a' for null."""
+    """A number for a table cell: thousands separators, `digits` decimals below 1,000, 'n/a' for null."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int) or (isinstance(value, float) and digits == 0):
+    if isinstance(value, int) or digits == 0 or abs(value) >= 1000:
         text = f"{value:,.0f}"
     else:
         text = f"{value:,.{digits}f}"
@@ -120,6 +120,8 @@ def render_markdown(results: dict) -> str:
         + ("The machine was shared with other work while this ran (load above the core count): "
            "absolute numbers are pessimistic; re-run `make bench` on a quiet machine to compare."
            if _busy(machine) else "The machine was otherwise quiet."),
+        "Load average when each part started: " + ("; ".join(
+            f"{name} {values[0]:.2f}" for name, values in (results.get("load_by_section") or {}).items()) or "n/a") + ".",
         "Raw numbers: [results.json](results.json).",
         "",
         "## Targets",
@@ -188,17 +190,17 @@ def render_markdown(results: dict) -> str:
         "",
         "## Glue job on local Spark (`glue/preprocess.py`, local[2])",
         "",
-        "| input | rows | seconds | rows/s |",
-        "|---|---|---|---|",
+        "| input | rows | seconds | rows/s | load average after |",
+        "|---|---|---|---|---|",
     ]
     for run in glue.get("runs") or []:
         lines.append(f"| {run['name']} | {fmt(run.get('rows'), 0)} | {fmt(run.get('seconds'), 1)} | "
-                     f"{fmt(run.get('rows_per_s'), 0)} |")
+                     f"{fmt(run.get('rows_per_s'), 0)} | {_load(run.get('load_average'))} |")
     lines += ["", f"Spark session start (JVM, MLeap jar): {fmt(glue.get('spark_start_seconds'), 1)} s, not included above. "
               "Synthetic rows draw every feature and the label uniformly from `datasets/car.json`'s values."]
-    profile = glue.get("profile_1m") or {}
+    profile = next((value for key, value in glue.items() if key.startswith("profile_")), None) or {}
     if profile:
-        lines += ["", "### What bounds the job at 1,000,000 rows", ""]
+        lines += ["", "### What bounds the job at the largest size", ""]
         lines += [f"- {finding}" for finding in profile.get("findings") or []]
         jobs = profile.get("spark_jobs_by_call_site") or []
         if jobs:
@@ -210,8 +212,9 @@ def render_markdown(results: dict) -> str:
                              f"{fmt(job['run_s'], 1)} | {fmt(job['cpu_s'], 1)} | {fmt(job['gc_s'], 1)} |")
         driver = profile.get("driver_functions") or []
         if driver:
-            lines += ["", "Driver-side profile (pyinstrument) of `run()`: " + "; ".join(
-                f"`{d['function']}` {fmt(d['seconds'], 1)} s" for d in driver) + "."]
+            lines += ["", "Driver-side profile (pyinstrument) of the job's `_build`, by callee: " + "; ".join(
+                f"`{d['function']}` {fmt(d['seconds'], 1)} s ({d['calls']} call{'s' if d['calls'] > 1 else ''})"
+                for d in driver) + ". The driver mostly waits for Spark, so this mirrors the jobs above."]
     experiment = glue.get("experiment_sql_onehot") or {}
     if experiment.get("seconds"):
         lines += ["", "Measured alternative for the train/validation writes at the largest size (SQL one-hot columns "

@@ -13,7 +13,6 @@ from localmode import REPO_ROOT
 # The plugin cache is left alone: a benchmark run should not change what the next `pytest --lf` sees.
 PYTEST_ARGS = ("-m", "pytest", "-q", "-p", "no:cacheprovider")
 
-_SUMMARY = re.compile(r"^=*\s*(?P<body>(?:\d+ \w+(?:, )?)+)(?: in (?P<seconds>[\d.]+)s)?", re.MULTILINE)
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?)")
 
 
@@ -34,6 +33,14 @@ def parse_pytest_summary(output: str) -> dict:
     return {"line": found, "counts": counts}
 
 
+def _shown(python: str) -> str:
+    """The interpreter as a reader would type it: relative to the repository when it lives there."""
+    try:
+        return str(Path(python).relative_to(REPO_ROOT))
+    except ValueError:
+        return python
+
+
 def run_test_suite(log_path: Path, python: str = sys.executable, timeout: float = 3 * 3600) -> dict:
     """Run the whole suite as `make test` does, in a subprocess; output goes to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +55,7 @@ def run_test_suite(log_path: Path, python: str = sys.executable, timeout: float 
     return {
         "seconds": round(seconds, 1),
         "source": "measured",
-        "command": " ".join([Path(python).name if python == sys.executable else python, *PYTEST_ARGS]),
+        "command": " ".join([_shown(python), *PYTEST_ARGS]),
         "exit_code": completed.returncode,
         "summary": summary["line"],
         "counts": summary["counts"],
