@@ -98,4 +98,5 @@ def test_the_checked_in_results_have_every_key_and_match_their_markdown():
     results = json.loads(path.read_text(encoding="utf-8"))
     assert missing_keys(results) == []
     assert results["targets"] == evaluate_targets(results)
-    assert (BENCH_DIR / "RESULTS.md").read_text(encoding="utf-8") == render_markdown(results)
+    assert (BENCH_DIR / "RESULTS.md").read_text(encoding="utf-8") == render_markdown(results), \
+        "bench/RESULTS.md is not what bench/report.py makes of bench/results.json: run `make bench` again"
