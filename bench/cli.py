@@ -33,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="scratch space (default: %(default)s)")
     parser.add_argument("--skip-tests", action="store_true", help="do not time the test suite")
     parser.add_argument("--tests-seconds", type=float, help="use this earlier measurement of the test suite instead")
+    parser.add_argument("--tests-from", type=Path, metavar="RESULTS_JSON",
+                        help="reuse the test-suite measurement of an earlier results.json (e.g. bench/results.json)")
     parser.add_argument("--skip-local", action="store_true", help="do not time the local pipeline")
     parser.add_argument("--quick", action="store_true",
                         help="smaller everything (Glue at 10k/100k rows, fewer calls), for checking the benchmark itself")
@@ -135,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     except data.DataUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    earlier_tests = None
+    if args.tests_from is not None:  # read now: --tests-from bench/results.json is about to be rewritten
+        earlier = json.loads(args.tests_from.read_text(encoding="utf-8"))
+        if (earlier.get("tests") or {}).get("seconds") is None:
+            print(f"error: {args.tests_from} holds no test-suite measurement", file=sys.stderr)
+            return 2
+        kept = {k: v for k, v in earlier["tests"].items() if k != "log"}  # that run's log is in a wiped workdir
+        earlier_tests = {**kept, "source": f"measured by the run of {earlier.get('timestamp')} (reused with --tests-from)"}
     args.workdir = args.workdir.resolve()
     marker = args.workdir / ".bench-workdir"
     if args.workdir.exists() and any(args.workdir.iterdir()) and not marker.exists():
@@ -177,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         if local is not None:
             results["local"].update(local, log=_relative(local["log"]), report=_relative(local.get("report", "")))
 
-    if args.tests_seconds is not None:
+    if args.tests_from is not None:
+        results["tests"].update(earlier_tests)
+    elif args.tests_seconds is not None:
         results["tests"].update(seconds=args.tests_seconds, source="given with --tests-seconds")
     elif args.skip_tests:
         results["tests"].update(seconds=None, source="skipped (--skip-tests)")

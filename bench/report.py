@@ -218,8 +218,9 @@ def render_markdown(results: dict) -> str:
     experiment = glue.get("experiment_sql_onehot") or {}
     if experiment.get("seconds"):
         lines += ["", "Measured alternative for the train/validation writes at the largest size (SQL one-hot columns "
-                      "instead of the PipelineModel; the job's own validation and split): " + "; ".join(
-                          f"{name} {fmt(s, 1)} s" for name, s in experiment["seconds"].items())
+                      "instead of the PipelineModel, on the job's own validation and split): " + "; ".join(
+                          f"{name} {fmt(s, 1)} s wall, {fmt((experiment.get('cpu_s') or {}).get(name), 1)} s task CPU"
+                          for name, s in experiment["seconds"].items())
                   + f"; output identical to the job's: {fmt(experiment.get('identical_validation_rows'))}."]
     lines += [
         "",
