@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--spark-calls", type=int, default=200, help="one-row Spark pipeline calls")
     parser.add_argument("--http-clients", type=int, default=4, help="concurrent clients for requests/s")
     parser.add_argument("--http-rounds", type=int, default=3, help="passes over the held-out rows per HTTP client")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rewrite RESULTS.md from the results.json in --out-dir")
     parser.add_argument("--no-glue-experiment", action="store_true",
                         help="skip the measured alternative for the Glue job's training-data writes")
     args = parser.parse_args(argv)
@@ -127,6 +129,11 @@ def write_results(results: dict, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.render_only:
+        results = json.loads((args.out_dir / "results.json").read_text(encoding="utf-8"))
+        (args.out_dir / "RESULTS.md").write_text(render_markdown(results), encoding="utf-8")
+        print(f"[bench] wrote {args.out_dir / 'RESULTS.md'} from {args.out_dir / 'results.json'}")
+        return 0
     from localmode import data
     from localmode.aws import isolate_environment
 

@@ -119,7 +119,7 @@ def render_markdown(results: dict) -> str:
         f"at the end: {_load(machine.get('load_average_at_end'))}. "
         + ("The machine was shared with other work while this ran (load above the core count): "
            "absolute numbers are pessimistic; re-run `make bench` on a quiet machine to compare."
-           if _busy(machine) else "The machine was otherwise quiet."),
+           if _busy(results) else "The machine was otherwise quiet."),
         "Load average when each part started: " + ("; ".join(
             f"{name} {values[0]:.2f}" for name, values in (results.get("load_by_section") or {}).items()) or "n/a") + ".",
         "Raw numbers: [results.json](results.json).",
@@ -260,7 +260,11 @@ def _load(values) -> str:
     return ", ".join(f"{v:.2f}" for v in values) if values else "n/a"
 
 
-def _busy(machine: dict) -> bool:
+def _busy(results: dict) -> bool:
+    """Whether the 1-minute load went above the core count at any point the run sampled it."""
+    machine = results.get("machine") or {}
     cores = machine.get("cores") or 1
-    loads = [machine.get("load_average_at_start") or [0], machine.get("load_average_at_end") or [0]]
-    return any(values[0] > cores for values in loads)
+    samples = [machine.get("load_average_at_start"), machine.get("load_average_at_end"),
+               *(results.get("load_by_section") or {}).values(),
+               *(run.get("load_average") for run in (results.get("glue") or {}).get("runs") or [])]
+    return any(values[0] > cores for values in samples if values)

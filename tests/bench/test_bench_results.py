@@ -80,6 +80,10 @@ def test_the_markdown_names_the_machine_and_each_target_status():
     markdown = render_markdown(results)
     assert "2 cores (AMD EPYC), 23.5 GiB memory" in markdown
     assert "5.20, 5.00, 4.90" in markdown and "shared with other work" in markdown
+    results["machine"].update(load_average_at_start=[0.3, 1.0, 1.0], load_average_at_end=[1.0, 1.0, 1.0])
+    assert "otherwise quiet" in render_markdown(results)
+    results["load_by_section"] = {"glue": [0.4, 1.0, 1.0], "spark transform": [3.1, 2.0, 1.5]}
+    assert "shared with other work" in render_markdown(results)
     assert "| Glue job at 1,000,000 rows | >= 100,000 rows/s | 20,000 rows/s | **missed** |" in markdown
     assert "| In-process pipeline p50 per record | <= 100 us | 60.0 us | **met** |" in markdown
 
@@ -99,4 +103,5 @@ def test_the_checked_in_results_have_every_key_and_match_their_markdown():
     assert missing_keys(results) == []
     assert results["targets"] == evaluate_targets(results)
     assert (BENCH_DIR / "RESULTS.md").read_text(encoding="utf-8") == render_markdown(results), \
-        "bench/RESULTS.md is not what bench/report.py makes of bench/results.json: run `make bench` again"
+        "bench/RESULTS.md is not what bench/report.py makes of bench/results.json: " \
+        "run `.venv/bin/python -m bench --render-only` (or `make bench`)"
