@@ -7,18 +7,16 @@ containers are configured by the real create_model Lambda's container definition
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
-import tarfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
+from localmode.run_artifacts import read_csv_parts, unpack
 from localmode.serving.containers import TEXT_CSV, InferencePipeline, pipeline_from_definitions
-from localmode.serving.latency import http_load, pipeline_latency, summarize
+from localmode.serving.latency import http_load, pipeline_latency, run_clients, summarize
 from localmode.serving.server import EndpointNotFound, ResolvedEndpoint, start_server
 
 REGION = "us-east-1"
@@ -46,21 +44,6 @@ class ServingModel:
 
     def pipeline(self) -> InferencePipeline:
         return pipeline_from_definitions(self.definitions, self.model_dirs)
-
-
-def read_csv_parts(directory: Path) -> list[list[str]]:
-    rows = []
-    for part in sorted(Path(directory).glob("part-*.csv")):
-        with open(part, newline="", encoding="utf-8") as handle:
-            rows.extend(row for row in csv.reader(handle) if row)
-    return rows
-
-
-def _extract(tarball: Path, target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(target, filter="data")
-    return target
 
 
 def s3_manifest(manifest: dict, run_dir: Path, run_prefix: str) -> dict:
@@ -116,9 +99,9 @@ def prepare_serving_model(run_dir: Path, manifest: dict, workdir: Path) -> Servi
             create_model.schema_env_value(s3, remote["uris"]["postprocess_schema"]),
             env["SPARKML_IMAGE_URI"], env["XGBOOST_IMAGE_URI"])
     local_dirs = {
-        remote["uris"]["preprocess_model"]: _extract(run_dir / "model" / "preprocess" / "model.tar.gz", workdir / "preprocess"),
-        artifacts: _extract(tarball, workdir / "xgboost"),
-        remote["uris"]["postprocess_model"]: _extract(run_dir / "model" / "postprocess" / "model.tar.gz", workdir / "postprocess"),
+        remote["uris"]["preprocess_model"]: unpack(run_dir / "model" / "preprocess" / "model.tar.gz", workdir / "preprocess"),
+        artifacts: unpack(tarball, workdir / "xgboost"),
+        remote["uris"]["postprocess_model"]: unpack(run_dir / "model" / "postprocess" / "model.tar.gz", workdir / "postprocess"),
     }
     return ServingModel(
         run_dir=run_dir, manifest=manifest, definitions=definitions,
@@ -262,34 +245,21 @@ def boto3_load(url: str, endpoint_name: str, bodies: list[bytes], clients: int, 
     for body in bodies[:20]:  # connections open, botocore's lazy loading done
         for runtime in runtimes:
             runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=TEXT_CSV, Body=body)["Body"].read()
-    samples: list[int] = []
-    failures: list[str] = []
-    lock = threading.Lock()
+    def client_for(runtime):
+        def client() -> tuple[list[int], list[str]]:
+            samples, failures = [], []
+            for _ in range(rounds):
+                for body in bodies:
+                    started = time.perf_counter_ns()
+                    try:
+                        runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=TEXT_CSV, Body=body)["Body"].read()
+                    except Exception as exc:  # counted and reported, not fatal to the measurement
+                        failures.append(type(exc).__name__)
+                    samples.append(time.perf_counter_ns() - started)
+            return samples, failures
+        return client
 
-    def client(runtime) -> None:
-        mine = []
-        for _ in range(rounds):
-            for body in bodies:
-                started = time.perf_counter_ns()
-                try:
-                    runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=TEXT_CSV, Body=body)["Body"].read()
-                except Exception as exc:  # counted and reported, not fatal to the measurement
-                    failures.append(type(exc).__name__)
-                mine.append(time.perf_counter_ns() - started)
-        with lock:
-            samples.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(runtime,)) for runtime in runtimes]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    summary = summarize(samples)
-    return {"p50_ms": round(summary["p50_us"] / 1000, 3), "p99_ms": round(summary["p99_us"] / 1000, 3),
-            "requests": len(samples), "rps": round(len(samples) / elapsed, 1), "clients": clients,
-            "failures": len(failures)}
+    return run_clients([client_for(runtime) for runtime in runtimes])
 
 
 def bench_http(pipeline: InferencePipeline, lines: list[str], clients: int, rounds: int) -> dict:

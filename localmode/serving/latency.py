@@ -60,18 +60,13 @@ def http_load(url: str, endpoint_name: str, bodies: list[bytes], clients: int = 
     every body `rounds` times: per-request p50/p99 in ms and requests per second overall.
     Plain http.client, so the numbers are the server's, not a client SDK's."""
     import http.client
-    import threading
     from urllib.parse import urlparse
 
     parsed = urlparse(url)
     path = f"/endpoints/{endpoint_name}/invocations"
-    samples: list[int] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def client() -> None:
+    def client() -> tuple[list[int], list[str]]:
         connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        mine = []
+        samples, failures = [], []
         try:
             for _ in range(rounds):
                 for body in bodies:
@@ -79,22 +74,36 @@ def http_load(url: str, endpoint_name: str, bodies: list[bytes], clients: int = 
                     connection.request("POST", path, body, {"Content-Type": content_type})
                     response = connection.getresponse()
                     response.read()
-                    mine.append(time.perf_counter_ns() - started)
+                    samples.append(time.perf_counter_ns() - started)
                     if response.status != 200:
                         failures.append(f"HTTP {response.status}")
         finally:
             connection.close()
-            with lock:
-                samples.extend(mine)
+        return samples, failures
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    return run_clients([client] * clients)
+
+
+def run_clients(clients: list[Callable[[], tuple[list[int], list[str]]]]) -> dict:
+    """Runs each client in its own thread at once; each returns its latency samples (ns) and
+    failures. Per-request p50/p99 in ms, and requests per second over the whole run."""
+    import threading
+
+    results: list[tuple[list[int], list[str]]] = [([], [])] * len(clients)
+
+    def run(index: int, client) -> None:
+        results[index] = client()
+
+    threads = [threading.Thread(target=run, args=(i, client)) for i, client in enumerate(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    samples = [sample for mine, _ in results for sample in mine]
+    failures = [failure for _, theirs in results for failure in theirs]
     summary = summarize(samples)
     return {"p50_ms": round(summary["p50_us"] / 1000, 3), "p99_ms": round(summary["p99_us"] / 1000, 3),
-            "requests": len(samples), "rps": round(len(samples) / elapsed, 1), "clients": clients,
+            "requests": len(samples), "rps": round(len(samples) / elapsed, 1), "clients": len(clients),
             "failures": len(failures)}

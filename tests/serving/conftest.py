@@ -5,36 +5,20 @@ containers built from them exactly as CreateModel would describe them, and the
 MLeap runtime 0.20.0 CLI (tests/jvm) as the reference engine."""
 from __future__ import annotations
 
-import csv
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from localmode import glue_local
+from localmode.run_artifacts import read_csv_parts, unpack
 from localmode.serving.containers import InferencePipeline, SparkMLServingContainer, XGBoostContainer
 from localmode.serving.jvm_runtime import JvmRuntimeUnavailable, MleapJvmRuntime
 
 # What prepare_training asks the built-in algorithm for (its defaults).
 HYPERPARAMETERS = {"objective": "multi:softmax", "num_round": "200", "early_stopping_rounds": "10",
                    "eval_metric": "merror", "eta": "0.2", "max_depth": "6"}
-
-
-def read_csv_dir(directory: Path) -> list[list[str]]:
-    rows = []
-    for part in sorted(directory.glob("part-*.csv")):
-        with open(part, newline="", encoding="utf-8") as handle:
-            rows.extend(row for row in csv.reader(handle) if row)
-    return rows
-
-
-def unpack(tarball: Path, target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(target, filter="data")
-    return target
 
 
 @dataclass
@@ -116,7 +100,7 @@ def serving_artifacts(spark, glue_job, car_data, dataset_spec, tmp_path_factory)
         xgboost_dir=_train(run_dir, manifest, root / "xgboost"),
         preprocess_schema=json.loads((run_dir / "model" / "preprocess" / "schema.json").read_text()),
         postprocess_schema=json.loads((run_dir / "model" / "postprocess" / "schema.json").read_text()),
-        test_rows=read_csv_dir(run_dir / "data" / "test"),
+        test_rows=read_csv_parts(run_dir / "data" / "test"),
     )
 
 
