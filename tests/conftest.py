@@ -43,3 +43,13 @@ def dataset_spec() -> dict:
     from localmode import data
 
     return data.load_spec()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one local SparkSession of a test run, with the MLeap jar (Spark allows one per process)."""
+    from localmode import glue_local
+
+    session = glue_local.build_spark_session(app_name="tests")
+    yield session
+    session.stop()

@@ -41,13 +41,6 @@ def job():
 
 
 @pytest.fixture(scope="session")
-def spark():
-    session = glue_local.build_spark_session(app_name="tests-glue")
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="session")
 def run_job(spark, job, dataset_spec):
     """Runs the job in-process; returns a JobRun."""
 

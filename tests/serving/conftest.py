@@ -53,13 +53,6 @@ class ServingArtifacts:
 
 
 @pytest.fixture(scope="session")
-def spark():
-    session = glue_local.build_spark_session(app_name="tests-serving")
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="session")
 def glue_job():
     return glue_local.load_job()
 
