@@ -12,8 +12,13 @@ else stays moto's: parameters, paths, intrinsic functions, Choice, Wait,
 Retry/Catch, task tokens (SendTaskSuccess/SendTaskFailure through moto's
 public Step Functions API), TimeoutSecondsPath, history events.
 
-`install()` makes four more small, local-only corrections, each where moto
+`install()` makes five more small, local-only corrections, each where moto
 differs from what the definition relies on:
+- a payload-template field named `RoleArn.$` is evaluated like any other
+  `<name>.$` field (moto's vendored lexer reads `"RoleArn.$"` as the
+  Credentials keyword, so Parameters, ResultSelector and Pass Parameters
+  passed it through literally: TrainXGBoost's `RoleArn.$` reached the
+  training worker unresolved and `RoleArn` was missing);
 - Retry back-off sleeps scaled by `retry_time_scale` (moto really sleeps
   `IntervalSeconds`; a local transient error should not wait minutes);
 - the Fail state accepts a re-raised `States.*` error from ErrorPath (moto's
@@ -90,8 +95,13 @@ try:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
         StateTaskServiceCallback,
     )
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser as _ASLParser
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
+        PayloadBindingStringExpressionSimple,
+    )
     from moto.stepfunctions.parser.asl.component.state.fail import state_fail as _state_fail
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor as _Preprocessor
     from moto.stepfunctions.parser.backend.execution import Execution as _Execution
     from moto.stepfunctions.responses import StepFunctionResponse as _SfnResponse
 except ImportError as _exc:  # pragma: no cover - only when moto moves
@@ -120,6 +130,20 @@ def check_moto() -> None:
         "StepFunctionResponse.send_task_failure": callable(getattr(_SfnResponse, "send_task_failure", None)),
         "state_fail.CustomErrorName": getattr(_state_fail, "CustomErrorName", None)
         in (CustomErrorName, _fail_state_error_name),
+        "Preprocessor.visitPayload_binding_value": callable(getattr(_Preprocessor, "visitPayload_binding_value", None)),
+        "Preprocessor.visitString_expression_simple": callable(
+            getattr(_Preprocessor, "visitString_expression_simple", None)
+        ),
+        "ASLParser payload value -> string_expression_simple": all(
+            callable(getattr(getattr(_ASLParser, ctx, None), method, None))
+            for ctx, method in (
+                ("Payload_binding_valueContext", "string_literal"),
+                ("Payload_binding_valueContext", "payload_value_decl"),
+                ("Payload_value_strContext", "string_literal"),
+                ("String_literalContext", "string_expression"),
+                ("String_expressionContext", "string_expression_simple"),
+            )
+        ),
     }
     missing = [name for name, ok in expected.items() if not ok]
     if missing:
@@ -203,6 +227,7 @@ _original_service_for: Callable | None = None
 _original_time: Any = None
 _original_start_details: Callable | None = None
 _original_send_task_failure: Callable | None = None
+_original_payload_binding_value: Callable | None = None
 _retry_time_scale = 1.0
 
 
@@ -324,6 +349,40 @@ def _send_task_failure_with_cause(self):
     return EmptyResult()
 
 
+def _payload_binding_value(self, ctx):
+    """A payload-template binding whose name ends in `.$`, evaluated whatever the name.
+
+    moto's grammar turns `"<name>.$": "<path>"` into an evaluated binding only
+    when the lexer produces a STRINGDOLLAR token for the name. For
+    `"RoleArn.$"` it produces the ROLEARNPATH keyword (from the Task's
+    `Credentials` block) instead, and the parser falls back to a literal
+    binding: `RoleArn.$` and its path string reach the task as they are
+    written, in Parameters, ResultSelector and Pass Parameters, at any depth.
+    It is the only keyword of moto 5.2.5's lexer that ends in `.$`, but the
+    rule below holds for any name: AWS evaluates every field whose name ends in
+    `.$` (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-inputpath-params.html)
+    and refuses a definition whose `.$` field is not a path or an intrinsic
+    function call, which is what this does at CreateStateMachine too (moto
+    left such a field literal, whatever its name).
+    """
+    field_name = self.visitString_literal(ctx.string_literal()).literal_value
+    if not field_name.endswith(".$"):
+        return _original_payload_binding_value(self, ctx)
+    value = ctx.payload_value_decl().getChild(0)
+    literal = value.string_literal() if isinstance(value, _ASLParser.Payload_value_strContext) else None
+    expression = literal.string_expression() if literal is not None else None
+    simple = expression.string_expression_simple() if expression is not None else None
+    if simple is None:
+        # AWS's own wording at CreateStateMachine (quoted in aws-cloudformation/cfn-lint#4643).
+        raise ValueError(
+            f"The value for the field '{field_name}' must be a valid JSONPath or a valid intrinsic function call "
+            f"(got {ctx.payload_value_decl().getText()})"
+        )
+    return PayloadBindingStringExpressionSimple(
+        field=field_name[:-2], string_expression_simple=self.visitString_expression_simple(simple)
+    )
+
+
 def _error_name(error: str):
     """moto's typed error name: the built-in `States.*` type when there is one, else a custom name."""
     if error.startswith("States."):
@@ -343,7 +402,7 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
     sleep for minutes). Re-entrant; the outermost call's scale wins.
     """
     global _install_depth, _original_service_for, _original_time, _original_start_details, _original_send_task_failure
-    global _retry_time_scale
+    global _original_payload_binding_value, _retry_time_scale
     check_moto()
     with _install_lock:
         if _install_depth == 0:
@@ -356,6 +415,8 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
             _Execution.get_start_execution_details = _start_details_with_iso_time
             _original_send_task_failure = _SfnResponse.send_task_failure
             _SfnResponse.send_task_failure = _send_task_failure_with_cause
+            _original_payload_binding_value = _Preprocessor.visitPayload_binding_value
+            _Preprocessor.visitPayload_binding_value = _payload_binding_value
             _retry_time_scale = retry_time_scale
         _install_depth += 1
     try:
@@ -369,6 +430,7 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
                 _state_fail.CustomErrorName = CustomErrorName
                 _Execution.get_start_execution_details = _original_start_details
                 _SfnResponse.send_task_failure = _original_send_task_failure
+                _Preprocessor.visitPayload_binding_value = _original_payload_binding_value
 
 
 def attach(state_machine_arn: str, dispatcher: Dispatcher) -> None:

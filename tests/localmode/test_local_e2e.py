@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+import asl_reference
 from localmode import approval_server, runner
 from localmode.faults import Faults
 from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
@@ -157,3 +158,16 @@ def test_malformed_data_fails_in_glue_with_the_jobs_message(account, deployed, c
     assert account.endpoints() == before
     assert result.report["artifacts"]["manifest"] is None
     assert_production_unchanged(account, deployed)
+
+
+def test_every_task_received_its_parameters_resolved_as_aws_would(account, deployed, car_data):
+    """Every call a worker received in this module's runs, against an independent evaluation of its state's
+    Parameters (tests/asl_reference.py) over the state's input from the execution history: no literal `.$`
+    field, no other value. A run failing in its first Task makes sure the failure path's Tasks are in too."""
+    result = account.run(car_data, decision="approve", faults=Faults(states={"PreprocessWithGlue"}))
+    assert result.exit_code == EXIT_FAILED
+    calls = account.machine.dispatcher.calls
+    definition = account.machine.definition
+
+    assert asl_reference.tasks_not_called(definition, calls) == []
+    assert asl_reference.check_task_parameters(definition, calls, account.machine.history) == []

@@ -3,12 +3,15 @@ pin what it relies on, so a moto upgrade fails here, loudly, first."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import boto3
 import moto
 import pytest
+from botocore.exceptions import ClientError
 
+import asl_reference
 from localmode import sfn
 
 
@@ -59,6 +62,7 @@ def test_install_restores_moto_when_done():
         sfn._state_fail.CustomErrorName,
         sfn._Execution.get_start_execution_details,
         sfn._SfnResponse.send_task_failure,
+        sfn._Preprocessor.visitPayload_binding_value,
     )
     with sfn.install():
         with sfn.install():  # re-entrant
@@ -70,6 +74,7 @@ def test_install_restores_moto_when_done():
         sfn._state_fail.CustomErrorName,
         sfn._Execution.get_start_execution_details,
         sfn._SfnResponse.send_task_failure,
+        sfn._Preprocessor.visitPayload_binding_value,
     ) == originals
 
 
@@ -125,6 +130,62 @@ def test_request_response_and_sync_results_flow_into_the_state(sfn_local):
     [request] = seen
     assert (request.state_name, request.integration, request.pattern) == ("Work", "glue:startJobRun", "sync")
     assert request.execution_name == "e1"
+
+
+def lexer_keywords() -> list[str]:
+    """Every keyword of moto's vendored ASL lexer, as a field name (`"RoleArn.$"` is one of them, as `RoleArn`)."""
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+
+    quoted = {name.strip("'\"") for name in ASLLexer.literalNames if name.startswith("'\"")}
+    return sorted({name[:-2] if name.endswith(".$") else name for name in quoted})
+
+
+def test_every_dollar_field_is_evaluated_whatever_its_name(sfn_local):
+    # AWS evaluates every field whose name ends in .$, at any depth, in Parameters and ResultSelector alike
+    # (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-inputpath-params.html). moto's lexer
+    # reads some field names as keywords: each of them, with a path, a context path and an intrinsic function.
+    names = lexer_keywords()
+    assert "RoleArn" in names and len(names) > 100
+    fields = {f"{name}.$": "$.v" for name in names}
+    template = {
+        **fields,
+        "Nested": {"Deeper": fields},
+        "List": [fields, "static"],
+        "Context": {f"{name}.$": "$$.Execution.Name" for name in names},
+        "Intrinsic": {f"{name}.$": "States.Format('<{}>', $.v)" for name in names},
+    }
+    dispatcher = sfn.Dispatcher()
+    dispatcher.register("lambda:invoke", lambda request: {"v": "from the result"})
+    definition = {
+        "StartAt": "Shape",
+        "States": {
+            "Shape": {"Type": "Pass", "Parameters": template, "ResultPath": "$.passed", "Next": "Work"},
+            "Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": template,
+                     "ResultSelector": template, "ResultPath": "$.selected", "End": True},
+        },
+    }
+    description = run(definition, dispatcher, {"v": "from the input"})
+
+    assert description["status"] == "SUCCEEDED", description
+    output = json.loads(description["output"])
+    context = {"Execution": {"Name": "e1"}}
+    passed = asl_reference.evaluate_payload(template, {"v": "from the input"}, context)
+    assert passed["RoleArn"] == "from the input" and passed["Context"]["RoleArn"] == "e1"
+    assert output["passed"] == passed
+    [call] = dispatcher.calls
+    assert call.request.parameters == asl_reference.evaluate_payload(template, {"v": "from the input", "passed": passed}, context)
+    assert output["selected"] == asl_reference.evaluate_payload(template, {"v": "from the result"}, context)
+
+
+@pytest.mark.parametrize("field, value", [("RoleArn.$", "arn:aws:iam::123456789012:role/literal"), ("Name.$", "words"), ("RoleArn.$", 5)])
+def test_a_dollar_field_that_is_neither_path_nor_intrinsic_is_refused_at_creation(sfn_local, field, value):
+    # AWS refuses the definition ("The value for the field 'X.$' must be a valid JSONPath or a valid intrinsic
+    # function call", as quoted in aws-cloudformation/cfn-lint#4643); moto accepted it and passed it on literally.
+    definition = one_task("arn:aws:states:::lambda:invoke", Parameters={"FunctionName": "f", "Payload": {field: value}})
+    dispatcher = sfn.Dispatcher()
+    dispatcher.register("lambda:invoke", lambda request: {})
+    with pytest.raises(ClientError, match=rf"The value for the field \\*'{re.escape(field)}\\*' must be a valid JSONPath"):
+        machine(definition, dispatcher)
 
 
 def test_task_failed_reaches_catch_with_its_error_and_cause(sfn_local):
