@@ -84,7 +84,8 @@ def prepare_serving_model(run_dir: Path, manifest: dict, workdir: Path) -> Servi
         with mock.patch.dict(os.environ, environments["prepare_training"]):
             settings = prepare_training.training_settings_from_env()
         request = prepare_training.training_request(f"{run_id}-train", remote, settings)
-        worker = TrainingWorker(workdir / "training", REGION, stack.account)
+        worker = TrainingWorker(workdir / "training", REGION, stack.account,
+                                role_arn=stack.role_assumable_by("sagemaker.amazonaws.com"))
         started = time.monotonic()
         job = worker(TaskRequest(state_name="TrainXGBoost", resource="arn:aws:states:::sagemaker:createTrainingJob.sync",
                                  parameters=request, execution_arn=f"arn:aws:states:{REGION}:{stack.account}:execution:bench:{run_id}",

@@ -158,7 +158,10 @@ class LocalPipeline:
             self.stack.glue_default_arguments(), spark=lambda: SparkProvider.get(self.workdir), workdir=self.workdir / "scratch"
         )
         self.glue_worker = glue
-        self.training_worker = TrainingWorker(self.workdir / "scratch", self.region, self.stack.account)
+        self.training_worker = TrainingWorker(
+            self.workdir / "scratch", self.region, self.stack.account,
+            role_arn=self.stack.role_assumable_by("sagemaker.amazonaws.com"),
+        )
         dispatcher.register("glue:startJobRun.sync", glue)
         dispatcher.register("sagemaker:createTrainingJob.sync", self.training_worker)
         dispatcher.register("lambda:invoke", self.lambdas.task_handler())

@@ -120,6 +120,24 @@ class LocalStack:
             args.update({k: str(self.resolve(v)) for k, v in job["Properties"].get("DefaultArguments", {}).items()})
         return args
 
+    def role_assumable_by(self, service: str) -> str:
+        """The ARN of the stack's one IAM role whose trust policy lets `service` (e.g. sagemaker.amazonaws.com) assume it."""
+        found = []
+        for logical_id, role in self.resources_of_type("AWS::IAM::Role").items():
+            statements = self.resolve(role["Properties"].get("AssumeRolePolicyDocument", {})).get("Statement", [])
+            for statement in statements if isinstance(statements, list) else [statements]:
+                services = (statement.get("Principal") or {}).get("Service", [])
+                actions = statement.get("Action", [])
+                if (
+                    statement.get("Effect") == "Allow"
+                    and service in ([services] if isinstance(services, str) else services)
+                    and "sts:AssumeRole" in ([actions] if isinstance(actions, str) else actions)
+                ):
+                    found.append(logical_id)
+        if len(found) != 1:
+            raise KeyError(f"template.yaml has {len(found)} roles {service} may assume ({', '.join(found)}): expected one")
+        return self.get_att(found[0], "Arn")
+
     # --- local physical names --------------------------------------------------
     def physical_name(self, logical_id: str) -> str:
         resource = self.resources[logical_id]

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util
+from localmode.workers.services import optimized_error
 
 # Hyperparameters of the built-in algorithm that are not XGBoost booster parameters.
 _LOOP_PARAMETERS = {"num_round", "early_stopping_rounds"}
@@ -75,20 +77,45 @@ def read_channel(directory: Path):
     return data[:, 0], data[:, 1:]
 
 
+def check_role(role_arn: Any, allowed: str) -> None:
+    """Refuse, as CreateTrainingJob would and as Step Functions reports it, a role SageMaker cannot assume.
+
+    The request is refused before any job exists (ValidationException), so
+    there is no job to describe. The messages are SageMaker's: the API's
+    validation of a missing required member, and the one for a role without
+    a trust relationship to sagemaker.amazonaws.com.
+    """
+    if role_arn == allowed:
+        return
+    if role_arn is None:
+        message = "1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null"
+    else:
+        message = (
+            f"Could not assume role {role_arn}. Please ensure that the role exists and allows principal "
+            "'sagemaker.amazonaws.com' to assume the role."
+        )
+    error = ClientError({"Error": {"Code": "ValidationException", "Message": message},
+                         "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateTrainingJob")
+    raise optimized_error("sagemaker", error)
+
+
 class TrainingWorker:
     """The `sagemaker:createTrainingJob.sync` handler."""
 
     # One thread: on a small machine shared with Spark, more threads make XGBoost's
     # OpenMP loops contend and run several times slower on this data size.
-    def __init__(self, workdir: Path, region: str, account: str, nthread: int = 1):
+    # `role_arn`: the stack's SageMaker execution role, the only role SageMaker could assume here.
+    def __init__(self, workdir: Path, region: str, account: str, nthread: int = 1, *, role_arn: str):
         self.workdir = Path(workdir)
         self.region = region
         self.account = account
         self.nthread = nthread
+        self.role_arn = role_arn
         self.jobs: list[dict] = []
 
     def __call__(self, request: TaskRequest) -> dict:
         params = request.parameters
+        check_role(params.get("RoleArn"), self.role_arn)
         name = params["TrainingJobName"]
         started = time.time()
         description = {

@@ -171,3 +171,6 @@ def test_every_task_received_its_parameters_resolved_as_aws_would(account, deplo
 
     assert asl_reference.tasks_not_called(definition, calls) == []
     assert asl_reference.check_task_parameters(definition, calls, account.machine.history) == []
+    # Training ran with the role the plan named, the stack's SageMaker execution role (SageMaker refuses others).
+    role = account.stack.role_assumable_by("sagemaker.amazonaws.com")
+    assert account.training_worker.jobs and {job["RoleArn"] for job in account.training_worker.jobs} == {role}

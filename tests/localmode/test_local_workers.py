@@ -14,8 +14,11 @@ import xgboost as xgb
 
 from localmode import aws, faults, sfn
 from localmode.report import HistoryTracker, failure_of
+from localmode.stack import LocalStack
 from localmode.workers import services
 from localmode.workers.training import TrainingWorker
+
+ROLE = "arn:aws:iam::123456789012:role/local-sage-maker-execution-role"
 
 
 @pytest.fixture
@@ -51,6 +54,7 @@ def training_request(channels: dict[str, str], **hyper) -> sfn.TaskRequest:
         state_name="TrainXGBoost", resource="arn:aws:states:::sagemaker:createTrainingJob.sync",
         parameters={
             "TrainingJobName": "run-1-train",
+            "RoleArn": ROLE,
             "HyperParameters": hyperparameters,
             "InputDataConfig": [
                 {"ChannelName": n, "ContentType": "text/csv",
@@ -65,7 +69,7 @@ def training_request(channels: dict[str, str], **hyper) -> sfn.TaskRequest:
 
 def test_training_writes_the_built_in_algorithms_artifact(moto_aws, tmp_path):
     channels = {"train": put_channel("train", separable(300, 1)), "validation": put_channel("validation", separable(60, 2))}
-    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012")
+    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)
 
     described = worker(training_request(channels))
 
@@ -87,7 +91,7 @@ def test_training_writes_the_built_in_algorithms_artifact(moto_aws, tmp_path):
 
 
 def test_training_without_data_fails_like_a_training_job(moto_aws, tmp_path):
-    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012")
+    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)
     request = training_request({"validation": put_channel("validation", separable(20, 2))})
 
     with pytest.raises(sfn.TaskFailed) as raised:
@@ -97,6 +101,41 @@ def test_training_without_data_fails_like_a_training_job(moto_aws, tmp_path):
     cause = json.loads(raised.value.cause)
     assert cause["TrainingJobStatus"] == "Failed"
     assert cause["FailureReason"] == "ClientError: the train channel is required"
+
+
+@pytest.mark.parametrize(
+    "role, message",
+    [
+        (None, "Value null at 'roleArn' failed to satisfy constraint: Member must not be null"),
+        ("$.plan.training.RoleArn", "Could not assume role $.plan.training.RoleArn."),
+        ("arn:aws:iam::123456789012:role/local-state-machine-role", "Could not assume role arn:aws:iam::123456789012:role/local-state-machine-role."),
+    ],
+)
+def test_training_refuses_a_role_sagemaker_could_not_assume(moto_aws, tmp_path, role, message):
+    # CreateTrainingJob refuses the request itself (ValidationException): no job is created, and Step Functions
+    # names the error as for every SageMaker optimized integration.
+    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)
+    request = training_request({"train": put_channel("train", separable(30, 1))})
+    request.parameters.pop("RoleArn")
+    if role is not None:
+        request.parameters["RoleArn"] = role
+
+    with pytest.raises(sfn.TaskFailed) as raised:
+        worker(request)
+
+    assert raised.value.error == "SageMaker.AmazonSageMakerException"
+    assert message in raised.value.cause and "Error Code: ValidationException" in raised.value.cause
+    assert worker.jobs == [] and not boto3.client("s3").list_objects_v2(Bucket="art", Prefix="run/training/").get("Contents")
+
+
+def test_the_local_stack_names_its_sagemaker_execution_role():
+    stack = LocalStack.from_file()
+    role = stack.role_assumable_by("sagemaker.amazonaws.com")
+    assert role == stack.get_att("SageMakerExecutionRole", "Arn") == ROLE
+    # What PrepareTraining plans with and what local training accepts are the same role.
+    assert stack.function_environment("PrepareTrainingFunction")["SAGEMAKER_ROLE_ARN"] == role
+    with pytest.raises(KeyError, match="roles lambda.amazonaws.com may assume"):
+        stack.role_assumable_by("lambda.amazonaws.com")
 
 
 def test_service_errors_are_named_as_step_functions_names_them(moto_aws):
