@@ -350,7 +350,8 @@ def read_lines(spark, input_uri: str):
 
     path = input_uri
     if "://" not in path:
-        path = Path(path).expanduser().resolve().as_uri()
+        # Not Path.as_uri(): Hadoop does not percent-decode it, so "a b.csv" would be looked for as "a%20b.csv".
+        path = "file://" + str(Path(path).expanduser().resolve())
     try:
         lines = spark.read.text(path)
     except AnalysisException as exc:

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,12 @@ class RunResult:
     @property
     def production_endpoint(self) -> str | None:
         return self.report["endpoints"]["production"]["name"]
+
+
+def uploaded_uri(event: dict) -> str:
+    """The uploaded object's URI from the event `upload` built (its key is URL-encoded)."""
+    detail = event["detail"]
+    return f"s3://{detail['bucket']['name']}/{urllib.parse.unquote_plus(detail['object']['key'])}"
 
 
 class LocalPipeline:
@@ -194,7 +201,8 @@ class LocalPipeline:
         with open(data_path, "rb") as body:
             response = s3.put_object(Bucket=self.resources.input_bucket, Key=key, Body=body)
         size = Path(data_path).stat().st_size
-        detail_object = {"key": key, "size": size, "etag": response["ETag"].strip('"'),
+        # The key as S3 documents it in notifications: URL-encoded like a form (start_run decodes it).
+        detail_object = {"key": urllib.parse.quote_plus(key, safe="/"), "size": size, "etag": response["ETag"].strip('"'),
                          "sequencer": f"{int(time.time() * 1e6):016X}{next(self._uploads):04X}"}
         if response.get("VersionId"):
             detail_object["version-id"] = response["VersionId"]
@@ -239,7 +247,7 @@ class LocalPipeline:
             raise RuntimeError(f"start_run did not start an execution: {started_run}")
         execution_arn = started_run["execution_arn"]
         run_id = started_run["execution_name"]
-        self.say(f"run {run_id}: s3://{self.resources.input_bucket}/{event['detail']['object']['key']}")
+        self.say(f"run {run_id}: {uploaded_uri(event)}")
         mail: list[dict] = []
         approval = {"decision": decision, "decided": False, "response_status": None}
         tracker = HistoryTracker(on_line=self.say)
@@ -323,7 +331,7 @@ class LocalPipeline:
             "started_at": description["startDate"].isoformat(),
             "ended_at": description["stopDate"].isoformat() if description.get("stopDate") else None,
             "seconds": round(seconds, 2),
-            "data": {"path": str(data_path), "input_uri": f"s3://{event['detail']['bucket']['name']}/{event['detail']['object']['key']}"},
+            "data": {"path": str(data_path), "input_uri": uploaded_uri(event)},
             "faults": self.faults.describe(),
             "states": [r.to_json() for r in tracker.records],
             "state_seconds": tracker.breakdown(),

@@ -1,7 +1,7 @@
 """Deploy the pipeline to AWS in one command (`make deploy`), and take it down.
 
     python scripts/deploy.py deploy      # mvn package, sam build, sam deploy, upload the Glue job's jar and spec
-    python scripts/deploy.py teardown    # delete the production endpoint, empty the buckets, sam delete
+    python scripts/deploy.py teardown    # delete the production endpoint, stop access logs, empty the buckets, sam delete
 
 `sam deploy` packages the Lambda code and the Glue script, but not the shaded
 MLeap jar (`--extra-jars`) or the dataset spec (`--spec`) that the Glue job
@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -198,8 +199,41 @@ def delete_production_endpoint(sagemaker, endpoint_name: str) -> bool:
     return True
 
 
+def stop_access_logs(s3, sources: list[str], log_bucket: str) -> None:
+    """S3 delivers server access logs late (hours, best effort), so an emptied log
+    bucket refills and CloudFormation cannot delete it. Turn logging off on the
+    source buckets, then remove the log bucket's policy: its grant to the logging
+    service (logging.s3.amazonaws.com) is the only way logs get in, so deliveries
+    still in flight are refused from here on. CloudFormation deletes the policy
+    resource anyway."""
+    for bucket in sources:
+        s3.put_bucket_logging(Bucket=bucket, BucketLoggingStatus={})
+    s3.delete_bucket_policy(Bucket=log_bucket)
+
+
+def delete_stack(run: Runner, command: list[str], s3, buckets: list[str], attempts: int, wait_seconds: float,
+                 sleep: Callable[[float], None]) -> None:
+    """`sam delete`, emptying the buckets again before each retry: a log that was
+    already in flight can still land after the first emptying."""
+    for attempt in range(1, attempts + 1):
+        try:
+            run(command)
+            return
+        except DeployError as error:
+            if attempt == attempts:
+                raise DeployError(
+                    f"{error} ({attempts} attempts). Empty {', '.join(buckets)} again and run teardown once more; "
+                    "the stack is DELETE_FAILED and a second delete resumes it"
+                ) from None
+            print(f"sam delete failed (attempt {attempt} of {attempts}); emptying the buckets again in {wait_seconds:.0f} s")
+            sleep(wait_seconds)
+            for bucket in buckets:
+                print(f"emptied s3://{bucket} again ({empty_bucket(s3, bucket)} object versions)")
+
+
 def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: Callable[[str], str] = input,
-             assume_yes: bool = False) -> int:
+             assume_yes: bool = False, attempts: int = 3, wait_seconds: float = 60.0,
+             sleep: Callable[[float], None] = time.sleep) -> int:
     settings = deploy_settings(samconfig())
     stack_name = settings["stack_name"]
     if not stack_name:
@@ -219,10 +253,14 @@ def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: 
     if delete_production_endpoint(session.client("sagemaker"), endpoint):
         print(f"deleting endpoint {endpoint}")
     s3 = session.client("s3")
+    input_bucket, artifacts_bucket, log_bucket = buckets
+    stop_access_logs(s3, [input_bucket, artifacts_bucket], log_bucket)
+    print(f"stopped access logging into s3://{log_bucket}")
     for bucket in buckets:
         print(f"emptied s3://{bucket} ({empty_bucket(s3, bucket)} object versions)")
-    run(sam_command("delete", "--stack-name", stack_name, "--no-prompts",
-                    *(["--region", settings["region"]] if settings["region"] else [])))
+    delete_stack(run, sam_command("delete", "--stack-name", stack_name, "--no-prompts",
+                                  *(["--region", settings["region"]] if settings["region"] else [])),
+                 s3, buckets, attempts, wait_seconds, sleep)
     print("QA endpoints of runs that were still in progress, and models/endpoint configs, "
           "are listed in the SageMaker console under names ending in -qa, -model and -config.")
     return 0

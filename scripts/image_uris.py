@@ -6,10 +6,16 @@ The SDK's `image_uris.retrieve("xgboost", region, version="1.7-1")` and
 `sagemaker/image_uri_config/xgboost.json` and `sparkml-serving.json` inside
 its wheel. This script downloads that wheel (no dependencies, nothing
 installed), reads both tables and writes the `ImageUris` mapping between the
-GENERATED markers of template.yaml, for every region that has both images
-(the pipeline needs both). The ECR host is built the way the SDK builds it:
-`<account>.dkr.ecr.<region>.<DNS suffix of the region's partition>`, with the
-partition data botocore ships.
+GENERATED markers of template.yaml, for every region of the standard `aws`
+partition that has both images (the pipeline needs both). The ECR host is built
+the way the SDK builds it: `<account>.dkr.ecr.<region>.<DNS suffix of the
+region's partition>`, with the partition data botocore ships.
+
+Only the `aws` partition: the state machine definition names its integrations
+`arn:aws:states:::...`, and nothing here has been checked in China
+(`aws-cn`), GovCloud (`aws-us-gov`) or the ISO partitions (their service
+principals, endpoints and service availability differ), so offering those
+regions would let a deploy succeed into a stack that cannot run.
 
     python scripts/image_uris.py --check   # exit 1 when template.yaml differs
     python scripts/image_uris.py --write   # rewrite the generated block
@@ -91,11 +97,22 @@ def registries(tables: dict[str, dict], table: str, scope: str | None, version: 
     return versions[version]["registries"], versions[version]["repository"]
 
 
-def dns_suffix(region: str, partitions: list[dict]) -> str:
+SUPPORTED_PARTITION = "aws"
+
+
+def partition_of(region: str, partitions: list[dict]) -> dict:
+    """botocore's partition for a region: its explicit region list first, then the regex."""
     for partition in partitions:
-        if region in partition.get("regions", {}) or re.match(partition["regionRegex"], region):
-            return partition["dnsSuffix"]
+        if region in partition.get("regions", {}):
+            return partition
+    for partition in partitions:
+        if re.match(partition["regionRegex"], region):
+            return partition
     raise KeyError(f"no botocore partition matches region {region}")
+
+
+def dns_suffix(region: str, partitions: list[dict]) -> str:
+    return partition_of(region, partitions)["dnsSuffix"]
 
 
 def botocore_partitions() -> list[dict]:
@@ -105,12 +122,15 @@ def botocore_partitions() -> list[dict]:
 
 
 def image_uris(tables: dict[str, dict], partitions: list[dict]) -> dict[str, dict[str, str]]:
-    """{region: {attribute: image URI}} for the regions that have every image."""
+    """{region: {attribute: image URI}} for the `aws` partition's regions that have every image."""
     per_image = {}
     for attribute, (table, scope, version) in IMAGES.items():
         accounts, repository = registries(tables, table, scope, version)
         per_image[attribute] = (accounts, repository, version)
-    regions = sorted(set.intersection(*(set(accounts) for accounts, _, _ in per_image.values())))
+    regions = sorted(
+        region for region in set.intersection(*(set(accounts) for accounts, _, _ in per_image.values()))
+        if partition_of(region, partitions)["partition"] == SUPPORTED_PARTITION
+    )
     result = {}
     for region in regions:
         suffix = dns_suffix(region, partitions)
@@ -124,7 +144,8 @@ def image_uris(tables: dict[str, dict], partitions: list[dict]) -> dict[str, dic
 def render_block(uris: dict[str, dict[str, str]]) -> str:
     lines = [
         f"{BEGIN}: scripts/image_uris.py --write (sagemaker=={SAGEMAKER_SDK_VERSION}, "
-        f"xgboost {XGBOOST_VERSION}, sparkml-serving {SPARKML_SERVING_VERSION}). Do not edit by hand.",
+        f"xgboost {XGBOOST_VERSION}, sparkml-serving {SPARKML_SERVING_VERSION}; "
+        f"{SUPPORTED_PARTITION} partition only). Do not edit by hand.",
         "  ImageUris:",
     ]
     for region, images in uris.items():

@@ -1,5 +1,8 @@
 """Creates the run's inference pipeline model: SparkML Serving (preprocess)
--> XGBoost -> SparkML Serving (postprocess). A retry never creates a second model."""
+-> XGBoost -> SparkML Serving (postprocess). A retry never creates a second model.
+
+The model references copies of its three files under `models/<run id>/`
+(pipeline_common.models), not the run's own files, which expire with `runs/`."""
 from __future__ import annotations
 
 import json
@@ -11,6 +14,7 @@ from botocore.exceptions import ClientError
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent, ManifestInvalid
 from pipeline_common.manifest import load_manifest
+from pipeline_common.models import ModelFileConflict, keep_model_file, model_file_key
 from pipeline_common.s3 import get_bytes, is_missing_object, parse_s3_uri
 from pipeline_common.sagemaker import ensure_created
 
@@ -23,6 +27,23 @@ _MAX_ENV_VALUE = 1024
 
 class ModelConflict(Exception):
     """A model with this run's name exists but was defined differently."""
+
+
+def kept_model_files(s3, run_id: str, manifest: dict, model_artifacts: str, bucket: str) -> dict[str, str]:
+    """The three model files copied where no age-based rule deletes them once deployed."""
+    sources = {
+        "preprocess": manifest["uris"]["preprocess_model"],
+        "xgboost": model_artifacts,
+        "postprocess": manifest["uris"]["postprocess_model"],
+    }
+    try:
+        return {part: keep_model_file(s3, uri, bucket, model_file_key(run_id, part)) for part, uri in sources.items()}
+    except ModelFileConflict as error:
+        raise ModelConflict(str(error)) from None
+    except ClientError as error:
+        if is_missing_object(error):
+            raise ManifestInvalid(f"a model file of run {run_id} is missing: {error}") from None
+        raise
 
 
 def schema_env_value(s3, uri: str) -> str:
@@ -45,23 +66,22 @@ def schema_env_value(s3, uri: str) -> str:
     return value
 
 
-def pipeline_containers(manifest: dict, model_artifacts: str, preprocess_schema: str, postprocess_schema: str,
+def pipeline_containers(model_files: dict[str, str], preprocess_schema: str, postprocess_schema: str,
                         sparkml_image: str, xgboost_image: str) -> list[dict]:
-    uris = manifest["uris"]
     return [
         {
             "Image": sparkml_image,
-            "ModelDataUrl": uris["preprocess_model"],
+            "ModelDataUrl": model_files["preprocess"],
             "Environment": {
                 "SAGEMAKER_SPARKML_SCHEMA": preprocess_schema,
                 # The next container (XGBoost) reads CSV; SparkML Serving answers JSON unless told.
                 "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
             },
         },
-        {"Image": xgboost_image, "ModelDataUrl": model_artifacts},
+        {"Image": xgboost_image, "ModelDataUrl": model_files["xgboost"]},
         {
             "Image": sparkml_image,
-            "ModelDataUrl": uris["postprocess_model"],
+            "ModelDataUrl": model_files["postprocess"],
             "Environment": {"SAGEMAKER_SPARKML_SCHEMA": postprocess_schema},
         },
     ]
@@ -109,11 +129,14 @@ def create_model(s3, sagemaker, event: dict, role_arn: str, sparkml_image: str, 
     except (TypeError, KeyError, ValueError) as error:
         raise InvalidEvent(f"the event needs run.run_id, names.model, manifest_uri and an s3:// model_artifacts ({error})") from None
     manifest = load_manifest(s3, manifest_uri, run_id=run_id)
+    preprocess_schema = schema_env_value(s3, manifest["uris"]["preprocess_schema"])
+    postprocess_schema = schema_env_value(s3, manifest["uris"]["postprocess_schema"])
+    # The models sit in the artifacts bucket, next to the runs they came from.
+    bucket, _ = parse_s3_uri(manifest_uri)
     containers = pipeline_containers(
-        manifest,
-        model_artifacts,
-        schema_env_value(s3, manifest["uris"]["preprocess_schema"]),
-        schema_env_value(s3, manifest["uris"]["postprocess_schema"]),
+        kept_model_files(s3, run_id, manifest, model_artifacts, bucket),
+        preprocess_schema,
+        postprocess_schema,
         sparkml_image,
         xgboost_image,
     )

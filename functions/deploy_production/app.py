@@ -6,6 +6,14 @@ that started later has claimed the endpoint (else `Superseded`), and
 SageMaker refuses an update while another is in progress
 (`ProductionEndpointBusy`, which the state machine retries). Updates use
 blue/green deployment guardrails with a baking period and alarm rollback.
+
+Then the model files are retagged (pipeline_common.models): the deployed
+model's and the serving model's become `production` (never expire), and a
+model that was production before but is neither any more becomes
+`superseded` (expires SupersededModelRetentionDays later). The serving model
+stays production through the baking period and after a rollback; a model
+replaced by a successful update stays production until the next deployment
+starts, the rollback window.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from pipeline_common.approvals import production_key
 from pipeline_common.config import env_int, env_list, env_str
+from pipeline_common.models import is_model_file, mark_production, mark_superseded
 from pipeline_common.errors import ConfigurationError, InvalidEvent
 from pipeline_common.names import is_sagemaker_name
 from pipeline_common.sagemaker import describe_or_none
@@ -139,17 +148,66 @@ def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds
     return {"endpoint_name": endpoint_name, "action": action}
 
 
+def model_files(sagemaker, config_name: str) -> set[str]:
+    """The S3 model files the endpoint config's models load."""
+    config = describe_or_none(sagemaker.describe_endpoint_config, EndpointConfigName=config_name)
+    files = set()
+    for variant in (config or {}).get("ProductionVariants", []):
+        model = describe_or_none(sagemaker.describe_model, ModelName=variant["ModelName"]) or {}
+        containers = model.get("Containers") or ([model["PrimaryContainer"]] if model.get("PrimaryContainer") else [])
+        files |= {c["ModelDataUrl"] for c in containers if c.get("ModelDataUrl")}
+    return {uri for uri in files if is_model_file(uri)}
+
+
+def retain_production_models(s3, sagemaker, dynamodb, table: str, endpoint_name: str, config_name: str,
+                             run_id: str, now=None) -> dict:
+    """Tag the deployed and the serving model files production and supersede the
+    production files neither uses. Run by the run that holds the production claim."""
+    description = describe_or_none(sagemaker.describe_endpoint, EndpointName=endpoint_name) or {}
+    keep = model_files(sagemaker, config_name)
+    serving = description.get("EndpointConfigName")
+    if serving and serving != config_name:
+        keep |= model_files(sagemaker, serving)
+    key = {"pk": {"S": production_key(endpoint_name)}}
+    item = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {})
+    if item.get("run_id", {}).get("S") != run_id:
+        logger.info("a newer run holds production; it retags the models", extra={"run_id": run_id})
+        return {"production": [], "superseded": []}
+    previous = set(item.get("production_models", {}).get("SS", []))
+    for uri in sorted(keep):
+        mark_production(s3, uri)
+    when = iso(now or utc_now())
+    superseded = [uri for uri in sorted(previous - keep) if mark_superseded(s3, uri, when)]
+    # Recorded last: a retry after a partial pass supersedes the same files again, harmlessly.
+    values = {":run": {"S": run_id}}
+    if keep:
+        values[":keep"] = {"SS": sorted(keep)}
+    dynamodb.update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET production_models = :keep" if keep else "REMOVE production_models",
+        ConditionExpression="run_id = :run",
+        ExpressionAttributeValues=values,
+    )
+    logger.info("model files retagged", extra={"production": sorted(keep), "superseded": superseded})
+    return {"production": sorted(keep), "superseded": superseded}
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def lambda_handler(event, context):
     alarms = env_list("ROLLBACK_ALARM_NAMES")
     if len(alarms) > _MAX_ALARMS:
         raise ConfigurationError(f"ROLLBACK_ALARM_NAMES lists {len(alarms)} alarms; SageMaker accepts at most {_MAX_ALARMS}")
-    return deploy_production(
-        boto3.client("dynamodb"),
-        boto3.client("sagemaker"),
+    dynamodb, sagemaker, table = boto3.client("dynamodb"), boto3.client("sagemaker"), env_str("STATE_TABLE")
+    result = deploy_production(
+        dynamodb,
+        sagemaker,
         event,
-        table=env_str("STATE_TABLE"),
+        table=table,
         bake_seconds=env_int("BAKE_SECONDS", 600, minimum=0, maximum=3600),
         alarm_names=alarms,
     )
+    retain_production_models(boto3.client("s3"), sagemaker, dynamodb, table, result["endpoint_name"],
+                             event["endpoint_config_name"], event["run"]["run_id"])
+    return result

@@ -6,6 +6,7 @@ EventBridge delivers twice (at-least-once delivery) starts one execution.
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
@@ -33,15 +34,41 @@ def object_identity(event: dict) -> dict:
         raise InvalidEvent("the event has no detail.bucket.name / detail.object.key") from None
     if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
         raise InvalidEvent("detail.bucket.name and detail.object.key must be non-empty strings")
-    # Unlike classic S3 notifications, EventBridge carries the key as stored
-    # (not URL-encoded), so it is used as is.
     return {
         "bucket": bucket,
-        "key": key,
+        "event_key": key,
+        "key": unquote_plus(key),
         "version_id": str(obj.get("version-id") or ""),
         "etag": str(obj.get("etag") or ""),
         "sequencer": str(obj.get("sequencer") or ""),
     }
+
+
+def resolve_key(s3, identity: dict) -> str:
+    """The object's real key.
+
+    S3 documents the key in its notifications as URL-encoded the form way
+    ("red flower.jpg" arrives as "red+flower.jpg"; a "+" as "%2B"), and AWS's
+    Powertools decodes EventBridge's `detail.object.key` the same way
+    (S3EventBridgeNotificationObject.key: unquote_plus); the EventBridge page
+    itself says nothing. A key arriving as stored would be mis-decoded only if
+    it holds "+" or "%": then the listing tells which key exists (the event's
+    etag picks one when both do). ListBucket only: no object is read.
+    """
+    decoded, sent = identity["key"], identity["event_key"]
+    if decoded == sent or s3 is None:
+        return decoded
+    etags = {}
+    for candidate in (decoded, sent):
+        listed = s3.list_objects_v2(Bucket=identity["bucket"], Prefix=candidate, MaxKeys=1).get("Contents", [])
+        etags[candidate] = next((item["ETag"].strip('"') for item in listed if item["Key"] == candidate), None)
+    for candidate in (decoded, sent):
+        if etags[candidate] is not None and etags[candidate] == identity["etag"]:
+            return candidate
+    for candidate in (decoded, sent):
+        if etags[candidate] is not None:
+            return candidate
+    return decoded
 
 
 def ignore_reason(key: str, input_prefix: str) -> str | None:
@@ -70,8 +97,9 @@ def execution_arn_for(state_machine_arn: str, name: str) -> str:
     return f"{head}:execution:{machine}:{name}"
 
 
-def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str) -> dict:
+def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str, s3=None) -> dict:
     identity = object_identity(event)
+    identity["key"] = resolve_key(s3, identity)
     reason = ignore_reason(identity["key"], input_prefix)
     if reason:
         logger.info("object ignored", extra={"reason": reason})
@@ -105,4 +133,5 @@ def lambda_handler(event, context):
         event,
         state_machine_arn=env_str("STATE_MACHINE_ARN"),
         input_prefix=env_str("INPUT_PREFIX", ""),
+        s3=boto3.client("s3"),
     )

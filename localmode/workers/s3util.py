@@ -1,15 +1,15 @@
 """Moving run artifacts between moto's S3 and local directories."""
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    """`s3://bucket/key` with the key as stored (a URL parser would cut it at "?" or "#")."""
+    bucket, _, key = uri[len("s3://"):].partition("/") if uri.startswith("s3://") else ("", "", "")
+    if not bucket:
         raise ValueError(f"not an s3:// URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key.lstrip("/")
 
 
 def download(s3, uri: str, target: Path) -> list[Path]:

@@ -71,4 +71,8 @@ def stored_run(s3, run, dataset_spec) -> dict:
     put(s3, manifest["uris"]["preprocess_schema"], preprocess)
     put(s3, manifest["uris"]["postprocess_schema"], postprocess)
     put(s3, run["run_prefix"] + "manifest.json", manifest)
+    # The model files the Glue job and training wrote (create_model copies them to models/).
+    for uri in (manifest["uris"]["preprocess_model"], manifest["uris"]["postprocess_model"],
+                run["run_prefix"] + f"training/{run['run_id']}-train/output/model.tar.gz"):
+        put(s3, uri, f"model bytes of {uri}".encode())
     return {"run": run, "manifest": manifest, "manifest_uri": run["run_prefix"] + "manifest.json"}

@@ -30,6 +30,11 @@ SHARED_HELPERS = {
     "get_bytes": ["s3:GetObject"],
     "put_json": ["s3:PutObject"],
     "list_data_objects": ["s3:ListBucket"],
+    # pipeline_common.models: CopyObject with tags (GetObject on the source, PutObject and
+    # PutObjectTagging on the copy), HEAD after a listing.
+    "keep_model_file": ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
+    "mark_production": ["s3:PutObjectTagging"],
+    "mark_superseded": ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
 }
 IAM_NAME_EXCEPTIONS = {"s3:ListObjectsV2": "s3:ListBucket"}
 

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from lambda_fixtures import REGION, ROLE_ARN, put
+from lambda_fixtures import ARTIFACTS, REGION, ROLE_ARN, put
 
 SPARKML_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-sparkml-serving:3.3"
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -48,9 +48,11 @@ def test_pipeline_model_has_three_containers_in_order(create_model, stored_run, 
     described = boto3.client("sagemaker", region_name=REGION).describe_model(ModelName=result["model_name"])
     pre, xgb, post = described["Containers"]
     assert (pre["Image"], xgb["Image"], post["Image"]) == (SPARKML_IMAGE, XGBOOST_IMAGE, SPARKML_IMAGE)
-    assert pre["ModelDataUrl"] == manifest["uris"]["preprocess_model"]
-    assert xgb["ModelDataUrl"] == event["model_artifacts"]
-    assert post["ModelDataUrl"] == manifest["uris"]["postprocess_model"]
+    # The model loads copies kept under models/<run>/, which runs/'s expiry does not reach.
+    run_id = event["run"]["run_id"]
+    assert [c["ModelDataUrl"] for c in (pre, xgb, post)] == [
+        f"s3://{ARTIFACTS}/models/{run_id}/{part}/model.tar.gz" for part in ("preprocess", "xgboost", "postprocess")
+    ]
     # The schema env holds the schema documents themselves.
     assert json.loads(pre["Environment"]["SAGEMAKER_SPARKML_SCHEMA"])["input"] == [
         {"name": f["name"], "type": "string"} for f in manifest["spec"]["features"]
@@ -75,7 +77,7 @@ def test_a_retry_does_not_create_a_second_model(create_model, stored_run):
         stub.assert_no_pending_responses()
 
     containers = create_model.pipeline_containers(
-        stored_run["manifest"], event["model_artifacts"],
+        create_model.kept_model_files(s3, event["run"]["run_id"], stored_run["manifest"], event["model_artifacts"], ARTIFACTS),
         create_model.schema_env_value(s3, stored_run["manifest"]["uris"]["preprocess_schema"]),
         create_model.schema_env_value(s3, stored_run["manifest"]["uris"]["postprocess_schema"]),
         SPARKML_IMAGE, XGBOOST_IMAGE,
@@ -96,7 +98,7 @@ def test_losing_a_creation_race_is_not_an_error(create_model, stored_run):
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     manifest = stored_run["manifest"]
     containers = create_model.pipeline_containers(
-        manifest, event["model_artifacts"],
+        create_model.kept_model_files(s3, event["run"]["run_id"], manifest, event["model_artifacts"], ARTIFACTS),
         create_model.schema_env_value(s3, manifest["uris"]["preprocess_schema"]),
         create_model.schema_env_value(s3, manifest["uris"]["postprocess_schema"]),
         SPARKML_IMAGE, XGBOOST_IMAGE,
@@ -115,9 +117,35 @@ def test_an_existing_different_model_is_a_conflict(create_model, stored_run, con
     event = model_event(stored_run)
     create_model.lambda_handler(event, context)
     other = {**event, "model_artifacts": event["model_artifacts"].replace("model.tar.gz", "other.tar.gz")}
-    with pytest.raises(Exception, match="different definition") as raised:
+    # Another file for the same run's model is refused, not copied over the one the model loads.
+    with pytest.raises(Exception, match="already holds a copy") as raised:
         create_model.lambda_handler(other, context)
     assert type(raised.value).__name__ == "ModelConflict"
+
+
+def test_model_files_are_copied_tagged_as_candidates(create_model, stored_run, s3, context):
+    event = model_event(stored_run)
+    create_model.lambda_handler(event, context)
+    described = boto3.client("sagemaker", region_name=REGION).describe_model(ModelName=event["names"]["model"])
+    sources = [stored_run["manifest"]["uris"]["preprocess_model"], event["model_artifacts"],
+               stored_run["manifest"]["uris"]["postprocess_model"]]
+    for container, source in zip(described["Containers"], sources):
+        bucket, key = container["ModelDataUrl"][len("s3://"):].split("/", 1)
+        source_bucket, source_key = source[len("s3://"):].split("/", 1)
+        copied = s3.get_object(Bucket=bucket, Key=key)
+        assert copied["Body"].read() == s3.get_object(Bucket=source_bucket, Key=source_key)["Body"].read()
+        assert copied["Metadata"] == {"source": source}
+        assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [{"Key": "model-state", "Value": "candidate"}]
+
+
+def test_a_missing_model_file_is_manifest_invalid(create_model, stored_run, s3, context):
+    event = model_event(stored_run)
+    bucket, key = event["model_artifacts"][len("s3://"):].split("/", 1)
+    s3.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(Exception, match="missing") as raised:
+        create_model.lambda_handler(event, context)
+    assert type(raised.value).__name__ == "ManifestInvalid"
+    assert boto3.client("sagemaker", region_name=REGION).list_models()["Models"] == []
 
 
 def test_same_event_twice_with_moto_keeps_one_model(create_model, stored_run, context):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -160,3 +161,61 @@ def test_malformed_events_raise_invalid_event(start_run, state_machine, context,
         start_run.lambda_handler(event, context)
     assert type(raised.value).__name__ == "InvalidEvent"
     assert executions(sfn, arn) == []
+
+
+# Keys with spaces, "+" and non-ASCII characters. The event carries the key in the
+# form S3 documents for its notifications, URL-encoded like a form ("red flower.jpg"
+# arrives as "red+flower.jpg", https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html),
+# which is how AWS's Powertools reads EventBridge's detail.object.key
+# (aws_lambda_powertools.utilities.data_classes.s3_event.S3EventBridgeNotificationObject.key: unquote_plus).
+AWKWARD_KEY = "input/car data+v2 é (1)%.csv"
+
+
+def documented_form(key: str) -> str:
+    return quote_plus(key, safe="/")
+
+
+@pytest.fixture
+def input_bucket(aws):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="input-bucket")
+    return s3
+
+
+def upload(s3, key: str, body: bytes) -> str:
+    return s3.put_object(Bucket="input-bucket", Key=key, Body=body)["ETag"].strip('"')
+
+
+def test_an_encoded_key_starts_a_run_on_the_object_itself(start_run, state_machine, input_bucket, context):
+    sfn, arn = state_machine
+    etag = upload(input_bucket, AWKWARD_KEY, b"rows")
+    event = s3_event(documented_form(AWKWARD_KEY), etag=etag)
+    assert event["detail"]["object"]["key"] == "input/car+data%2Bv2+%C3%A9+%281%29%25.csv"
+    result = start_run.lambda_handler(event, context)
+    assert result["action"] == "started"
+    assert result["input_uri"] == f"s3://input-bucket/{AWKWARD_KEY}"
+    [execution] = executions(sfn, arn)
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"input_uri": f"s3://input-bucket/{AWKWARD_KEY}"}
+
+
+def test_a_key_that_arrives_as_stored_is_found_too(start_run, state_machine, input_bucket, context):
+    """Should EventBridge carry the key unencoded, a "+" must not become a space."""
+    key = "input/car+v2.csv"
+    etag = upload(input_bucket, key, b"rows")
+    result = start_run.lambda_handler(s3_event(key, etag=etag), context)
+    assert result["input_uri"] == f"s3://input-bucket/{key}"
+
+
+def test_when_both_readings_exist_the_events_etag_decides(start_run, state_machine, input_bucket, context):
+    upload(input_bucket, "input/car v2.csv", b"the space one")
+    plus = upload(input_bucket, "input/car+v2.csv", b"the plus one")
+    assert start_run.lambda_handler(s3_event("input/car+v2.csv", etag=plus), context)["input_uri"] == \
+        "s3://input-bucket/input/car+v2.csv"
+
+
+def test_s3_uris_keep_every_character_of_the_key(load_function):
+    from pipeline_common.s3 import parse_s3_uri, s3_uri
+
+    for key in (AWKWARD_KEY, "input/what?.csv", "input/#1.csv", "input/a%20b.csv"):
+        assert parse_s3_uri(s3_uri("input-bucket", key)) == ("input-bucket", key)

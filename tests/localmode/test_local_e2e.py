@@ -160,6 +160,32 @@ def test_malformed_data_fails_in_glue_with_the_jobs_message(account, deployed, c
     assert_production_unchanged(account, deployed)
 
 
+def test_a_key_with_spaces_plus_and_non_ascii_reaches_the_glue_job(account, deployed, car_data, tmp_path):
+    """The object S3 stores as "car data+v2 é (1).csv" arrives in the event URL-encoded, the
+    form S3 documents for its notification keys (start_run's docstring cites it). The run
+    starts and the Glue step reads that object, not the neighbour a wrong decoding names."""
+    import boto3
+
+    name = "car data+v2 é (1).csv"
+    upload = tmp_path / name
+    upload.write_bytes(car_data.read_bytes())
+    rows = [line for line in car_data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    bucket, prefix = account.resources.input_bucket, account.resources.input_prefix
+    # Percent-decoding without "+" -> " " would read the key as this one: a smaller file of the same format.
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"{prefix}car+data+v2 é (1).csv",
+                                  Body="\n".join(rows[:300]).encode("utf-8"))
+
+    result = account.run(upload, decision="approve", faults=Faults(states={"TrainXGBoost"}))
+
+    assert result.report["data"]["input_uri"] == f"s3://{bucket}/{prefix}{name}"
+    glue = [state for state in result.report["states"] if state["name"] == "PreprocessWithGlue"]
+    assert glue and glue[0]["outcome"] == "succeeded", result.report["failure"]
+    manifest = account.glue_worker.runs[-1]["manifest"]
+    assert manifest["input_uri"] == f"s3://{bucket}/{prefix}{name}"
+    assert manifest["rows"]["total"] == len(rows)
+    assert_failure_reported(result, "TrainXGBoost", "States.TaskFailed")
+
+
 def test_every_task_received_its_parameters_resolved_as_aws_would(account, deployed, car_data):
     """Every call a worker received in this module's runs, against an independent evaluation of its state's
     Parameters (tests/asl_reference.py) over the state's input from the execution history: no literal `.$`

@@ -2,6 +2,8 @@
 and the external commands (mvn, sam) recorded instead of run."""
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -163,3 +165,74 @@ def test_deleting_an_absent_production_endpoint_is_not_an_error():
     with mock_aws():
         sagemaker = boto3.client("sagemaker", region_name="us-east-1")
         assert deploy.delete_production_endpoint(sagemaker, "car-evaluation") is False
+
+
+def logged_buckets(s3):
+    """The stack's three buckets as deployed: versioned, both sources logging into the log bucket,
+    whose policy lets the logging service write (template.yaml)."""
+    for bucket in ("art-bucket", "in-bucket", "log-bucket"):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_policy(Bucket="log-bucket", Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "S3ServerAccessLogs", "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+        "Action": "s3:PutObject", "Resource": "arn:aws:s3:::log-bucket/*"}]}))
+    for source, prefix in (("in-bucket", "input/"), ("art-bucket", "artifacts/")):
+        s3.put_bucket_logging(Bucket=source, BucketLoggingStatus={
+            "LoggingEnabled": {"TargetBucket": "log-bucket", "TargetPrefix": prefix}})
+        s3.put_object(Bucket="log-bucket", Key=f"{prefix}2025-01-01-00-00-00-ABC", Body=b"log line")
+
+
+def teardown_config(monkeypatch, tmp_path):
+    config = tmp_path / "samconfig.toml"
+    config.write_text('version = 0.1\n[default.deploy.parameters]\nstack_name = "car-ml-pipeline"\n')
+    monkeypatch.setattr(deploy, "samconfig", lambda path=None: deploy.tomllib.loads(config.read_text()))
+    monkeypatch.setattr(deploy, "delete_production_endpoint", lambda client, name: False)
+
+
+def test_teardown_survives_access_logs_that_arrive_after_emptying(monkeypatch, tmp_path):
+    """S3 delivers access logs late: one lands after the buckets were emptied and
+    CloudFormation fails to delete the log bucket. Teardown stops logging first,
+    empties again and deletes again."""
+    teardown_config(monkeypatch, tmp_path)
+    commands, sleeps = [], []
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        logged_buckets(s3)
+
+        def sam(command):
+            commands.append(command)
+            if len(commands) == 1:
+                # What S3 had in flight lands now, and CloudFormation refuses the non-empty bucket.
+                s3.put_object(Bucket="log-bucket", Key="input/2025-01-01-00-05-00-DEF", Body=b"late log line")
+                raise deploy.DeployError("`sam delete` failed with exit code 1")
+            for bucket in ("art-bucket", "in-bucket", "log-bucket"):
+                listing = s3.list_object_versions(Bucket=bucket)
+                assert not listing.get("Versions") and not listing.get("DeleteMarkers"), bucket
+
+        session = FakeSession(stubbed_cloudformation(outputs_for()))
+        assert deploy.teardown(run=sam, session_factory=lambda s: session, confirm=lambda p: STACK,
+                               wait_seconds=30, sleep=sleeps.append) == 0
+        # Logging is off at the sources and the log bucket no longer admits the logging service.
+        for source in ("in-bucket", "art-bucket"):
+            assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=source)
+        with pytest.raises(s3.exceptions.ClientError, match="NoSuchBucketPolicy"):
+            s3.get_bucket_policy(Bucket="log-bucket")
+    assert len(commands) == 2 and sleeps == [30]
+    assert all(command[command.index("sam") + 1] == "delete" for command in commands)
+
+
+def test_teardown_gives_up_with_what_to_do_after_its_attempts(monkeypatch, tmp_path):
+    teardown_config(monkeypatch, tmp_path)
+    commands = []
+
+    def failing(command):
+        commands.append(command)
+        raise deploy.DeployError("`sam delete` failed with exit code 1")
+
+    with mock_aws():
+        logged_buckets(boto3.client("s3", region_name="us-east-1"))
+        session = FakeSession(stubbed_cloudformation(outputs_for()))
+        with pytest.raises(deploy.DeployError, match="run teardown once more"):
+            deploy.teardown(run=failing, session_factory=lambda s: session, confirm=lambda p: STACK,
+                            attempts=3, sleep=lambda seconds: None)
+    assert len(commands) == 3

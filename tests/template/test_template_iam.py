@@ -15,6 +15,9 @@ NO_RESOURCE_LEVEL = {
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
     "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "states:SendTaskSuccess", "states:SendTaskFailure",
 }
+# Actions AWS documents on "*" for a Step Functions integration although IAM could scope them
+# (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html): the role follows the page.
+DOCUMENTED_ON_STAR = {"StateMachineRole": {"sagemaker:ListTags"}}
 # Lambda role -> the function folder whose "Calls:" section in docs/architecture.md it implements.
 LAMBDA_ROLES = {
     "StartRunRole": "start_run", "PrepareTrainingRole": "prepare_training", "CreateModelRole": "create_model",
@@ -63,7 +66,7 @@ def test_star_resources_only_for_actions_without_resource_level_permissions(temp
             continue
         if where.endswith("/KeyPolicy"):
             continue  # in a key policy "*" means this key
-        extra = set(as_list(statement["Action"])) - NO_RESOURCE_LEVEL
+        extra = set(as_list(statement["Action"])) - NO_RESOURCE_LEVEL - DOCUMENTED_ON_STAR.get(where.split("/")[0], set())
         if extra:
             offenders.append((where, sorted(extra)))
     assert not offenders, offenders

@@ -1,6 +1,9 @@
 """The template's per-region image URIs are the sagemaker SDK's."""
 from __future__ import annotations
 
+import re
+
+import botocore.session
 import pytest
 
 import template_support  # noqa: F401  (puts scripts/ on sys.path)
@@ -14,11 +17,26 @@ SYNTHETIC_TABLES = {
 }
 
 
-def test_uris_cover_regions_with_both_images_and_use_the_partition_domain():
+def test_uris_cover_standard_regions_with_both_images():
     uris = image_uris.image_uris(SYNTHETIC_TABLES, image_uris.botocore_partitions())
-    assert sorted(uris) == ["cn-north-1", "us-east-1"], "eu-west-1 lacks SparkML Serving: the pipeline cannot run there"
+    # eu-west-1 lacks SparkML Serving (the pipeline cannot run there); cn-north-1 is in aws-cn.
+    assert sorted(uris) == ["us-east-1"]
     assert uris["us-east-1"]["XGBoost"] == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-    assert uris["cn-north-1"]["SparkMLServing"] == "450853457545.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-sparkml-serving:3.3"
+
+
+def test_every_mapped_region_is_in_the_aws_partition(template):
+    """The definition's integration ARNs (arn:aws:states:::...) and the untested service
+    principals hold in the `aws` partition only: botocore's own partition data decides."""
+    session = botocore.session.get_session()
+    regions = template["Mappings"]["ImageUris"]
+    outside = {region: session.get_partition_for_region(region) for region in regions
+               if session.get_partition_for_region(region) != "aws"}
+    assert not outside, f"regions outside the aws partition in ImageUris: {outside}"
+    assert "us-east-1" in regions and "eu-west-1" in regions
+
+
+def test_the_definition_names_integrations_of_the_aws_partition(definition_text):
+    assert not re.search(r"arn:aws-[a-z-]+:", definition_text)
 
 
 def test_a_version_missing_from_the_sdk_is_an_error():

@@ -199,13 +199,6 @@ def test_buckets_are_private_encrypted_versioned_and_tls_only(template, bucket):
                for p in policies for s in p["PolicyDocument"]["Statement"]), f"{bucket} has no TLS-only policy"
 
 
-def test_old_runs_expire_and_deps_stay(template):
-    rules = template["Resources"]["ArtifactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    runs = [r for r in rules if r.get("Prefix") == "runs/"]
-    assert runs and runs[0]["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
-    assert not any("ExpirationInDays" in r for r in rules if r.get("Prefix") != "runs/"), "deps/ must not expire"
-
-
 def test_uploads_reach_start_run_through_eventbridge(template, resolver):
     assert template["Resources"]["InputBucket"]["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}}

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlparse
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/key` -> (bucket, key). Raises ValueError for anything else."""
-    if not isinstance(uri, str):
+    """`s3://bucket/key` -> (bucket, key). Raises ValueError for anything else.
+
+    The key is everything after the bucket, as stored: `s3_uri` does not
+    encode it, so "?", "#", "%" and spaces are part of the key (a URL parser
+    would cut the key at "?" or "#")."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ValueError(f"not an S3 URI: {uri!r}")
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
         raise ValueError(f"not an S3 URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key.lstrip("/")
 
 
 def s3_uri(bucket: str, key: str) -> str:
