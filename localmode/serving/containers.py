@@ -30,10 +30,10 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, NamedTuple, Protocol
 
+from localmode.serving import spring_http
 from localmode.serving.javacompat import (
     DOUBLE_TEXT,
     JavaNumberFormatException,
@@ -100,13 +100,21 @@ class _BadRequest(Exception):
         self.diagnosis = diagnosis
 
 
-def _spring_error(status: int, reason: str) -> ContainerResponse:
-    """Spring Boot 2.7's default error body, sent when a request never reaches the controller."""
-    now = datetime.now(timezone.utc)
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+00:00"
-    body = json.dumps({"timestamp": stamp, "status": status, "error": reason, "path": "/invocations"},
-                      separators=(",", ":"))
-    return ContainerResponse(status, body.encode(), "application/json")
+def _spring_error(status: int, reason: str, accept: str | None, diagnosis: str | None = None) -> ContainerResponse:
+    """Spring Boot 2.7's error page, sent when a request never reaches the controller (spring_http)."""
+    body, content_type = spring_http.error_page(status, reason, accept)
+    return ContainerResponse(status, body, content_type, diagnosis)
+
+
+def _bad_request(exc: "_BadRequest", accept: str | None) -> ContainerResponse:
+    """`ResponseEntity.badRequest().body(ex.getMessage())`: Spring negotiates its Content-Type from
+    the Accept header (spring_http); a null message is a 400 without body or Content-Type."""
+    if exc.message is None:
+        return ContainerResponse(400, b"", None, exc.diagnosis)
+    content_type, charset = spring_http.string_entity_content_type(accept)
+    if content_type is None:
+        return ContainerResponse(400, b"", None, exc.diagnosis)
+    return ContainerResponse(400, exc.message.encode(charset, errors="replace"), content_type, exc.diagnosis)
 
 
 @dataclass(frozen=True)
@@ -305,10 +313,10 @@ class SparkMLServingContainer:
     def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> ContainerResponse:
         media = TEXT_CSV if content_type == TEXT_CSV else media_type(content_type)
         if media not in (TEXT_CSV, APPLICATION_JSON, APPLICATION_JSONLINES):
-            return _spring_error(415, "Unsupported Media Type")
+            return _spring_error(415, "Unsupported Media Type", accept)
         if not body:
             # @RequestBody is required: Spring rejects an empty body before the controller runs.
-            return _spring_error(400, "Bad Request")
+            return _spring_error(400, "Bad Request", accept)
         try:
             if media == TEXT_CSV:
                 return self._invoke_csv(body, accept)
@@ -316,38 +324,40 @@ class SparkMLServingContainer:
                 return self._invoke_json(body, accept)
             return self._invoke_jsonlines(body, accept)
         except _SpringRejected as exc:
-            rejected = _spring_error(400, "Bad Request")
-            return ContainerResponse(rejected.status, rejected.body, rejected.content_type, exc.diagnosis)
+            return _spring_error(400, "Bad Request", accept, exc.diagnosis)
         except _BadRequest as exc:
-            return ContainerResponse(400, (exc.message or "").encode("utf-8"), None, exc.diagnosis)
+            return _bad_request(exc, accept)
 
-    # transformRequestCsv: accept, schema, then DataConversionHelper.convertCsvToObjectList
+    # transformRequestCsv: accept, schema, then DataConversionHelper.convertCsvToObjectList, which
+    # parses every record (a malformed later record still fails the request) and converts only
+    # `parser.getRecords().get(0)` ("We don not supporting multiple CSV lines as input currently").
     def _invoke_csv(self, body: bytes, accept: str | None) -> ContainerResponse:
         accept_value = self._accept(accept)
         plan = self._env_plan()
         records = _parse_csv(body.decode("utf-8", errors="replace"))
         width = plan.width
-        if len(records) == 1 and len(records[0]) == width:  # the usual single-record request
-            rows = records if plan.all_strings else [_convert_basic(records[0], plan)]
-            return self._respond(plan, rows, accept_value, csv_input=True)
-        rows = []
-        for number, record in enumerate(records, start=1):
-            if len(record) < width:
-                raise _BadRequest(
-                    # commons-csv CSVRecord.get(i) on a short record: Java 8's
-                    # ArrayIndexOutOfBoundsException, whose message is just the index.
-                    str(len(record)),
-                    f"CSV record {number} has {len(record)} field(s) but the schema expects {width} "
-                    f"({', '.join(plan.names)}); SparkML Serving answers with the bare index of the "
-                    "first missing field",
-                )
-            if len(record) > width:
-                log.info("CSV record %d has %d fields; SparkML Serving uses the first %d", number, len(record), width)
-            if plan.all_strings:
-                rows.append(record[:width] if len(record) > width else record)
-            else:
-                rows.append(_convert_basic(record[:width], plan))
-        return self._respond(plan, rows, accept_value, csv_input=True)
+        if not records:
+            # ArrayList.get(0) on no records, Java 8's message.
+            raise _BadRequest("Index: 0, Size: 0", "the CSV body holds no record")
+        if len(records) > 1:
+            log.warning("CSV body with %d records: SparkML Serving transforms only the first (one record "
+                        "per request; the others are dropped)", len(records))
+        record = records[0]
+        if len(record) == width and plan.all_strings:  # the usual request
+            return self._response(self._respond_one(plan, record, accept_value, csv_input=True))
+        if len(record) < width:
+            raise _BadRequest(
+                # commons-csv CSVRecord.get(i) on a short record: Java 8's
+                # ArrayIndexOutOfBoundsException, whose message is just the index.
+                str(len(record)),
+                f"the CSV record has {len(record)} field(s) but the schema expects {width} "
+                f"({', '.join(plan.names)}); SparkML Serving answers with the bare index of the "
+                "first missing field",
+            )
+        if len(record) > width:
+            log.info("CSV record has %d fields; SparkML Serving uses the first %d", len(record), width)
+        row = record[:width] if plan.all_strings else _convert_basic(record[:width], plan)
+        return self._response(self._respond_one(plan, row, accept_value, csv_input=True))
 
     # transformRequestJson: Jackson binds {"schema"?, "data"} first (unknown keys and a missing
     # "data" are rejected by Spring), then accept, then schema.
@@ -369,27 +379,42 @@ class SparkMLServingContainer:
                 raise _SpringRejected(f"invalid \"schema\" in the body: {exc.message}") from None
         accept_value = self._accept(accept)
         plan = self._plan(self._schema(body_schema))
-        return self._respond(plan, [self._json_row(plan, data)], accept_value, csv_input=False)
+        return self._response(self._respond_one(plan, self._json_row(plan, data), accept_value, csv_input=False))
 
-    # transformRequestJsonLines: schema only from the environment; one {"data": [...]} per line.
+    # transformRequestJsonLines -> processInputDataForJsonLines: the first line's "schema" (else
+    # the environment's), then every line's records: `{"data": [[...], [...]]}` holds several,
+    # `{"data": [...]}` one. Each record is transformed alone, and the answers are joined as Java
+    # prints a List<List<String>>: `[[answer1], [answer2]]`, with the first answer's Content-Type.
     def _invoke_jsonlines(self, body: bytes, accept: str | None) -> ContainerResponse:
         accept_value = self._accept(accept)
-        plan = self._plan(self._schema(None))
         lines = re.split(r"\r?\n", body.decode("utf-8", errors="replace"))
         while lines and lines[-1] == "":  # Java's String.split drops trailing empty strings
             lines.pop()
-        rows = []
-        for line in lines:
-            try:
-                document = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _BadRequest(
-                    "No content to map due to end-of-input" if not line.strip() else f"Unexpected character: {exc}"
-                ) from None
-            if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-                raise _BadRequest("Cannot construct instance of `com.amazonaws.sagemaker.dto.SageMakerRequestObject`")
-            rows.append(self._json_row(plan, document["data"]))
-        return self._respond(plan, rows, accept_value, csv_input=False)
+        if not lines:
+            raise _BadRequest("0", "the body holds no JSON line")  # lines[0]: Java 8's ArrayIndexOutOfBoundsException
+        documents = [_jsonlines_document(line) for line in lines[:1]]
+        first_schema = documents[0].get("schema")
+        schema = DataSchema.from_json(first_schema) if first_schema is not None else None
+        plan = self._plan(self._schema(schema))
+        records = []
+        for index, line in enumerate(lines):
+            document = documents[0] if index == 0 else _jsonlines_document(line)
+            data = document["data"]
+            if data and all(isinstance(item, list) for item in data):
+                records.extend(data)  # bound as SageMakerRequestListObject
+            else:
+                records.append(data)  # Jackson refused List<List<Object>>: SageMakerRequestObject
+        answers = [self._respond_one(plan, self._json_row(plan, record), accept_value, csv_input=False)
+                   for record in records]
+        if not answers:
+            raise _BadRequest("Index: 0, Size: 0", "the JSON lines hold no record")  # responseList.get(0)
+        text = "[" + ", ".join("[" + answer_text + "]" for answer_text, _ in answers) + "]"
+        return ContainerResponse(200, text.encode("utf-8"), answers[0][1])
+
+    @staticmethod
+    def _response(answer: tuple[str, str]) -> ContainerResponse:
+        text, content_type = answer
+        return ContainerResponse(200, text.encode("utf-8"), content_type)
 
     @staticmethod
     def _json_row(plan: _SchemaPlan, data: list) -> list:
@@ -405,25 +430,27 @@ class SparkMLServingContainer:
         return values
 
     @staticmethod
-    def _respond(plan: _SchemaPlan, rows: list[list], accept: str, csv_input: bool) -> ContainerResponse:
-        """DataConversionHelper.convertInputToLeapFrame, the MLeap transform, ResponseHelper."""
+    def _respond_one(plan: _SchemaPlan, row: list, accept: str, csv_input: bool) -> tuple[str, str]:
+        """One record through DataConversionHelper.convertInputToLeapFrame, the MLeap transform,
+        ScalaUtils.getOutputArrayRow and ResponseHelper: (body text, Content-Type).
+
+        Spring Boot's StringHttpMessageConverter writes the text as UTF-8 (checked on the real app
+        with a non-ASCII string output)."""
         if plan.unsupported_type is not None:
             raise _BadRequest("Data type passed in the request is wrong for one or more columns")
-        if csv_input and plan.csv_struct_error and rows:
+        if csv_input and plan.csv_struct_error:
             raise _BadRequest("Input val is not a list but struct passed is vector or array")
-        outputs, skipped = plan.run(rows)
-        diagnosis = None
-        if skipped and not outputs:
-            diagnosis = ("every record was dropped by a StringIndexer with handleInvalid=skip "
-                         "(a value it did not see in training)")
+        outputs, _ = plan.run([row])
+        if not outputs:
+            # ScalaUtils.getOutputArrayRow calls next() on the rows of an empty frame.
+            raise _BadRequest("next on empty iterator",
+                              "the record was dropped by a StringIndexer with handleInvalid=skip "
+                              "(a value it did not see in training)")
+        value = outputs[0]
         output_type = plan.program.output_type
         if plan.output_struct == "basic":
-            if not outputs:
-                raise _BadRequest("0", diagnosis)  # Scala Seq.apply(0) on the empty result
-            text = _basic_output(outputs[0], plan.output.type, output_type)
-            # StringHttpMessageConverter writes ISO-8859-1 when the Content-Type names no charset.
-            return ContainerResponse(200, text.encode("latin-1", errors="replace"),
-                                     TEXT_CSV if accept == TEXT_CSV else APPLICATION_JSONLINES)
+            text = _basic_output(value, plan.output.type, output_type)
+            return text, (TEXT_CSV if accept == TEXT_CSV else APPLICATION_JSONLINES)
         if plan.output_struct != "vector":
             raise _BadRequest(f"{_JAVA_CLASS.get(output_type, 'java.lang.Object')} cannot be cast to "
                               "scala.collection.Seq")
@@ -431,16 +458,11 @@ class SparkMLServingContainer:
             raise _BadRequest(f"{_JAVA_CLASS.get(output_type, 'java.lang.Object')} cannot be cast to "
                               "ml.combust.mleap.tensor.Tensor")
         if accept == TEXT_CSV:
-            text = "\n".join([plan.vector_text(vector, ",") for vector in outputs])
-            return ContainerResponse(200, text.encode(), TEXT_CSV, diagnosis)
-        if not outputs:
-            raise _BadRequest("Index: 0, Size: 0", diagnosis)  # ArrayList.get(0) on Java 8
+            return plan.vector_text(value, ","), TEXT_CSV
         if accept == APPLICATION_JSONLINES:
             # JsonlinesStandardOutput through Jackson, which writes doubles with Double.toString.
-            text = '{"features":[' + plan.vector_text(outputs[0], ",") + "]}"
-        else:
-            text = json.dumps({"source": plan.vector_text(outputs[0], " ")}, separators=(",", ":"))
-        return ContainerResponse(200, text.encode(), APPLICATION_JSONLINES)
+            return '{"features":[' + plan.vector_text(value, ",") + "]}", APPLICATION_JSONLINES
+        return json.dumps({"source": plan.vector_text(value, " ")}, separators=(",", ":")), APPLICATION_JSONLINES
 
 
 class _SpringRejected(Exception):
@@ -456,6 +478,30 @@ def _json_or_reject(body: bytes):
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _SpringRejected(f"the body is not valid JSON: {exc}") from None
+
+
+def _jsonlines_document(line: str) -> dict:
+    """One JSON line bound as SageMakerRequestObject ({"schema"?, "data"}) by a plain ObjectMapper;
+    a failure is the controller's 400 with Jackson's message."""
+    if not line.strip():
+        raise _BadRequest('No content to map due to end-of-input\n at [Source: (String)"%s"; line: 1, column: %d]'
+                          % (line, len(line)), "a JSON line is empty")
+    try:
+        document = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _BadRequest(f"Unexpected character: {exc}", f"a JSON line is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _BadRequest("Cannot deserialize value of type `com.amazonaws.sagemaker.dto.SageMakerRequestObject`")
+    for key in document:
+        if key not in ("schema", "data"):
+            raise _BadRequest(f'Unrecognized field "{key}" (class com.amazonaws.sagemaker.dto.SageMakerRequestObject), '
+                              'not marked as ignorable (2 known properties: "schema", "data"])')
+    if not isinstance(document.get("data"), list):
+        raise _BadRequest("Cannot construct instance of `com.amazonaws.sagemaker.dto.SageMakerRequestObject`, "
+                          "problem: null", 'a JSON line needs "data": a list')
+    if document.get("schema") is not None:
+        DataSchema.from_json(document["schema"])  # bound (strictly) on every line, used from the first
+    return document
 
 
 def _convert_basic(record: list[str], plan: _SchemaPlan) -> list:
@@ -519,10 +565,23 @@ def _parse_csv(text: str) -> list[list[str]]:
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         return [line.split(",") for line in text.split("\n") if line]
-    try:
-        return [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
-    except csv.Error as exc:
-        raise _BadRequest(f"IOException reading next record: {exc}") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records = []
+    while True:
+        start_line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            # commons-csv 1.9 Lexer's IOExceptions, which getRecords() passes on unwrapped.
+            if "unexpected end of data" in str(exc):
+                raise _BadRequest(f"(startline {start_line}) EOF reached before encapsulated token finished",
+                                  f"a quoted CSV field is not closed ({exc})") from None
+            raise _BadRequest(f"(line {reader.line_num}) invalid char between encapsulated token and delimiter",
+                              f"a quoted CSV field is followed by more characters ({exc})") from None
+        if row:
+            records.append(row)
 
 
 # --- XGBoost 1.7-1 ----------------------------------------------------------------------
@@ -591,17 +650,23 @@ class XGBoostContainer:
             return ContainerResponse(
                 415, f"Content type {content_type} is accepted by SageMaker's XGBoost but not emulated "
                      "locally; send text/csv".encode(), "text/html; charset=utf-8")
-        text = body.strip().decode("utf-8", errors="replace")
+        try:
+            text = body.strip().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _xgb_csv_refused(exc)
         predictions = self._fast_csv(text)
         if predictions is None:
+            import xgboost
+
+            # serve_utils.parse_content_data -> encoder.csv_to_dmatrix builds the DMatrix inside
+            # the try that answers 415, so a value xgboost refuses there (inf) is a 415.
             try:
                 matrix = _csv_to_matrix(text)
-            except Exception as exc:  # serve_utils.parse_content_data wraps every parsing failure
-                return ContainerResponse(
-                    415, ("Loading csv data failed with Exception, please ensure data is in csv format:\n"
-                          f" {type(exc)}\n {exc}").encode(), "text/html; charset=utf-8")
+                dmatrix = xgboost.DMatrix(matrix)
+            except Exception as exc:
+                return _xgb_csv_refused(exc)
             try:
-                predictions = self._predict_matrix(matrix)
+                predictions = self._predict_dmatrix(dmatrix)
             except Exception as exc:
                 return ContainerResponse(400, f"Unable to evaluate payload provided: {exc}".encode(),
                                          "text/html; charset=utf-8",
@@ -623,32 +688,55 @@ class XGBoostContainer:
             return None
         return [self.forest.predict_row(row)]
 
-    def _predict_matrix(self, matrix) -> list:
-        import xgboost
-
+    def _predict_dmatrix(self, dmatrix) -> list:
         with self._lock:
-            dmatrix = xgboost.DMatrix(matrix)
             return self.booster.predict(dmatrix, iteration_range=self._iteration_range,
                                         validate_features=False).tolist()
 
     def _encode(self, predictions: list, accept: str | None) -> ContainerResponse:
-        # serve.py _parse_accept: empty or */* -> SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT or text/csv.
-        chosen = media_type(accept) if accept else None
-        if not chosen or chosen == "*/*":
-            chosen = self.default_accept
-        if chosen not in _XGB_SUPPORTED_ACCEPTS:
+        """serve.py invocations() after the prediction: _parse_accept, then the encoding.
+
+        Flask's Response(mimetype=...) adds "; charset=utf-8" to text/* types."""
+        requested = (accept or "").split(";", 1)[0].strip()  # cgi.parse_header's key
+        if not requested or requested == "*/*":
+            chosen = self.default_accept  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, not checked
+        elif requested.lower() not in _XGB_SUPPORTED_ACCEPTS:
             return ContainerResponse(
-                406, f"Accept type {accept} is not supported. Please use supported accept types: "
+                406, f"Accept type {requested} is not supported. Please use supported accept types: "
                      f"{list(_XGB_SUPPORTED_ACCEPTS)}.".encode(), "text/html; charset=utf-8")
-        if chosen == TEXT_CSV:
-            # sagemaker_containers' array_to_csv (np.savetxt, fmt "%s"): one prediction per line.
-            text = "".join([_py_str(p) + "\n" for p in predictions])
-            return ContainerResponse(200, text.encode(), TEXT_CSV)
+        else:
+            chosen = requested.lower()
         if chosen == "application/json":
-            return ContainerResponse(200, json.dumps(predictions).encode(), "application/json")
+            # serve_utils.encode_predictions_as_json: json.dumps with its default separators.
+            document = {"predictions": [{"score": p} for p in predictions]}
+            return ContainerResponse(200, json.dumps(document).encode(), "application/json")
+        if chosen == TEXT_CSV:
+            # sagemaker_containers' encoders.array_to_csv: csv.writer rows of str(value), "\n" after each.
+            text = "".join([_py_str(p) + "\n" for p in predictions])
+            return ContainerResponse(200, text.encode(), "text/csv; charset=utf-8")
+        # encoders.encode knows only npy, csv and json: UnsupportedFormatError escapes the view and
+        # Flask answers its generic 500 (application/jsonlines and recordio-protobuf included).
         return ContainerResponse(
-            406, f"Accept type {chosen} is accepted by SageMaker's XGBoost but not emulated locally; "
-                 "use text/csv or application/json".encode(), "text/html; charset=utf-8")
+            500, _WERKZEUG_500.encode(), "text/html",
+            f"the XGBoost container cannot encode its answer as {chosen} (sagemaker_containers' encoders "
+            "support text/csv and application/json here): UnsupportedFormatError")
+
+
+# What Flask 1.1 sends for an exception a view does not catch: Werkzeug 0.15.6's InternalServerError
+# (pallets/werkzeug 0.15.6, src/werkzeug/exceptions.py: get_body, get_headers -> "text/html").
+# Read from the source, not observed on the container.
+_WERKZEUG_500 = ('<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n'
+                 "<title>500 Internal Server Error</title>\n"
+                 "<h1>Internal Server Error</h1>\n"
+                 "<p>The server encountered an internal error and was unable to complete your request. "
+                 "Either the server is overloaded or there is an error in the application.</p>\n")
+
+
+def _xgb_csv_refused(exc: Exception) -> ContainerResponse:
+    """serve_utils.parse_content_data's wrapper around any CSV parsing failure, answered 415."""
+    return ContainerResponse(
+        415, ("Loading csv data failed with Exception, please ensure data is in csv format:\n"
+              f" {type(exc)}\n {exc}").encode(), "text/html; charset=utf-8")
 
 
 def _py_str(value) -> str:

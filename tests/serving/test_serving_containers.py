@@ -49,15 +49,22 @@ def test_csv_answers_the_feature_vector_densified_and_comma_joined(preprocess, r
     assert response.body.decode().startswith(("0.0,", "1.0,"))  # Java's Double.toString
 
 
-def test_csv_with_several_records_transforms_each_and_the_pipeline_answers_for_the_first(
-        preprocess, pipeline, serving_artifacts):
+def test_csv_with_several_records_transforms_only_the_first(preprocess, pipeline, serving_artifacts):
+    # DataConversionHelper.convertCsvToObjectList (aws/sagemaker-sparkml-serving-container,
+    # src/main/java/com/amazonaws/sagemaker/helper/DataConversionHelper.java lines 72-80) converts
+    # `parser.getRecords().get(0)` only; the real app answered so when run.
     first, second = serving_artifacts.test_lines[:2]
-    both = preprocess.invoke(f"{first}\r\n{second}\n\n".encode(), "text/csv", None)
-    lines = both.body.decode().split("\n")
-    assert lines == [preprocess.invoke(first.encode(), "text/csv", None).body.decode(),
-                     preprocess.invoke(second.encode(), "text/csv", None).body.decode()]
-    # XGBoost predicts both rows; the postprocess container's basic output is the first row's only.
+    alone = preprocess.invoke(first.encode(), "text/csv", None)
+    assert alone.body != preprocess.invoke(second.encode(), "text/csv", None).body
+    assert preprocess.invoke(f"{first}\r\n{second}\n\n".encode(), "text/csv", None) == alone
     assert pipeline.predict_csv_line(f"{first}\n{second}") == pipeline.predict_csv_line(first)
+    # getRecords() parses every record first: a broken later record still fails the request.
+    broken = preprocess.invoke(f'{first}\nx,"unclosed'.encode(), "text/csv", None)
+    assert (broken.status, broken.body) == (400, b"(startline 2) EOF reached before encapsulated token finished")
+    assert preprocess.invoke(f'{first}\nx,"a"b'.encode(), "text/csv", None).body == \
+        b"(line 2) invalid char between encapsulated token and delimiter"
+    # A body of line breaks only has no record: get(0) on an empty ArrayList (Java 8's message).
+    assert preprocess.invoke(b"\n\n", "text/csv", None)[:2] == (400, b"Index: 0, Size: 0")
 
 
 def test_quoted_csv_fields_are_unquoted(preprocess, row):
@@ -65,13 +72,44 @@ def test_quoted_csv_fields_are_unquoted(preprocess, row):
     assert preprocess.invoke(quoted.encode(), "text/csv", None) == preprocess.invoke(",".join(row).encode(), "text/csv", None)
 
 
-def test_json_and_jsonlines_inputs_give_the_same_vector_as_csv(preprocess, row):
-    expected = preprocess.invoke(",".join(row).encode(), "text/csv", None).body
+def test_json_input_gives_the_same_vector_as_csv(preprocess, row):
+    expected = preprocess.invoke(",".join(row).encode(), "text/csv", None)
     as_json = preprocess.invoke(json.dumps({"data": row}).encode(), "application/json", None)
-    assert as_json.status == 200 and as_json.body == expected
-    line = json.dumps({"data": row})
-    as_lines = preprocess.invoke(f"{line}\n{line}\n".encode(), "application/jsonlines", None)
-    assert as_lines.body == expected + b"\n" + expected
+    assert as_json == expected
+
+
+def test_jsonlines_answers_every_record_as_a_java_list_of_lists(preprocess, postprocess, serving_artifacts):
+    # ServingController.processInputDataForJsonLines (ServingController.java lines 237-285): each
+    # record is transformed alone and the answers are joined as Java prints a List<List<String>>,
+    # under the first answer's headers; the real app answered `[[1.0,0.0,...]]` as text/csv.
+    first, second = (row[:-1] for row in serving_artifacts.test_rows[:2])
+    csv_first, csv_second = (preprocess.invoke(",".join(r).encode(), "text/csv", None).body.decode()
+                             for r in (first, second))
+    one = preprocess.invoke(json.dumps({"data": first}).encode(), "application/jsonlines", None)
+    assert (one.status, one.body.decode(), one.content_type) == (200, f"[[{csv_first}]]", "text/csv")
+    lines = f'{json.dumps({"data": first})}\r\n{json.dumps({"data": second})}\n'
+    two = preprocess.invoke(lines.encode(), "application/jsonlines", "application/jsonlines")
+    assert two.content_type == "application/jsonlines"
+    assert two.body.decode() == f'[[{{"features":[{csv_first}]}}], [{{"features":[{csv_second}]}}]]'
+    # `{"data": [[...], [...]]}` holds several records (SageMakerRequestListObject).
+    nested = preprocess.invoke(json.dumps({"data": [first, second]}).encode(), "application/jsonlines", None)
+    assert nested.body.decode() == f"[[{csv_first}], [{csv_second}]]"
+    # A basic output is the bare value in the same frame.
+    labels = serving_artifacts.manifest["label_values"]
+    answer = postprocess.invoke(b'{"data":[1.0]}\n{"data":[[2.0],[0.0]]}', "application/jsonlines", None)
+    assert answer.body.decode() == f"[[{labels[1]}], [{labels[2]}], [{labels[0]}]]"
+    # No record at all: responseList.get(0) on an empty list.
+    assert preprocess.invoke(b'{"data":[]}', "application/jsonlines", None)[:2] == (400, b"Index: 0, Size: 0")
+
+
+def test_the_first_json_lines_schema_wins_over_the_environment(preprocess, row, serving_artifacts):
+    # ServingController.java lines 243-245: the first line is read for a "schema" first.
+    schema = json.loads(json.dumps(serving_artifacts.preprocess_schema))
+    schema["input"] = list(reversed(schema["input"]))
+    body = json.dumps({"schema": schema, "data": list(reversed(row))}) + "\n" + json.dumps({"data": list(reversed(row))})
+    csv_line = preprocess.invoke(",".join(row).encode(), "text/csv", None).body.decode()
+    assert preprocess.invoke(body.encode(), "application/jsonlines", None).body.decode() == \
+        f"[[{csv_line}], [{csv_line}]]"
 
 
 def test_a_schema_in_the_json_body_wins_over_the_environment(preprocess, row, serving_artifacts):
@@ -186,14 +224,21 @@ def test_an_unknown_op_fails_at_load_naming_it(serving_artifacts, tmp_path):
 # --- XGBoost 1.7-1 --------------------------------------------------------------------------
 
 def test_xgboost_answers_the_class_index_as_a_float_per_line(xgboost_container, preprocess, row, serving_artifacts):
+    # aws/sagemaker-xgboost-container, branch 1.7-1, algorithm_mode/serve.py lines 240-249:
+    # text/csv through sagemaker_containers' encoders, application/json through
+    # serve_utils.encode_predictions_as_json (serve_utils.py lines 511-523), both sent as
+    # flask.Response(mimetype=accept), which adds "; charset=utf-8" to text/* types.
     features = preprocess.invoke(",".join(row).encode(), "text/csv", None).body
     response = xgboost_container.invoke(features, "text/csv", None)
-    assert response.content_type == "text/csv"
+    assert response.content_type == "text/csv; charset=utf-8"
     value = response.body.decode()
     assert value.endswith("\n") and float(value) in range(serving_artifacts.manifest["num_class"])
     two = xgboost_container.invoke(features + b"\n" + features, "text/csv", None)
     assert two.body.decode() == value * 2
-    assert xgboost_container.invoke(features, "text/csv", "application/json").body.decode() == f"[{value.strip()}]"
+    as_json = xgboost_container.invoke(features + b"\n" + features, "text/csv", "application/json")
+    assert as_json.content_type == "application/json"
+    score = value.strip()
+    assert as_json.body.decode() == f'{{"predictions": [{{"score": {score}}}, {{"score": {score}}}]}}'
 
 
 def test_xgboost_errors_are_the_containers(xgboost_container, preprocess, row):
@@ -205,8 +250,15 @@ def test_xgboost_errors_are_the_containers(xgboost_container, preprocess, row):
     assert "trained on" in too_wide.diagnosis
     not_numbers = xgboost_container.invoke(b"a,b,c", "text/csv", None)
     assert not_numbers.status == 415 and b"Loading csv data failed" in not_numbers.body
+    # encoder.csv_to_dmatrix builds the DMatrix inside parse_content_data's try (serve_utils.py
+    # lines 122-130), so xgboost's refusal of inf is a 415 like any other unreadable CSV.
+    infinite = xgboost_container.invoke(b"inf," + features.split(b",", 1)[1], "text/csv", None)
+    assert infinite.status == 415 and b"Loading csv data failed" in infinite.body and b"inf" in infinite.body
     assert xgboost_container.invoke(b"", "text/csv", None).status == 204
-    assert xgboost_container.invoke(features, "text/csv", "text/plain").status == 406
+    refused = xgboost_container.invoke(features, "text/csv", "text/plain; q=1")
+    assert (refused.status, refused.body[:32]) == (406, b"Accept type text/plain is not su")
+    # encoders.encode knows csv and json only: jsonlines escapes the view as Flask's 500.
+    assert xgboost_container.invoke(features, "text/csv", "application/jsonlines").status == 500
 
 
 def test_xgboost_with_missing_values_agrees_with_xgboost(xgboost_container, serving_artifacts):
