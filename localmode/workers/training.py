@@ -1,12 +1,13 @@
 """`sagemaker:createTrainingJob.sync`: SageMaker's built-in XGBoost (1.7-1), locally.
 
 Takes the CreateTrainingJob request as the state machine sends it: the
-channels' CSV (label first, no header) from moto's S3, the hyperparameters as
-the built-in algorithm reads them (strings; `num_round` and
-`early_stopping_rounds` drive the boosting loop, early stopping watching the
-last channel, validation; everything else is an XGBoost parameter), trains
-with the xgboost 1.7.x package the serving side loads, and writes
-`<S3OutputPath>/<TrainingJobName>/output/model.tar.gz` holding
+channels' CSV (label first, no header) from moto's S3 and the hyperparameters
+as strings. The algorithm's own rules (`xgboost_algorithm`, read from the 1.7-1
+container) validate the hyperparameters before any data is read, decide what
+reaches `xgb.train` (early stopping on the validation channel's last
+`eval_metric`, keeping the rounds up to the best one), and name the final
+metrics. Trains with the xgboost 1.7.x package the serving side loads and
+writes `<S3OutputPath>/<TrainingJobName>/output/model.tar.gz` holding
 `xgboost-model` (Booster.save_model) as the algorithm does. Returns what
 DescribeTrainingJob returns when the job completed; a failure is
 `States.TaskFailed` with the failed job's description (FailureReason) as the
@@ -20,48 +21,46 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import boto3
 from botocore.exceptions import ClientError
 
 from localmode.sfn import TaskFailed, TaskRequest
-from localmode.workers import s3util
+from localmode.workers import s3util, xgboost_algorithm
 from localmode.workers.services import optimized_error
-
-# Hyperparameters of the built-in algorithm that are not XGBoost booster parameters.
-_LOOP_PARAMETERS = {"num_round", "early_stopping_rounds"}
-_CONTAINER_ONLY = {"csv_weights", "save_model_on_termination", "_kfold", "_tuning_objective_metric", "_num_cv_round"}
 
 
 class TrainingFailed(Exception):
-    """The algorithm refused its input (SageMaker's FailureReason "ClientError: ...")."""
+    """The job's input is refused before the algorithm runs (FailureReason "ClientError: ...")."""
 
 
-def parse_hyperparameter(value: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except (TypeError, ValueError):
-            pass
-    return value
+def plan_training(hyperparameters: Mapping[str, Any]) -> xgboost_algorithm.TrainingPlan:
+    """The container's hyperparameter validation and what it then passes to xgb.train.
+
+    Raises xgboost_algorithm.AlgorithmFailure (reported as the container reports it) or
+    xgboost_algorithm.NotEmulated."""
+    return xgboost_algorithm.training_plan(xgboost_algorithm.validate_hyperparameters(hyperparameters))
 
 
-def booster_parameters(hyperparameters: dict[str, str], nthread: int) -> dict:
-    params: dict[str, Any] = {"nthread": nthread}
-    for name, raw in hyperparameters.items():
-        if name in _LOOP_PARAMETERS or name in _CONTAINER_ONLY:
-            continue
-        if name == "eval_metric":
-            metrics = [m.strip() for m in str(raw).split(",") if m.strip()]
-            params[name] = metrics if len(metrics) > 1 else metrics[0]
-        else:
-            params[name] = parse_hyperparameter(raw)
-    return params
+def train_on_channels(plan: xgboost_algorithm.TrainingPlan, channels: Mapping[str, Path], nthread: int):
+    """The algorithm on local channel directories: (booster, FinalMetricDataList values)."""
+    import xgboost as xgb
+
+    if "train" not in channels:
+        raise TrainingFailed("the train channel is required")
+    matrices = {}
+    for name in ("train", "validation"):  # the only data channels the algorithm reads
+        if name in channels:
+            labels, features, weights = read_channel(channels[name], csv_weights=plan.csv_weights)
+            matrices[name] = xgb.DMatrix(features, label=labels, weight=weights)
+    booster, history = xgboost_algorithm.train(plan, matrices["train"], matrices.get("validation"), nthread=nthread)
+    return booster, xgboost_algorithm.final_metrics(history)
 
 
-def read_channel(directory: Path):
-    """Label-first CSV parts without header -> (labels, features)."""
+def read_channel(directory: Path, csv_weights: int = 0):
+    """Label-first CSV parts without header -> (labels, features, weights); with csv_weights=1
+    the second column holds each row's weight (data_utils._get_csv_dmatrix_file_mode)."""
     import numpy as np
 
     parts = [p for p in sorted(directory.rglob("*")) if p.is_file() and p.stat().st_size > 0 and not p.name.startswith(".")]
@@ -74,7 +73,9 @@ def read_channel(directory: Path):
         except ValueError as exc:
             raise TrainingFailed(f"channel {directory.name}: {part.name} is not numeric CSV ({exc})") from None
     data = np.concatenate(arrays)
-    return data[:, 0], data[:, 1:]
+    if csv_weights == 1:
+        return data[:, 0], data[:, 2:], data[:, 1]
+    return data[:, 0], data[:, 1:], None
 
 
 def check_role(role_arn: Any, allowed: str) -> None:
@@ -135,12 +136,14 @@ class TrainingWorker:
         try:
             artifacts, metrics = self._train(params)
         except Exception as exc:
-            kind = "ClientError" if isinstance(exc, (TrainingFailed, KeyError, ValueError)) else "AlgorithmError"
+            kind = ("ClientError" if isinstance(exc, (TrainingFailed, xgboost_algorithm.NotEmulated, KeyError, ValueError))
+                    else "AlgorithmError")
             description.update(
                 self._ended(started),
                 TrainingJobStatus="Failed",
                 SecondaryStatus="Failed",
-                FailureReason=f"{kind}: {exc}",
+                # DescribeTrainingJob's FailureReason holds at most 1024 characters (botocore's model).
+                FailureReason=(getattr(exc, "failure_reason", None) or f"{kind}: {exc}")[:1024],
             )
             self.jobs.append(description)
             raise TaskFailed("States.TaskFailed", json.dumps(description)) from exc
@@ -163,11 +166,8 @@ class TrainingWorker:
         return {"TrainingEndTime": int(ended * 1000), "TrainingTimeInSeconds": seconds, "BillableTimeInSeconds": seconds}
 
     def _train(self, params: dict) -> tuple[str, dict[str, float]]:
-        import xgboost as xgb
-
-        hyperparameters = params.get("HyperParameters") or {}
-        if "num_round" not in hyperparameters:
-            raise TrainingFailed("Missing required hyperparameter: num_round")
+        # The container validates its hyperparameters before it reads any data.
+        plan = plan_training(params.get("HyperParameters") or {})
         s3 = boto3.client("s3")
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"training-{params['TrainingJobName']}-", dir=self.workdir))
@@ -179,28 +179,8 @@ class TrainingWorker:
                 if content_type != "text/csv":
                     raise TrainingFailed(f"channel {channel['ChannelName']}: content type {content_type} is not supported locally")
                 s3util.download(s3, uri, scratch / "input" / channel["ChannelName"])
-                labels, features = read_channel(scratch / "input" / channel["ChannelName"])
-                channels[channel["ChannelName"]] = xgb.DMatrix(features, label=labels)
-            if "train" not in channels:
-                raise TrainingFailed("the train channel is required")
-            evals = [(channels["train"], "train")] + [(m, n) for n, m in channels.items() if n != "train"]
-            history: dict = {}
-            early = hyperparameters.get("early_stopping_rounds")
-            booster = xgb.train(
-                booster_parameters(hyperparameters, self.nthread),
-                channels["train"],
-                num_boost_round=int(hyperparameters["num_round"]),
-                evals=evals,
-                early_stopping_rounds=int(early) if early and len(evals) > 1 else None,
-                evals_result=history,
-                verbose_eval=False,
-            )
-            best = getattr(booster, "best_iteration", None)
-            metrics = {
-                f"{channel}:{metric}": float(values[best if best is not None else -1])
-                for channel, per_metric in history.items()
-                for metric, values in per_metric.items()
-            }
+                channels[channel["ChannelName"]] = scratch / "input" / channel["ChannelName"]
+            booster, metrics = train_on_channels(plan, channels, self.nthread)
             model_dir = scratch / "model"
             model_dir.mkdir()
             booster.save_model(str(model_dir / "xgboost-model"))

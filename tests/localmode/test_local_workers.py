@@ -13,10 +13,11 @@ import pytest
 import xgboost as xgb
 
 from localmode import aws, faults, sfn
+from localmode.lambdas import LocalLambdas
 from localmode.report import HistoryTracker, failure_of
 from localmode.stack import LocalStack
-from localmode.workers import services
-from localmode.workers.training import TrainingWorker
+from localmode.workers import services, xgboost_algorithm
+from localmode.workers.training import TrainingWorker, plan_training
 
 ROLE = "arn:aws:iam::123456789012:role/local-sage-maker-execution-role"
 
@@ -28,8 +29,9 @@ def moto_aws():
         yield
 
 
-def put_channel(name: str, rows: np.ndarray) -> str:
-    text = "\n".join(",".join(str(int(v)) if i == 0 else f"{v:g}" for i, v in enumerate(row)) for row in rows) + "\n"
+def put_channel(name: str, rows: np.ndarray, integer_labels: bool = True) -> str:
+    text = "\n".join(",".join(str(int(v)) if i == 0 and integer_labels else f"{v:g}" for i, v in enumerate(row))
+                     for row in rows) + "\n"
     # Two parts and an empty one, as Spark writes them.
     half = len(text.splitlines()) // 2
     lines = text.splitlines(keepends=True)
@@ -40,11 +42,30 @@ def put_channel(name: str, rows: np.ndarray) -> str:
     return f"s3://art/run/data/{name}/"
 
 
-def separable(n: int, seed: int) -> np.ndarray:
+def separable(n: int, seed: int, noise: float = 0.05) -> np.ndarray:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, n)
-    features = np.eye(3)[labels] + rng.normal(0, 0.05, (n, 3))
+    features = np.eye(3)[labels] + rng.normal(0, noise, (n, 3))
     return np.column_stack([labels, features])
+
+
+def downloaded_model(described: dict, tmp_path) -> xgb.Booster:
+    artifact = described["ModelArtifacts"]["S3ModelArtifacts"]
+    body = boto3.client("s3").get_object(Bucket="art", Key=artifact[len("s3://art/"):])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        (tmp_path / "model").write_bytes(tar.extractfile("xgboost-model").read())
+    booster = xgb.Booster()
+    booster.load_model(str(tmp_path / "model"))
+    return booster
+
+
+def failure_reason(worker: TrainingWorker, request: sfn.TaskRequest) -> str:
+    with pytest.raises(sfn.TaskFailed) as raised:
+        worker(request)
+    assert raised.value.error == "States.TaskFailed"
+    cause = json.loads(raised.value.cause)
+    assert cause["TrainingJobStatus"] == "Failed"
+    return cause["FailureReason"]
 
 
 def training_request(channels: dict[str, str], **hyper) -> sfn.TaskRequest:
@@ -136,6 +157,177 @@ def test_the_local_stack_names_its_sagemaker_execution_role():
     assert stack.function_environment("PrepareTrainingFunction")["SAGEMAKER_ROLE_ARN"] == role
     with pytest.raises(KeyError, match="roles lambda.amazonaws.com may assume"):
         stack.role_assumable_by("lambda.amazonaws.com")
+
+
+# --- the built-in algorithm's own rules (aws/sagemaker-xgboost-container, branch 1.7-1) ------------
+
+def test_early_stopping_saves_the_rounds_up_to_the_best_one(moto_aws, tmp_path):
+    # callback.py lines 94-103 (get_callbacks): EarlyStopping(..., save_best=True) on the
+    # validation channel's last eval_metric, so model.tar.gz holds the trees up to the best
+    # round and a Booster loaded without a tree limit predicts what SageMaker's does.
+    train, validation = separable(400, 1, noise=0.6), separable(150, 2, noise=0.6)
+    channels = {"train": put_channel("train", train), "validation": put_channel("validation", validation)}
+    described = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)(training_request(channels, num_round="200"))
+    booster = downloaded_model(described, tmp_path)
+
+    # The same training without save_best: the rounds that ran, and the best one.
+    dtrain = xgb.DMatrix(train[:, 1:].astype(np.float32), label=train[:, 0])
+    dvalid = xgb.DMatrix(validation[:, 1:].astype(np.float32), label=validation[:, 0])
+    history: dict = {}
+    full = xgb.train({"objective": "multi:softmax", "num_class": 3, "eval_metric": ["merror"], "eta": 0.3,
+                      "max_depth": 3, "nthread": 1}, dtrain, 200, evals=[(dtrain, "train"), (dvalid, "validation")],
+                     early_stopping_rounds=5, evals_result=history, verbose_eval=False)
+    assert full.num_boosted_rounds() == full.best_iteration + 6 < 200  # early stopping ran
+    assert booster.num_boosted_rounds() == full.best_iteration + 1
+    test = separable(200, 3, noise=0.6)[:, 1:].astype(np.float32)
+    assert np.array_equal(booster.predict(xgb.DMatrix(test)),
+                          full.predict(xgb.DMatrix(test), iteration_range=(0, full.best_iteration + 1)))
+    assert not np.array_equal(booster.predict(xgb.DMatrix(test)), full.predict(xgb.DMatrix(test)))
+
+    # FinalMetricDataList: the last round EvaluationMonitor logged ("%.5f"), not the best one.
+    metrics = {m["MetricName"]: m["Value"] for m in described["FinalMetricDataList"]}
+    last = {f"{c}:{m}": float(f"{v[-1]:.5f}") for c, per in history.items() for m, v in per.items()}
+    assert metrics == last
+    assert metrics["validation:merror"] != float(f"{history['validation']['merror'][full.best_iteration]:.5f}")
+
+
+def test_without_eval_metric_the_container_does_not_stop_early(moto_aws, tmp_path):
+    # train.py lines 286-293: the early-stopping metric is the last of eval_metric (or of the
+    # tuning metric); without one, early_stopping_rounds has no effect.
+    channels = {"train": put_channel("train", separable(200, 1, noise=0.6)),
+                "validation": put_channel("validation", separable(60, 2, noise=0.6))}
+    request = training_request(channels, num_round="30")
+    del request.parameters["HyperParameters"]["eval_metric"]
+    described = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)(request)
+    assert downloaded_model(described, tmp_path).num_boosted_rounds() == 30
+    assert {m["MetricName"] for m in described["FinalMetricDataList"]} == {"train:mlogloss", "validation:mlogloss"}
+
+
+# algorithm_mode/hyperparameter_validation.py (names, ranges, dependencies) checked by
+# sagemaker_algorithm_toolkit/hyperparameter_validation.py's validate(); the toolkit's UserError
+# reaches sagemaker-containers' _trainer.train (lines 113-122 at v2.8.6.post2) as a framework
+# error, which SageMaker reports as "AlgorithmError: framework error: ...".
+@pytest.mark.parametrize("change, message", [
+    ({"max_dept": "3"}, "Extraneous hyperparameter found: max_dept"),
+    ({"eta": "1.5"}, "Hyperparameter eta: 1.5 is not in [0, 1]"),
+    ({"num_class": "1"}, "Hyperparameter num_class: 1 is not in [2, +inf)"),
+    ({"eval_metric": "auc"}, "Metric 'auc' can only be applied for classification and ranking problems."),
+    ({"eval_metric": "merror, mlogloss"}, "Hyperparameter eval_metric: value ['merror', ' mlogloss'] not in range "
+                                          f"{list(xgboost_algorithm.MAXIMIZE_METRICS + xgboost_algorithm.MINIMIZE_METRICS)}"),
+    ({"num_round": "ten"}, "Hyperparameter num_round: could not parse value (caused by ValueError)"),
+    ({"objective": "multi:softprob", "num_class": None}, "Require input for parameter 'num_class' for multi-classification"),
+    ({"num_round": None}, "Missing required hyperparameter: num_round"),
+])
+def test_hyperparameters_are_refused_as_the_container_refuses_them(moto_aws, tmp_path, change, message):
+    request = training_request({"train": "s3://art/nothing/"})
+    hyperparameters = request.parameters["HyperParameters"]
+    for name, value in change.items():
+        if value is None:
+            hyperparameters.pop(name)
+        else:
+            hyperparameters[name] = value
+    reason = failure_reason(TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE), request)
+    # Refused before any data is read (the train channel here is empty); FailureReason is cut
+    # at DescribeTrainingJob's 1024 characters.
+    expected = f"AlgorithmError: framework error: \nsagemaker_algorithm_toolkit.exceptions.UserError: {message}\n{message}"
+    assert reason == expected[:1024]
+
+
+def test_a_label_xgboost_refuses_is_the_users_error_cut_to_1024_characters(moto_aws, tmp_path):
+    # train.py lines 409-415: an xgboost error naming one of CUSTOMER_ERRORS (xgb_constants.py)
+    # becomes a UserError; DescribeTrainingJob's FailureReason holds at most 1024 characters.
+    channels = {"train": put_channel("train", separable(60, 1)), "validation": put_channel("validation", separable(30, 2))}
+    reason = failure_reason(TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE),
+                            training_request(channels, num_class="2"))
+    assert reason.startswith("AlgorithmError: framework error: \nsagemaker_algorithm_toolkit.exceptions.UserError: ")
+    assert "label must be in [0, num_class)" in reason and len(reason) <= 1024
+
+
+def test_eval_metric_without_objective_fails_as_a_key_error(moto_aws, tmp_path):
+    # eval_metric_dep_validator reads dependencies["objective"] (hyperparameter_validation.py line 115).
+    request = training_request({"train": "s3://art/nothing/"})
+    del request.parameters["HyperParameters"]["objective"]
+    del request.parameters["HyperParameters"]["num_class"]
+    reason = failure_reason(TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE), request)
+    assert reason == "AlgorithmError: framework error: \nKeyError: 'objective'\n'objective'"
+
+
+def test_aliases_and_the_rules_order_are_the_toolkits():
+    validated = xgboost_algorithm.validate_hyperparameters(
+        {"num_round": "5", "learning_rate": "0.5", "reg_lambda": "2", "objective": "binary:logistic",
+         "eval_metric": "auc,error@0.7", "monotone_constraints": "(1,0,-1)", "tree_method": "hist"})
+    assert validated == {"num_round": 5, "eta": 0.5, "lambda": 2.0, "objective": "binary:logistic",
+                         "eval_metric": ["auc", "error@0.7"], "monotone_constraints": (1, 0, -1), "tree_method": "hist"}
+    # Ranges are checked (in the request's order) before any dependency.
+    with pytest.raises(xgboost_algorithm.AlgorithmFailure, match=r"^Hyperparameter gamma: -1.0 is not in \[0, \+inf\)$"):
+        xgboost_algorithm.validate_hyperparameters({"num_round": "1", "eval_metric": "auc", "objective": "multi:softmax",
+                                                    "num_class": "3", "gamma": "-1"})
+    with pytest.raises(xgboost_algorithm.AlgorithmFailure, match="monotone_constraints can be used only when"):
+        xgboost_algorithm.validate_hyperparameters({"num_round": "1", "monotone_constraints": "(1,0)"})
+    with pytest.raises(xgboost_algorithm.AlgorithmFailure, match=r"'error' or 'ndcg'|'error', 'ndcg', 'map'"):
+        xgboost_algorithm.validate_hyperparameters({"num_round": "1", "objective": "binary:logistic",
+                                                    "eval_metric": "logloss@0.5"})
+
+
+def test_this_projects_training_request_passes(monkeypatch):
+    # functions/prepare_training builds the CreateTrainingJob request the state machine sends.
+    monkeypatch.setenv("SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/sagemaker")
+    monkeypatch.setenv("XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+    prepare = LocalLambdas(region="us-east-1").module("prepare_training")
+    manifest = {"num_class": 4, "uris": {"train": "s3://b/t/", "validation": "s3://b/v/", "training_output": "s3://b/o/"}}
+    request = prepare.training_request("job", manifest, prepare.training_settings_from_env())
+    plan = plan_training(request["HyperParameters"])
+    assert plan.params == {"objective": "multi:softmax", "num_class": 4, "eval_metric": ["merror"], "eta": 0.2,
+                           "max_depth": 6}
+    assert (plan.num_round, plan.early_stopping_rounds, plan.early_stopping_metric) == (200, 10, "merror")
+
+
+@pytest.mark.parametrize("objective, metrics, native, computed", [
+    # binary:logistic and reg:squarederror with the metrics they are tuned on (xgboost-tuning docs).
+    ("binary:logistic", "logloss,error,auc", ["logloss", "error", "auc"], []),
+    ("binary:logistic", "accuracy,f1_binary,auc", ["auc"], ["accuracy", "f1_binary"]),
+    ("reg:squarederror", "rmse", [], ["rmse"]),
+    ("reg:squarederror", "mae,r2,mse", [], ["mae", "r2", "mse"]),
+])
+def test_binary_and_regression_objectives_train_with_their_metrics(moto_aws, tmp_path, objective, metrics, native,
+                                                                   computed):
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(300, 3))
+    target = features @ [1.0, -2.0, 0.5] + rng.normal(0, 0.3, 300)
+    labels = (target > 0).astype(int) if objective.startswith("binary") else target
+    rows = np.column_stack([labels, features])
+    classes = objective.startswith("binary")
+    channels = {"train": put_channel("train", rows[:220], classes),
+                "validation": put_channel("validation", rows[220:], classes)}
+    request = training_request(channels, objective=objective, eval_metric=metrics, num_round="40")
+    del request.parameters["HyperParameters"]["num_class"]
+    plan = plan_training(request.parameters["HyperParameters"])
+    assert (plan.params.get("eval_metric", []), plan.custom_metrics) == (native, computed)
+    described = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)(request)
+    names = {m["MetricName"] for m in described["FinalMetricDataList"]}
+    assert {f"validation:{m}" for m in metrics.split(",")} <= names
+    booster = downloaded_model(described, tmp_path)
+    assert booster.num_boosted_rounds() <= 40
+
+
+def test_the_metrics_the_container_computes_itself():
+    # metrics/custom_metrics.py: scikit-learn 0.24 scores on raw margins.
+    labels = np.array([0, 1, 1, 0, 1], dtype=np.float32)
+    margins = np.array([-1.0, 2.0, -0.5, 0.3, 1.0], dtype=np.float32)  # classes 0,1,0,1,1
+    dtrain = xgb.DMatrix(np.zeros((5, 1)), label=labels)
+    metric = xgboost_algorithm.CONTAINER_METRICS
+    assert metric["accuracy"](margins, dtrain) == ("accuracy", 0.6)
+    assert metric["precision"](margins, dtrain) == ("precision", 2 / 3)
+    assert metric["recall"](margins, dtrain) == ("recall", 2 / 3)
+    assert metric["f1_binary"](margins, dtrain)[1] == pytest.approx(2 / 3)
+    assert metric["f1"](margins, dtrain)[1] == pytest.approx((1 / 2 + 2 / 3) / 2)  # per class: 1/2, 2/3
+    assert metric["balanced_accuracy"](margins, dtrain) == ("balanced_accuracy", (1 / 2 + 2 / 3) / 2)
+    name, value = metric["rmse"](margins, dtrain)
+    assert name == "rmse" and value == np.sqrt(np.mean((labels - margins) ** 2, dtype=np.float32))
+    multiclass = xgb.DMatrix(np.zeros((3, 1)), label=np.array([0, 2, 1], dtype=np.float32))
+    with pytest.raises(ValueError, match="Target is multiclass but average='binary'"):
+        metric["f1_binary"](np.eye(3, dtype=np.float32)[[0, 2, 2]], multiclass)
+    assert metric["precision_micro"](np.eye(3, dtype=np.float32)[[0, 2, 2]], multiclass)[1] == pytest.approx(2 / 3)
 
 
 def test_service_errors_are_named_as_step_functions_names_them(moto_aws):

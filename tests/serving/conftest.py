@@ -58,20 +58,12 @@ def glue_job():
 
 
 def _train(run_dir: Path, manifest: dict, target: Path) -> Path:
-    """The built-in algorithm's training, as localmode's training worker does it (same helpers)."""
-    import xgboost
-
-    from localmode.workers.training import booster_parameters, read_channel
+    """The built-in algorithm's training, as localmode's training worker does it (same functions)."""
+    from localmode.workers.training import plan_training, train_on_channels
 
     hyperparameters = {**HYPERPARAMETERS, "num_class": str(manifest["num_class"])}
-    train_labels, train_features = read_channel(run_dir / "data" / "train")
-    validation_labels, validation_features = read_channel(run_dir / "data" / "validation")
-    train = xgboost.DMatrix(train_features, label=train_labels)
-    validation = xgboost.DMatrix(validation_features, label=validation_labels)
-    booster = xgboost.train(booster_parameters(hyperparameters, nthread=1), train,
-                            num_boost_round=int(hyperparameters["num_round"]),
-                            evals=[(train, "train"), (validation, "validation")],
-                            early_stopping_rounds=int(hyperparameters["early_stopping_rounds"]), verbose_eval=False)
+    booster, _ = train_on_channels(plan_training(hyperparameters),
+                                   {name: run_dir / "data" / name for name in ("train", "validation")}, nthread=1)
     target.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(target / "xgboost-model"))
     return target
