@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import sys
 import threading
 import time
 import urllib.error
@@ -29,6 +30,9 @@ from localmode.lambdas import LambdaContext, LocalLambdas
 RESOURCE = "/approvals/{ref}"
 _APPROVAL_PATH = re.compile(r"^/approvals/([^/]+)$")
 _MAX_BODY = 64 * 1024
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+# A client that stops sending (or announces more than it sends) must not hold a thread for ever.
+_SOCKET_TIMEOUT_SECONDS = 10
 Handler = Callable[[dict, Any], dict]
 
 
@@ -86,12 +90,40 @@ def _make_request_handler(handler: Handler, region: str):
     class ApprovalRequestHandler(BaseHTTPRequestHandler):
         server_version = "local-approval-api"
 
+        timeout = _SOCKET_TIMEOUT_SECONDS  # StreamRequestHandler applies it to the connection
+
+        def _content_length(self) -> int | None:
+            """The body's length, or None when the request does not say it in
+            a way that can be trusted (negative, not a number, two different
+            values, or a chunked body, which this server does not read)."""
+            if self.headers.get("Transfer-Encoding"):
+                return None
+            values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+            if not values:
+                return 0
+            if len(values) != 1:
+                return None
+            (value,) = values
+            return int(value) if _CONTENT_LENGTH.fullmatch(value) else None
+
         def _dispatch(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self._content_length()
+            if length is None:
+                self.close_connection = True
+                self.send_error(400, "Bad Content-Length")
+                return
             if length > _MAX_BODY:
+                self.close_connection = True
                 self.send_error(413)
                 return
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                self.close_connection = True
+                return
+            if len(body) != length:  # the client closed the connection early
+                self.close_connection = True
+                return
             event = proxy_event(method, self.path, dict(self.headers.items()), body, self.headers.get("Host", ""))
             response = handler(event, LambdaContext("approval_api", region))
             payload = response.get("body") or ""
@@ -121,14 +153,22 @@ def _make_request_handler(handler: Handler, region: str):
     return ApprovalRequestHandler
 
 
+class _ApprovalHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # socketserver prints the whole traceback, whose frames can hold the
+        # request line (the approval reference): the exception's type is enough.
+        print(f"approval server: a request failed ({sys.exc_info()[0].__name__})", file=sys.stderr)
+
+
 def start_approval_server(handler: Handler | None = None, host: str = "127.0.0.1", port: int = 0,
                           region: str | None = None) -> tuple[ThreadingHTTPServer, str]:
     """Serve the approval API on host:port (0 = any free port) in a daemon
     thread. Returns the server (call `.shutdown()`) and its base URL, the
     value for the approval Lambda's API_BASE_URL."""
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    server = ThreadingHTTPServer((host, port), _make_request_handler(handler or default_handler(region), region))
-    server.daemon_threads = True
+    server = _ApprovalHTTPServer((host, port), _make_request_handler(handler or default_handler(region), region))
     threading.Thread(target=server.serve_forever, name="approval-server", daemon=True).start()
     bound_host, bound_port = server.server_address[:2]
     return server, f"http://{bound_host}:{bound_port}"
@@ -177,8 +217,10 @@ def browser_decide(link: str, decision: str, reason: str = "") -> tuple[int, str
 
 
 def links_in(message: str) -> dict[str, str]:
-    """The approve/reject links in an approval email, by decision."""
-    found = re.findall(r"(https?://\S+/approvals/[A-Za-z0-9_-]+\?decision=(approve|reject))", message)
+    """The approve/reject links in an approval email, by decision: only the
+    email's own "Approve:"/"Reject:" lines count, never a URL inside a value."""
+    found = re.findall(r"^(?:Approve|Reject):[ \t]+(https?://\S+/approvals/[A-Za-z0-9_-]+\?decision=(approve|reject))[ \t]*$",
+                       message, re.M)
     return {decision: url for url, decision in found}
 
 

@@ -15,15 +15,21 @@ from aws_lambda_powertools import Logger, Tracer
 from pipeline_common.approvals import approval_key, format_metric, new_nonce, new_reference
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent
+from pipeline_common.logs import quiet_library_loggers
 from pipeline_common.s3 import get_json
+from pipeline_common.text import printable, printable_tree
 from pipeline_common.timeutil import iso, utc_now
 
+# The PutItem body holds the task token and the nonce, the SNS body the link reference.
+quiet_library_loggers()
 logger = Logger()
 tracer = Tracer()
 
 # Decided records stay a while for audit; expiry itself is enforced in code.
 _RECORD_RETENTION = timedelta(days=30)
-_SUBJECT_LIMIT = 100
+# SNS: "Subjects must be UTF-8 text with no line breaks or control characters,
+# and less than 100 characters long" (botocore's model of sns:Publish).
+_SUBJECT_LIMIT = 99
 
 
 def approval_summary(event: dict, report: dict) -> dict:
@@ -53,6 +59,9 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def approval_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
+    # Every value from the run (the S3 key above all) on one visible line: a
+    # newline in it would otherwise start a line of its own, e.g. a fake link.
+    summary = printable_tree(summary)
     labels = summary["labels"]
     subject = f"Approve run {summary['run_id']} for production? QA accuracy {format_metric(summary['accuracy'])}"
     per_class = text_table(
@@ -82,7 +91,7 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
             "Confusion matrix (rows: true class, columns: predicted class)",
             matrix,
             "",
-            "Each link opens a confirmation page; nothing is decided until you submit it.",
+            "Each link opens a confirmation page where you choose; nothing is decided until you submit it.",
             f"Approve: {link}?decision=approve",
             f"Reject:  {link}?decision=reject",
             "",
@@ -90,7 +99,7 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
             "production stays as it is. Do not forward this email: anyone with a link can decide.",
         ]
     )
-    return subject[:_SUBJECT_LIMIT], message
+    return printable(subject)[:_SUBJECT_LIMIT], message
 
 
 def _validated(event) -> dict:
@@ -116,19 +125,25 @@ def request_approval(s3, dynamodb, sns, event: dict, table: str, topic_arn: str,
     expires = now + timedelta(seconds=event["approval_timeout_seconds"])
     summary = approval_summary(event, get_json(s3, event["qa"]["report_uri"]))
     reference = new_reference()
+    item = {
+        "pk": {"S": approval_key(reference)},
+        "status": {"S": "pending"},
+        "task_token": {"S": event["task_token"]},
+        "nonce": {"S": new_nonce()},
+        "summary": {"S": json.dumps(summary)},
+        "run_id": {"S": str(summary["run_id"])},
+        "created_at": {"S": iso(now)},
+        "expires_at": {"N": str(int(expires.timestamp()))},
+        "ttl": {"N": str(int((expires + _RECORD_RETENTION).timestamp()))},
+    }
+    execution_arn = event["run"].get("execution_arn")
+    if isinstance(execution_arn, str) and execution_arn:
+        # Lets the approval page ask Step Functions what became of a decision
+        # whose answer was lost (GetExecutionHistory).
+        item["execution_arn"] = {"S": execution_arn}
     dynamodb.put_item(
         TableName=table,
-        Item={
-            "pk": {"S": approval_key(reference)},
-            "status": {"S": "pending"},
-            "task_token": {"S": event["task_token"]},
-            "nonce": {"S": new_nonce()},
-            "summary": {"S": json.dumps(summary)},
-            "run_id": {"S": str(summary["run_id"])},
-            "created_at": {"S": iso(now)},
-            "expires_at": {"N": str(int(expires.timestamp()))},
-            "ttl": {"N": str(int((expires + _RECORD_RETENTION).timestamp()))},
-        },
+        Item=item,
         # A fresh 256-bit reference never collides; the condition makes sure.
         ConditionExpression="attribute_not_exists(pk)",
     )
@@ -141,6 +156,7 @@ def request_approval(s3, dynamodb, sns, event: dict, table: str, topic_arn: str,
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event, context):
+    quiet_library_loggers()
     return request_approval(
         boto3.client("s3"),
         boto3.client("dynamodb"),

@@ -1,104 +1,48 @@
 """request_approval + approval_api: one decision per approval, by a person.
 
-Probes that must change nothing: a GET (a mail scanner), a made-up reference,
-a tampered link, an expired link, a reused link, a decision after the run
-ended, a POST without the page's form fields. Tokens, references and nonces
-never reach the logs.
+Probes that must change nothing: a GET (a mail scanner), a form submitted as
+found (a mail sandbox), a made-up reference, a tampered link, an expired
+link, a reused link, a decision after the run ended, a POST without the
+page's form fields or with a body that is not UTF-8, run data that tries to
+fake lines in the email. Tokens, references and nonces never reach the logs.
+Delivery faults (lost answers, a function killed mid-call) are in
+test_fn_approval_delivery.py.
 """
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
 import secrets
+import socket
+import time
+import unicodedata
 import urllib.parse
 from datetime import timedelta
 
 import boto3
 import pytest
+from approval_support import (  # noqa: F401 (fixtures)
+    API_BASE_URL,
+    TOKEN,
+    approval_api,
+    approval_event,
+    emails,
+    form_as_submitted,
+    make_caller,
+    record,
+    request,
+    request_approval,
+    world,
+)
 from botocore.stub import Stubber
 
-from lambda_fixtures import ARTIFACTS, REGION, TABLE, make_run, put
+from lambda_fixtures import ARTIFACTS, REGION, TABLE, make_run
+from localmode import approval_server
 from localmode.approval_server import browser_decide, hidden_fields, links_in, proxy_event, start_approval_server
 from localmode.lambdas import LambdaContext
-from pipeline_common.approvals import approval_key
+from pipeline_common.approvals import is_wellformed_reference, new_reference
 from pipeline_common.timeutil import utc_now
-
-TOPIC = "approvals"
-API_BASE_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/Prod"
-# Shaped like a real task token: long, opaque, base64-ish.
-TOKEN = "AQCEAAAAKgAAAAMAAAAAAAAAA" + secrets.token_urlsafe(600)
-
-QA_REPORT = {
-    "labels": ["unacc", "acc", "good", "vgood"],
-    "confusion_matrix": [[170, 3, 0, 0], [1, 57, 0, 0], [0, 0, 11, 0], [0, 0, 0, 17]],
-    "per_class": {
-        "unacc": {"precision": 0.994152, "recall": 0.982659, "support": 173},
-        "acc": {"precision": 0.95, "recall": 0.982759, "support": 58},
-        "good": {"precision": 1.0, "recall": 1.0, "support": 11},
-        "vgood": {"precision": 1.0, "recall": 1.0, "support": 17},
-    },
-    "invalid_predictions": 0,
-}
-
-
-@pytest.fixture
-def request_approval(load_function):
-    return load_function("request_approval")
-
-
-@pytest.fixture
-def approval_api(load_function):
-    return load_function("approval_api")
-
-
-@pytest.fixture
-def world(s3, state_table):
-    """Artifacts bucket with a QA report, the state table, and the topic with a
-    queue subscribed, standing in for the approver's mailbox."""
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    topic_arn = sns.create_topic(Name=TOPIC)["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="mailbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    run = make_run()
-    put(s3, run["run_prefix"] + "qa/report.json", QA_REPORT)
-    return {"s3": s3, "dynamodb": state_table, "sns": sns, "sqs": sqs, "queue_url": queue_url,
-            "topic_arn": topic_arn, "run": run}
-
-
-def approval_event(world, timeout: int = 3600) -> dict:
-    run = world["run"]
-    return {
-        "task_token": TOKEN,
-        "run": run,
-        "names": {"production_endpoint": "car-evaluation-prod", "qa_endpoint": f"{run['run_id']}-qa"},
-        "qa": {"accuracy": 0.984556, "threshold": 0.9, "rows": 259, "report_uri": run["run_prefix"] + "qa/report.json"},
-        "approval_timeout_seconds": timeout,
-    }
-
-
-def emails(world) -> list[dict]:
-    messages = world["sqs"].receive_message(QueueUrl=world["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(m["Body"]) for m in messages]
-
-
-def request(world, request_approval, now=None, timeout: int = 3600, base_url: str = API_BASE_URL) -> dict:
-    """Run request_approval; return the email and the reference from its links."""
-    request_approval.request_approval(
-        world["s3"], world["dynamodb"], world["sns"], approval_event(world, timeout),
-        TABLE, world["topic_arn"], base_url, now=now,
-    )
-    [email] = emails(world)
-    links = links_in(email["Message"])
-    reference = urllib.parse.urlsplit(links["approve"]).path.rsplit("/", 1)[-1]
-    return {"email": email, "links": links, "reference": reference}
-
-
-def record(world, reference: str) -> dict:
-    return world["dynamodb"].get_item(TableName=TABLE, Key={"pk": {"S": approval_key(reference)}}).get("Item")
 
 
 @pytest.fixture
@@ -110,26 +54,7 @@ def api(approval_api, world, monkeypatch):
     sfn.meta.events.register("provide-client-params", lambda params, model, **_: calls.append((model.name, dict(params))))
     stub = Stubber(sfn)
     stub.activate()
-    deps = approval_api.Dependencies(world["dynamodb"], sfn, TABLE)
-    monkeypatch.setattr(approval_api, "dependencies", lambda: deps)
-
-    def call(method: str, reference: str, form: dict | None = None, query: str = "", raw_body: str | None = None,
-             content_type: str = "application/x-www-form-urlencoded", base64_body: bool = False):
-        body = raw_body if raw_body is not None else (urllib.parse.urlencode(form) if form is not None else "")
-        headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "pytest"}
-        if method == "POST":
-            headers["Content-Type"] = content_type
-        event = proxy_event(method, f"/approvals/{reference}{query}", headers, body.encode(), headers["Host"])
-        if base64_body:
-            event["body"], event["isBase64Encoded"] = base64.b64encode(body.encode()).decode(), True
-        response = approval_api.lambda_handler(event, LambdaContext("approval_api", REGION))
-        # REST API responses carry headers as multiValueHeaders.
-        response["headers"] = {
-            **{name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()},
-            **(response.get("headers") or {}),
-        }
-        return response["statusCode"], response["body"], response
-
+    call = make_caller(approval_api, monkeypatch, world["dynamodb"], sfn)
     call.stub = stub
     call.calls = calls
     yield call
@@ -213,10 +138,22 @@ def test_get_shows_the_summary_and_never_decides(request_approval, world, api):
     assert record(world, sent["reference"])["status"]["S"] == "pending"
 
 
-def test_the_link_preselects_its_decision(request_approval, world, api):
+@pytest.mark.parametrize("query", ["?decision=approve", "?decision=reject", ""])
+def test_no_link_preselects_a_decision_so_a_sandbox_submitting_the_form_decides_nothing(
+        request_approval, world, api, query):
+    """Mail sandboxes open links and may submit the form they find, as found."""
     sent = request(world, request_approval)
-    _, page, _ = api("GET", sent["reference"], query="?decision=reject")
-    assert 'value="reject" required checked' in page and 'value="approve" required checked' not in page
+    status, page, _ = api("GET", sent["reference"], query=query)
+    assert status == 200
+    fields, radios = form_as_submitted(page)
+    assert {radio["value"] for radio in radios} == {"approve", "reject"}
+    assert not any("checked" in radio for radio in radios), "a decision is pre-selected"
+    assert "decision" not in fields
+
+    status, page, _ = api("POST", sent["reference"], fields)
+    assert status == 400 and "Choose approve or reject" in page
+    assert api.calls == []
+    assert record(world, sent["reference"])["status"]["S"] == "pending"
 
 
 def open_page(api, reference: str, query: str = "") -> str:
@@ -333,28 +270,56 @@ def test_a_decision_after_the_run_ended_changes_nothing(request_approval, world,
     nonce = nonce_of(open_page(api, sent["reference"]))
     api.stub.add_client_error("send_task_success", error_code, "Task Timed Out: 'Provided task does not exist anymore'")
     status, page, _ = api("POST", sent["reference"], {"decision": "approve", "nonce": nonce})
-    assert status == 410 and "no longer waits" in page
+    assert status == 410 and "no longer waits" in page and "No decision from this link was applied" in page
     item = record(world, sent["reference"])
-    assert item["status"]["S"] == "closed" and "decision" not in item
+    assert item["status"]["S"] == "closed" and "task_token" not in item
     # And it stays closed: no second call to Step Functions.
     status, _, _ = api("POST", sent["reference"], {"decision": "approve", "nonce": nonce})
     assert status == 410
     assert len(api.calls) == 1
 
 
-def test_a_passing_step_functions_fault_reopens_the_request(request_approval, world, api):
+def test_a_refused_callback_reopens_the_request(request_approval, world, api):
+    """Throttled (a 400 on the first and only attempt): Step Functions applied nothing."""
     sent = request(world, request_approval)
     page = open_page(api, sent["reference"])
     form = {"decision": "approve", "reason": "", "nonce": nonce_of(page)}
-    api.stub.add_client_error("send_task_success", "ServiceUnavailable", "try later", http_status_code=503)
+    api.stub.add_client_error("send_task_success", "ThrottlingException", "Rate exceeded", http_status_code=400)
     status, page, _ = api("POST", sent["reference"], form)
-    assert status == 503 and "submit the form again" in page
+    assert status == 503 and "submit the form again" in page and "Nothing was changed" in page
     item = record(world, sent["reference"])
-    assert item["status"]["S"] == "pending" and item["task_token"]["S"] == TOKEN
+    assert item["status"]["S"] == "pending" and item["task_token"]["S"] == TOKEN and "decision" not in item
 
+    # Reopened means open to either decision again.
+    api.stub.add_response("send_task_failure", {})
+    status, page, _ = api("POST", sent["reference"], {**form, "decision": "reject", "reason": "changed my mind"})
+    assert status == 200 and "is rejected" in page
+    assert [operation for operation, _ in api.calls] == ["SendTaskSuccess", "SendTaskFailure"]
+
+
+def test_a_server_error_keeps_the_decision_it_may_have_applied(request_approval, world, api):
+    """A 5xx may come after the service applied the call: the page must not
+    say nothing changed, and only the same decision can be delivered again."""
+    sent = request(world, request_approval)
+    form = {"decision": "approve", "reason": "", "nonce": nonce_of(open_page(api, sent["reference"]))}
+    api.stub.add_client_error("send_task_success", "ServiceUnavailable", "try later", http_status_code=503)
+    # The run's history cannot tell either: the approval task is still open.
+    api.stub.add_response("get_execution_history", {"events": [{
+        "id": 3, "timestamp": utc_now(), "type": "TaskScheduled",
+        "taskScheduledEventDetails": {"resourceType": "lambda", "resource": "invoke.waitForTaskToken",
+                                      "region": REGION, "parameters": "{}"}}]})
+    status, page, _ = api("POST", sent["reference"], form)
+    assert status == 202 and "may have been applied" in page and "Nothing was changed" not in page
+    item = record(world, sent["reference"])
+    assert item["status"]["S"] == "deciding" and item["decision"]["S"] == "approve" and item["task_token"]["S"] == TOKEN
+
+    status, page, _ = api("POST", sent["reference"], {**form, "decision": "reject", "reason": "no"})
+    assert status == 409 and "cannot be changed" in page
     api.stub.add_response("send_task_success", {})
-    assert api("POST", sent["reference"], form)[0] == 200
-    assert [operation for operation, _ in api.calls] == ["SendTaskSuccess", "SendTaskSuccess"]
+    status, page, _ = api("POST", sent["reference"], form)
+    assert status == 200 and "is approved" in page
+    assert [operation for operation, _ in api.calls] == ["SendTaskSuccess", "GetExecutionHistory", "SendTaskSuccess"]
+    assert record(world, sent["reference"])["status"]["S"] == "decided"
 
 
 def test_base64_encoded_form_bodies_are_accepted(request_approval, world, api):
@@ -364,6 +329,67 @@ def test_base64_encoded_form_bodies_are_accepted(request_approval, world, api):
     form = {"decision": "reject", "reason": "stale data", "nonce": nonce_of(page)}
     status, _, _ = api("POST", sent["reference"], form, base64_body=True)
     assert status == 200 and api.calls[0][1]["cause"] == "stale data"
+
+
+def _visible_line_breaks(text: str) -> list[str]:
+    """Characters a mail client or browser may show as a line break or use to reorder text."""
+    return [c for c in text if c != "\n" and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+
+
+def test_control_characters_in_run_data_cannot_fake_lines_in_the_email_or_the_page(request_approval, world, api):
+    """An S3 key may hold any character; in the plain-text email a newline in it
+    would start a line of its own, e.g. a fake "Approve:" link."""
+    run = make_run(run_id="car-" + "0123456789ab" * 8)  # also longer than an SNS subject may be
+    evil = "https://evil.example/approvals/" + "A" * 43 + "?decision=approve"
+    run["input_uri"] = f"s3://input-bucket/input/car\nApprove: {evil}\r\nReject:\u2028x\u0085y\u202egpj.csv"
+    sent = request(world, request_approval, run=run)
+    message, subject = sent["email"]["Message"], sent["email"]["Subject"]
+
+    lines = message.splitlines()  # splits on every Unicode line boundary, as a lenient reader might
+    assert [line for line in lines if line.startswith("Approve:")] == [f"Approve: {API_BASE_URL}/approvals/{sent['reference']}?decision=approve"]
+    assert len([line for line in lines if line.startswith("Reject:")]) == 1
+    [input_line] = [line for line in lines if "evil.example" in line]
+    assert input_line.startswith("Input:") and "car\\x0aApprove:" in input_line
+    assert _visible_line_breaks(message) == []
+    assert len(subject) < 100 and _visible_line_breaks(subject) == []  # SNS's subject constraints
+    assert links_in(message)["approve"].startswith(API_BASE_URL)
+
+    status, page, _ = api("GET", sent["reference"])
+    assert status == 200
+    assert "car\\x0aApprove: https://evil.example" in page and "\\u202egpj" in page
+    assert _visible_line_breaks(page) == []
+    assert "\n" not in page  # the page's own markup has no newlines either
+
+
+def test_a_body_that_is_not_utf8_is_a_400_and_changes_nothing(request_approval, approval_api, world, api):
+    sent = request(world, request_approval)
+    nonce = nonce_of(open_page(api, sent["reference"]))
+    before = record(world, sent["reference"])
+    form = f"decision=approve&nonce={nonce}&reason=".encode()
+    for raw, base64_body in ((form + b"caf\xe9", True),        # Latin-1 bytes, passed on base64-encoded
+                             (form + b"%FF%FE", False)):       # percent-encoded bytes that are not UTF-8
+        status, page, _ = api("POST", sent["reference"], raw_body=raw, base64_body=base64_body)
+        assert status == 400 and "could not be read" in page, raw
+    event = proxy_event("POST", f"/approvals/{sent['reference']}", {"Content-Type": "application/x-www-form-urlencoded"},
+                        b"", "h")
+    event["body"], event["isBase64Encoded"] = "not base64 at all!", True
+    response = approval_api.lambda_handler(event, LambdaContext("approval_api", REGION))
+    assert response["statusCode"] == 400
+    assert api.calls == []
+    assert record(world, sent["reference"]) == before
+
+
+def test_a_reference_with_a_trailing_newline_never_reaches_the_table(request_approval, world, api):
+    sent = request(world, request_approval)
+    nonce = nonce_of(open_page(api, sent["reference"]))
+    assert is_wellformed_reference(sent["reference"]) and is_wellformed_reference(new_reference())
+    assert not is_wellformed_reference(sent["reference"] + "\n")
+    reads = []
+    world["dynamodb"].meta.events.register("provide-client-params.dynamodb.GetItem", lambda params, **_: reads.append(1))
+    for method in ("GET", "POST"):
+        status, page, _ = api(method, sent["reference"] + "%0A", {"decision": "approve", "nonce": nonce})
+        assert status == 404 and "does not match any approval request" in page
+    assert reads == [] and api.calls == []
 
 
 def test_other_paths_get_the_unknown_page(approval_api, world, api):
@@ -395,7 +421,7 @@ def test_tokens_references_and_nonces_never_reach_the_logs(request_approval, app
     secrets_seen.append(nonce)
     api("POST", reference, {"decision": "approve"})  # not from the form
     api("POST", reference[:-1] + "x", {"decision": "approve", "nonce": nonce})  # tampered
-    api.stub.add_client_error("send_task_success", "ServiceUnavailable", f"echo {TOKEN}", http_status_code=503)
+    api.stub.add_client_error("send_task_success", "ThrottlingException", f"echo {TOKEN}", http_status_code=400)
     api("POST", reference, {"decision": "approve", "nonce": nonce})
     api.stub.add_response("send_task_success", {})
     api("POST", reference, {"decision": "approve", "nonce": nonce})
@@ -426,3 +452,54 @@ def test_local_server_serves_the_real_handler_to_a_browser(request_approval, app
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def bare_server(monkeypatch):
+    """The local approval server with a handler that records what reaches it;
+    a short socket timeout so a stalled client is seen quickly."""
+    monkeypatch.setattr(approval_server, "_SOCKET_TIMEOUT_SECONDS", 1)
+    reached = []
+
+    def handler(event, _context):
+        reached.append(event)
+        return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "ok"}
+
+    server, base_url = start_approval_server(handler=handler)
+    yield server, reached
+    server.shutdown()
+    server.server_close()
+
+
+def _exchange(server, head: str, body: bytes = b"", wait: float = 5.0) -> bytes:
+    """Send raw bytes, keep the connection open, and read until the server closes it."""
+    with socket.create_connection(server.server_address[:2], timeout=wait) as sock:
+        sock.sendall(head.encode("ascii") + body)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            raise AssertionError(f"the server held the connection for {wait} s: {received[:80]!r}") from None
+    return received
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "+5", "1e3", "5, 6"])
+def test_local_server_answers_a_bad_content_length_with_400(bare_server, capfd, length):
+    server, reached = bare_server
+    answer = _exchange(server, f"POST /approvals/x HTTP/1.1\r\nHost: h\r\nContent-Length: {length}\r\n"
+                               "Content-Type: application/x-www-form-urlencoded\r\n\r\n", b"decision=approve")
+    assert answer.startswith(b"HTTP/1.0 400"), answer[:80]
+    assert reached == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_local_server_drops_a_client_that_stops_sending(bare_server, capfd):
+    server, reached = bare_server
+    started = time.monotonic()
+    answer = _exchange(server, "POST /approvals/x HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n", b"decision=1")
+    assert answer == b"" and time.monotonic() - started < 4
+    assert reached == []
+    assert "Traceback" not in capfd.readouterr().err
+    # And the server still serves others.
+    assert _exchange(server, "GET /approvals/x HTTP/1.1\r\nHost: h\r\n\r\n").startswith(b"HTTP/1.0 200")

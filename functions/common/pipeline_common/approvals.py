@@ -7,7 +7,8 @@ import re
 import secrets
 
 # secrets.token_urlsafe(32) -> 43 characters of the URL-safe base64 alphabet.
-REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# Checked with fullmatch: "$" would also accept a trailing newline.
+REFERENCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 APPROVAL_PREFIX = "approval#"
 PRODUCTION_PREFIX = "production#"
 
@@ -20,8 +21,14 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_attempt_id() -> str:
+    """Tells one delivery attempt of a decision from any other (a timestamp
+    cannot: two requests can share a second)."""
+    return secrets.token_hex(16)
+
+
 def is_wellformed_reference(reference) -> bool:
-    return isinstance(reference, str) and bool(REFERENCE_PATTERN.match(reference))
+    return isinstance(reference, str) and REFERENCE_PATTERN.fullmatch(reference) is not None
 
 
 def approval_key(reference: str) -> str:
