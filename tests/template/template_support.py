@@ -86,6 +86,11 @@ class Resolver:
 
     def get_att(self, logical: str, attribute: str) -> str:
         kind = self.resources[logical]["Type"]
+        if (kind, attribute) == ("AWS::Serverless::Api", "Stage"):  # SAM's ApiId.Stage: the generated stage's name
+            return self._name_property(logical, "StageName")
+        if (kind, attribute) == ("AWS::WAFv2::WebACL", "Arn"):
+            scope = self.resolve(self.resources[logical]["Properties"]["Scope"]).lower()
+            return f"arn:aws:wafv2:{REGION}:{ACCOUNT}:{scope}/webacl/{self._name_property(logical, 'Name')}/0a1b2c3d"
         name = self.ref(logical)
         arns = {
             ("AWS::Serverless::Function", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
@@ -152,6 +157,71 @@ def iam_allows(statements: list[dict], action: str, arn: str) -> bool:
         ):
             return True
     return False
+
+
+def _string_like(value: str, pattern: str) -> bool:
+    # IAM's StringLike: "*" any run of characters, "?" one character, case-sensitive, nothing else special.
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.S) is not None
+
+
+_CONDITION_MATCHERS = {
+    "StringEquals": lambda value, expected: value == expected,
+    "StringLike": _string_like,
+    "Bool": lambda value, expected: str(value).lower() == str(expected).lower(),
+}
+
+
+def condition_holds(condition: dict, context: dict) -> bool:
+    """An IAM Condition block against a request context ({key: value or list of values}),
+    as the IAM User Guide describes it (reference_policies_condition-single-vs-multi-valued-context-keys.html,
+    reference_policies_condition_examples-multi-valued-context-keys.html): operators and keys
+    are ANDed, a key's policy values ORed; a single-valued operator needs the key present;
+    ForAllValues holds when every request value matches some policy value, and also when the
+    key is absent; ForAnyValue needs at least one request value to match. Null tests presence.
+    An operator not listed here fails the test instead of being guessed."""
+    for operator, keys in condition.items():
+        qualifier, _, base = operator.rpartition(":")
+        if base != "Null" and base not in _CONDITION_MATCHERS or qualifier not in ("", "ForAllValues", "ForAnyValue"):
+            raise NotImplementedError(f"condition operator {operator}")
+        for key, expected in keys.items():
+            expected = expected if isinstance(expected, list) else [expected]
+            actual = context.get(key)
+            values = [] if actual is None else actual if isinstance(actual, list) else [actual]
+            if base == "Null":
+                holds = (not values) == (str(expected[0]).lower() == "true")
+            else:
+                match = _CONDITION_MATCHERS[base]
+
+                def matches(value, match=match, expected=expected):
+                    return any(match(value, e) for e in expected)
+
+                if qualifier == "ForAllValues":
+                    holds = all(matches(value) for value in values)
+                elif qualifier == "ForAnyValue":
+                    holds = any(matches(value) for value in values)
+                else:
+                    holds = len(values) == 1 and matches(values[0])
+            if not holds:
+                return False
+    return True
+
+
+def iam_allows_request(statements: list[dict], action: str, arn: str, context: dict) -> bool:
+    """Whether identity-policy statements allow one request: an explicit Deny
+    wins, else some Allow must match action, resource and every condition."""
+    def applies(statement) -> bool:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = statement.get("Resource", [])
+        resources = [resources] if isinstance(resources, str) else resources
+        return (any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+                and any(fnmatch.fnmatchcase(arn, r) for r in resources)
+                and condition_holds(statement.get("Condition", {}), context))
+
+    if any(s.get("Effect") == "Deny" and applies(s) for s in statements):
+        return False
+    return any(s.get("Effect") == "Allow" and applies(s) for s in statements)
 
 
 def role_statements(resolver: Resolver, role_logical_id: str) -> list[dict]:
