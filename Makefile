@@ -1,6 +1,6 @@
 # Two commands matter on a fresh machine: `make local` and `make test`.
-# Every target sets up what it needs (Python env from uv.lock, MLeap jars from
-# Maven Central, pinned npm tools) and is a no-op when that is already done.
+# Every target sets up what it needs (Python env from uv.lock, the MLeap runtime the tests
+# judge bundles with, from Maven Central, pinned npm tools) and is a no-op when that is already done.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -21,7 +21,7 @@ help:
 	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
 	@echo "make data        download and verify car.data into .cache/data/"
 	@echo "make bench       benchmarks -> bench/results.json"
-	@echo "make deploy      sam build + sam deploy + upload the MLeap jars and dataset spec"
+	@echo "make deploy      sam build + sam deploy + upload the dataset spec"
 
 $(UV):
 	python3 -m venv $(BOOTSTRAP)
@@ -31,17 +31,8 @@ $(UV):
 	$(UV) sync --frozen --python python3.11
 	touch $@
 
-# Serializing side: mleap-spark 0.16.0 and its deps shaded into ONE jar without Spark/Scala
-# (Spark provides them). Local Spark loads it via spark.jars; a deploy uploads the same file
-# for Glue's --extra-jars (see glue/pom.xml).
-$(JARS)/spark/.done: glue/pom.xml
-	rm -rf $(JARS)/spark
-	$(MVN) -f glue/pom.xml package
-	mkdir -p $(JARS)/spark
-	cp glue/target/mleap-glue-deps-1.0.0.jar $(JARS)/spark/mleap-glue-deps.jar
-	touch $@
-
-# Serving side: MLeap runtime 0.20.0 (what SparkML Serving 3.3 runs) plus our small CLI over its Java API.
+# The judge of every bundle the Glue job writes (it writes them itself, in Python): MLeap runtime
+# 0.20.0, what SparkML Serving 3.3 runs, plus our small CLI over its Java API. Tests only.
 $(JARS)/runtime/.done: tests/jvm/pom.xml $(wildcard tests/jvm/src/main/java/*/*.java tests/jvm/src/main/java/*.java)
 	rm -rf $(JARS)/runtime
 	$(MVN) -f tests/jvm/pom.xml package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(JARS)/runtime)
@@ -52,7 +43,7 @@ node_modules/.done: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $@
 
-setup: .venv/.synced $(JARS)/spark/.done $(JARS)/runtime/.done node_modules/.done
+setup: .venv/.synced $(JARS)/runtime/.done node_modules/.done
 
 data: .venv/.synced
 	$(PY) -m localmode data $(if $(DATA),--data $(DATA))
@@ -88,9 +79,9 @@ glue-local: setup
 bench: setup
 	$(PY) -m bench $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
 
-# mvn package + sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload
-# the shaded MLeap jar and the dataset spec to the artifacts bucket. Needs python3.13 on PATH and AWS
-# credentials. Tear down with: $(PY) scripts/deploy.py teardown
+# sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload the dataset spec
+# to the artifacts bucket. Needs python3.13 on PATH and AWS credentials. Tear down with:
+# $(PY) scripts/deploy.py teardown
 deploy: .venv/.synced
 	$(PY) scripts/deploy.py deploy
 

@@ -1,13 +1,14 @@
-"""Glue 4.0 job: validate the raw CSV, split it, fit the feature pipeline and
+"""Glue 5.1 job: validate the raw CSV, split it, fit the feature pipeline and
 write everything the rest of the pipeline reads (layout: docs/architecture.md,
 "One run's artifacts").
 
-Runs unchanged on AWS Glue 4.0 (Spark 3.3.0, Python 3.10, Java 8) and on local
-PySpark 3.3.x: `python -m localmode glue` (or `make glue-local`) calls `run()`
-in-process with a SparkSession that has the MLeap jar (build/jars/spark/).
-Importing this module does no work. Bundles are written by mleap-spark 0.16.0
-(0.20.0 is not on the Maven Central we can reach, see glue/pom.xml) and are
-checked by the tests against MLeap runtime 0.20.0, what SparkML Serving 3.3 runs.
+Runs unchanged on AWS Glue 5.1 (Spark 3.5.6, Python 3.11, Java 17) and on local
+PySpark 3.5.6: `python -m localmode glue` (or `make glue-local`) calls `run()`
+in-process. It needs nothing Glue does not provide (the standard library,
+PySpark, boto3): sam package uploads this one file. Importing it does no work.
+The MLeap bundles are written by this script itself, in the JSON format that
+MLeap runtime 0.20.0 (SparkML Serving 3.3) reads ("MLeap bundles" below); the
+tests load them in that runtime and compare with Spark on every held-out row.
 
 Input contract. Columns are the dataset spec's features in order, then its
 label (datasets/<name>.json, passed with --spec). Accepted: the UCI file as
@@ -24,7 +25,7 @@ text, which on Glue becomes the job run's ErrorMessage and so the cause shown
 by Step Functions.
 
 How validation scales. Only JVM DataFrame expressions are used (no Python
-UDFs: they also crash PySpark 3.3 on Python 3.11), and nothing row-level is
+UDFs: each would ship every row to a Python worker and back), and nothing row-level is
 collected: the input is read once, parsed lines are cached (memory, then
 disk), and one aggregation counts lines per (file, Spark partition, problem
 kind) and valid rows per (label, split bucket); only when something is
@@ -36,7 +37,7 @@ of the same file's earlier partitions. That is exact because Spark plans a
 file's splits in offset order (its planner sorts splits by size, descending
 and stably: all splits but a file's last have the same size, and the last is
 the smallest), a full-size split is alone in its partition, and a partition
-reads each of its splits sequentially. This leans on Spark 3.3's planner, so
+reads each of its splits sequentially. This leans on Spark's planner, so
 the tests check it on input cut into many partitions.
 
 Split: 70% train, 15% validation, 15% test, stratified by label with exact
@@ -89,7 +90,6 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -707,31 +707,335 @@ def sparkml_schemas(spec: dict) -> dict[str, dict]:
     }
 
 
-def serialize_bundle(spark, model, transformed, workdir: Path, name: str) -> tuple[Path, str]:
-    """MLeap JSON bundle -> model.tar.gz with bundle.json and root/ at the top; returns (tarball, mleap version)."""
-    zip_path = workdir / f"{name}.zip"
+# ----------------------------------------------------------------- MLeap bundles
+#
+# The job writes its MLeap bundles itself, as the JSON files MLeap runtime 0.20.0 (SparkML
+# Serving 3.3) reads: no MLeap serializer exists for Spark 3.5, and none is needed to write a
+# few JSON files. What each op's loader reads is in combust/mleap v0.20.0,
+# mleap-runtime/.../bundle/ops/feature/<Op>Op.scala, and bundle-ml's json/JsonSupport.scala.
+# The writer lives in this script because `sam package` uploads a Glue job's
+# Command.ScriptLocation and nothing else (aws-sam-cli samcli/lib/package/packageable_resources.py,
+# GlueJobCommandScriptLocationResource): one file keeps `sam build && sam deploy` the whole deploy.
+#
+# To support another Spark stage, add a function to BUNDLE_OPS: it gets the fitted stage and the
+# shapes of the columns seen so far, and returns the node (op name, attributes, sockets) and the
+# shapes of the columns it adds. A stage without an entry fails the job by its class name
+# before anything is written (bundle_nodes is called before the first write).
+
+BUNDLE_FORMAT_VERSION = MLEAP_SERVING_RUNTIME
+
+
+class UnsupportedStage(ValueError):
+    """The pipeline holds a Spark stage the bundle writer cannot express for MLeap runtime 0.20.0."""
+
+
+@dataclass(frozen=True)
+class ColumnShape:
+    """A column's MLeap data shape: a scalar, or a tensor (a Spark vector) of `size` doubles."""
+
+    size: int | None = None  # None: scalar
+    nullable: bool = True
+
+    def to_json(self) -> dict:
+        # DataShape and TensorDimension are read with spray's jsonFormat: every field must be present,
+        # including isNullable and a dimension's (empty) name.
+        if self.size is None:
+            return {"base": "scalar", "isNullable": self.nullable}
+        return {"base": "tensor", "isNullable": self.nullable,
+                "tensorShape": {"dimensions": [{"size": self.size, "name": ""}]}}
+
+
+SCALAR = ColumnShape()
+
+
+@dataclass(frozen=True)
+class BundleNode:
+    name: str
+    op: str
+    attributes: dict
+    inputs: list  # [(port, column)]
+    outputs: list
+
+
+def _value_string(value: str) -> dict:
+    return {"string": value}
+
+
+def _value_int(value: int) -> dict:
+    return {"int": int(value)}
+
+
+def _value_boolean(value: bool) -> dict:
+    return {"boolean": bool(value)}
+
+
+def _value_list(kind: str, values: list) -> dict:
+    return {kind: list(values), "type": "list"}
+
+
+def _input_shape(shapes: dict, stage, column: str) -> ColumnShape:
+    if column not in shapes:
+        raise UnsupportedStage(f"{type(stage).__name__} {stage.uid} reads column {column!r}, which is neither a "
+                               "pipeline input nor written by an earlier stage")
+    return shapes[column]
+
+
+def _string_indexer_node(stage, shapes: dict):
+    if stage.isSet(stage.inputCols) or len(stage.labelsArray) != 1:
+        # StringIndexerOp 0.20.0 reads labels_length == 1 only: one indexer per column.
+        raise UnsupportedStage(f"StringIndexerModel {stage.uid} has several input columns; MLeap runtime "
+                               f"{MLEAP_SERVING_RUNTIME} loads single-column StringIndexers only")
+    source, target = stage.getInputCol(), stage.getOutputCol()
+    _input_shape(shapes, stage, source)
+    attributes = {
+        "labels_length": _value_int(1),
+        "labels_array_0": _value_list("string", stage.labelsArray[0]),
+        "handle_invalid": _value_string(stage.getHandleInvalid()),
+    }
+    return (BundleNode(stage.uid, "string_indexer", attributes, [("input", source)], [("output", target)]),
+            {target: SCALAR})
+
+
+def _one_hot_encoder_node(stage, shapes: dict):
+    sources = stage.getInputCols() if stage.isSet(stage.inputCols) else [stage.getInputCol()]
+    targets = stage.getOutputCols() if stage.isSet(stage.outputCols) else [stage.getOutputCol()]
+    for source in sources:
+        _input_shape(shapes, stage, source)
+    sizes = [int(n) for n in stage.categorySizes]
+    handle_invalid = stage.getHandleInvalid()
+    drop_last = stage.getDropLast()
+    # Spark's and MLeap's OneHotEncoderModel alike: "keep" adds a slot for invalid values, dropLast removes one.
+    widths = [n + (handle_invalid == "keep") - drop_last for n in sizes]
+    attributes = {
+        "category_sizes": _value_list("int", sizes),
+        "drop_last": _value_boolean(drop_last),
+        "handle_invalid": _value_string(handle_invalid),
+    }
+    node = BundleNode(stage.uid, "one_hot_encoder", attributes,
+                      [(f"input{i}", c) for i, c in enumerate(sources)], [(f"output{i}", c) for i, c in enumerate(targets)])
+    return node, {target: ColumnShape(size=width) for target, width in zip(targets, widths)}
+
+
+def _vector_assembler_node(stage, shapes: dict):
+    if stage.getHandleInvalid() != "error":
+        # MLeap's VectorAssembler has no handleInvalid: "skip"/"keep" would serve differently than Spark trains.
+        raise UnsupportedStage(f"VectorAssembler {stage.uid} has handleInvalid={stage.getHandleInvalid()!r}; "
+                               f"MLeap runtime {MLEAP_SERVING_RUNTIME} only assembles like 'error'")
+    sources = stage.getInputCols()
+    input_shapes = [_input_shape(shapes, stage, c) for c in sources]
+    attributes = {"input_shapes": _value_list("data_shape", [s.to_json() for s in input_shapes])}
+    width = sum(1 if s.size is None else s.size for s in input_shapes)
+    node = BundleNode(stage.uid, "vector_assembler", attributes,
+                      [(f"input{i}", c) for i, c in enumerate(sources)], [("output", stage.getOutputCol())])
+    return node, {stage.getOutputCol(): ColumnShape(size=width)}
+
+
+def _index_to_string_node(stage, shapes: dict):
+    source, target = stage.getInputCol(), stage.getOutputCol()
+    _input_shape(shapes, stage, source)
+    if not stage.isSet(stage.labels) or not stage.getLabels():
+        # Spark would read the labels from the input column's metadata, which a serving request has none of.
+        raise UnsupportedStage(f"IndexToString {stage.uid} has no explicit labels")
+    attributes = {
+        "labels": _value_list("string", stage.getLabels()),
+        # What mleap-spark wrote for this stage (the 0.16.0 fixture); the serving input is one double per row.
+        "input_shape": {"data_shape": ColumnShape(nullable=False).to_json()},
+    }
+    return (BundleNode(stage.uid, "reverse_string_indexer", attributes, [("input", source)], [("output", target)]),
+            {target: SCALAR})
+
+
+# --- the same nodes as Spark SQL column expressions -------------------------------
+# The training CSVs are the preprocess bundle applied to the training rows. Computing them from the
+# bundle's own nodes keeps training and serving the same by construction, and plain column
+# expressions are what Spark optimizes best: a PipelineModel.transform re-runs per write (Spark treats
+# StringIndexerModel's UDF as non-deterministic, so nothing is pushed through it), costs a Python
+# round trip per stage, and builds a vector per row only to take it apart again. Each column is a
+# list of "slots" (a scalar has one, a vector one per element).
+
+def _invalid(node: BundleNode, what):
+    from pyspark.sql import functions as F
+
+    return F.raise_error(F.concat(F.lit(f"{node.op} {node.name}: "), what))
+
+
+def _string_indexer_columns(node: BundleNode, columns: dict) -> dict:
+    from pyspark.sql import functions as F
+
+    [source] = columns[node.inputs[0][1]]
+    labels = node.attributes["labels_array_0"]["string"]
+    handle_invalid = node.attributes["handle_invalid"]["string"]
+    if handle_invalid == "skip":
+        raise UnsupportedStage(f"StringIndexer {node.name} skips rows: training rows would differ from the input rows")
+    source = source.cast("string")
+    index = F.when(source == labels[0], F.lit(0))
+    for i, label in enumerate(labels[1:], start=1):
+        index = index.when(source == label, F.lit(i))
+    fallback = F.lit(len(labels)) if handle_invalid == "keep" else _invalid(
+        node, F.concat(F.lit("Unseen label: "), F.coalesce(source, F.lit("null"))))
+    return {node.outputs[0][1]: [index.otherwise(fallback)]}
+
+
+def _one_hot_encoder_columns(node: BundleNode, columns: dict) -> dict:
+    from pyspark.sql import functions as F
+
+    sizes = node.attributes["category_sizes"]["int"]
+    keep = node.attributes["handle_invalid"]["string"] == "keep"
+    drop_last = node.attributes["drop_last"]["boolean"]
+    added = {}
+    for (_, source), (_, target), size in zip(node.inputs, node.outputs, sizes):
+        [index] = columns[source]
+        width = size + keep - drop_last
+        if keep:
+            index = F.when((index >= 0) & (index < size), index).otherwise(F.lit(size))
+        else:
+            index = F.when((index >= 0) & (index < size), index).otherwise(
+                _invalid(node, F.concat(F.lit("invalid index "), index.cast("string"))))
+        added[target] = [(index == j).cast("int") for j in range(width)]
+    return added
+
+
+def _vector_assembler_columns(node: BundleNode, columns: dict) -> dict:
+    return {node.outputs[0][1]: [slot for _, source in node.inputs for slot in columns[source]]}
+
+
+@dataclass(frozen=True)
+class BundleOp:
+    name: str  # the MLeap op name its nodes carry
+    node: object  # (fitted stage, shapes so far) -> (BundleNode, shapes of the columns it adds)
+    columns: object = None  # (BundleNode, slots so far) -> slots of the columns it adds; None: serving only
+
+
+# Spark stage class name -> its op.
+BUNDLE_OPS = {
+    "StringIndexerModel": BundleOp("string_indexer", _string_indexer_node, _string_indexer_columns),
+    "OneHotEncoderModel": BundleOp("one_hot_encoder", _one_hot_encoder_node, _one_hot_encoder_columns),
+    "VectorAssembler": BundleOp("vector_assembler", _vector_assembler_node, _vector_assembler_columns),
+    "IndexToString": BundleOp("reverse_string_indexer", _index_to_string_node),
+}
+
+
+def bundle_columns(nodes: list[BundleNode], inputs: list[str], output: str) -> list:
+    """The slots of `output` as Spark column expressions over the input columns."""
+    from pyspark.sql import functions as F
+
+    ops = {op.name: op for op in BUNDLE_OPS.values()}
+    columns = {name: [F.col(name)] for name in inputs}
+    for node in nodes:
+        if ops[node.op].columns is None:
+            raise UnsupportedStage(f"{node.op} {node.name} has no Spark expression")
+        columns.update(ops[node.op].columns(node, columns))
+    return columns[output]
+
+
+def _flat_stages(model) -> list:
+    stages = []
+    for stage in model.stages:
+        stages.extend(_flat_stages(stage) if type(stage).__name__ == "PipelineModel" else [stage])
+    return stages
+
+
+def bundle_nodes(model, inputs: list[str]) -> tuple[list[BundleNode], dict[str, ColumnShape]]:
+    """The nodes of a fitted PipelineModel whose input columns are the scalars `inputs`, and every column's shape.
+
+    Raises UnsupportedStage naming every stage the writer does not know, before looking at any of them.
+    """
+    stages = _flat_stages(model)
+    unknown = sorted({type(s).__name__ for s in stages if type(s).__name__ not in BUNDLE_OPS})
+    if unknown:
+        raise UnsupportedStage(f"the MLeap bundle writer has no op for Spark stage(s) {', '.join(unknown)} "
+                               f"(supported: {', '.join(sorted(BUNDLE_OPS))}); nothing was written")
+    shapes = {name: SCALAR for name in inputs}
+    nodes = []
+    for stage in stages:
+        node, added = BUNDLE_OPS[type(stage).__name__].node(stage, shapes)
+        nodes.append(node)
+        shapes.update(added)
+    return nodes, shapes
+
+
+def write_bundle(name: str, nodes: list[BundleNode], directory: Path) -> None:
+    """An unzipped JSON bundle: bundle.json, root/{model,node}.json, root/<node>.node/{model,node}.json."""
+    root = directory / "root"
+    root.mkdir(parents=True)
+
+    def put(path: Path, document: dict) -> None:
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    for node in nodes:
+        # GraphSerializer reads each pipeline child from "<name>.node" next to the pipeline's files.
+        node_dir = root / f"{node.name}.node"
+        node_dir.mkdir()
+        put(node_dir / "model.json", {"op": node.op, "attributes": node.attributes})
+        put(node_dir / "node.json", {"name": node.name, "shape": {
+            "inputs": [{"port": p, "name": c} for p, c in node.inputs],
+            "outputs": [{"port": p, "name": c} for p, c in node.outputs]}})
+    put(root / "model.json", {"op": "pipeline", "attributes": {"nodes": _value_list("string", [n.name for n in nodes])}})
+    put(root / "node.json", {"name": name, "shape": {"inputs": [], "outputs": []}})
+    # bundle.json is read with jsonFormat6(Bundle): uid must parse as a UUID, format is "json"; meta is optional.
+    put(directory / "bundle.json", {
+        "uid": str(uuid.uuid4()),
+        "name": name,
+        "format": "json",
+        "version": BUNDLE_FORMAT_VERSION,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+    })
+
+
+def bundle_tarball(name: str, nodes: list[BundleNode], workdir: Path) -> Path:
+    """model.tar.gz with bundle.json and root/ at the top, as SparkML Serving unpacks it into /opt/ml/model."""
     unpacked = workdir / name
-    serializer = spark._jvm.ml.combust.mleap.spark.SimpleSparkSerializer()
-    serializer.serializeToBundle(model._to_java(), f"jar:{zip_path.resolve().as_uri()}", transformed._jdf)
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(unpacked)
-    bundle_info = json.loads((unpacked / "bundle.json").read_text(encoding="utf-8"))
+    write_bundle(name, nodes, unpacked)
     tarball = workdir / f"{name}.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         for entry in sorted(unpacked.iterdir()):
             tar.add(entry, arcname=entry.name)
-    return tarball, bundle_info["version"]
+    return tarball
 
 
 # --------------------------------------------------------------------------- run
 
+@dataclass(frozen=True)
+class BundlePlan:
+    """Both serving pipelines as bundle nodes, and the training columns computed from the same nodes."""
+
+    preprocess: list[BundleNode]
+    postprocess: list[BundleNode]
+    label_index: list[BundleNode]
+    width: int
+
+
+def plan_bundles(spark, spec: dict) -> BundlePlan:
+    """Fits the pipelines (from the spec alone, no data pass) and turns them into bundle nodes.
+
+    Raises UnsupportedStage for a stage the writer does not know: run() calls this before it writes anything.
+    """
+    from pyspark.ml import PipelineModel
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    feature_names = [f["name"] for f in spec["features"]]
+    # OneHotEncoder's fit reads only the indexers' column metadata: an empty frame is enough.
+    empty = spark.createDataFrame([], StructType([StructField(n, StringType()) for n in feature_names]))
+    preprocess = build_preprocess_model(spark, spec, empty)
+    pre_nodes, pre_shapes = bundle_nodes(preprocess, feature_names)
+    post_nodes, _ = bundle_nodes(build_postprocess_model(spec), [POSTPROCESS_INPUT])
+    label_nodes, _ = bundle_nodes(PipelineModel(stages=[build_label_indexer(spec)]), [spec["label"]["name"]])
+    width = pre_shapes[FEATURES_COL].size
+    widths = {"bundle": width, "spark": feature_width(preprocess.transform(empty)),
+              "spec": sum(len(f["values"]) for f in spec["features"])}
+    if len(set(widths.values())) != 1:
+        raise RuntimeError(f"feature vector widths disagree: {widths}")
+    return BundlePlan(pre_nodes, post_nodes, label_nodes, width)
+
+
 def run(spark, options: JobOptions) -> dict:
     """Validate, split, fit, write. Returns the manifest (already written last under the run prefix)."""
     validate_spec(options.spec)
+    plan = plan_bundles(spark, options.spec)
     store = make_store(options.output)
     store.begin()
     try:
-        manifest = _build(spark, options, store)
+        manifest = _build(spark, options, store, plan)
         store.commit(manifest)
     except BaseException:
         store.abort()
@@ -740,8 +1044,7 @@ def run(spark, options: JobOptions) -> dict:
     return manifest
 
 
-def _build(spark, options: JobOptions, store) -> dict:
-    from pyspark.ml.functions import vector_to_array
+def _build(spark, options: JobOptions, store, plan: BundlePlan) -> dict:
     from pyspark.sql import functions as F
 
     spec = options.spec
@@ -758,38 +1061,28 @@ def _build(spark, options: JobOptions, store) -> dict:
     # Cheap to recompute for each write: it reads the cached lines and ranks only boundary buckets.
     split_rows = assign_split(valid, spec, sizes)
     try:
-        preprocess = build_preprocess_model(spark, spec, split_rows)
-        label_indexer = build_label_indexer(spec)
-        encoded = preprocess.transform(label_indexer.transform(split_rows))
-        width = feature_width(encoded)
-        expected_width = sum(len(f["values"]) for f in spec["features"])
-        if width != expected_width:
-            raise RuntimeError(f"feature vector width {width} differs from the spec's {expected_width} values")
-        vector = vector_to_array(F.col(FEATURES_COL))
+        [label_index] = bundle_columns(plan.label_index, [label_name], LABEL_INDEX_COL)
+        features = bundle_columns(plan.preprocess, feature_names, FEATURES_COL)
         # One-hot values are exactly 0 or 1: written as integers, which XGBoost reads as the same
         # floats the SparkML container sends ("1.0"), in half the bytes and a quarter less time.
-        training_columns = [F.col(LABEL_INDEX_COL).cast("int")] + [vector[i].cast("int") for i in range(width)]
+        training_columns = [label_index, *features]
         for name in ("train", "validation"):
-            (encoded.filter(F.col("split") == name).select(*training_columns)
+            (split_rows.filter(F.col("split") == name).select(*training_columns)
              .write.mode("overwrite").csv(store.spark_uri(f"data/{name}/")))
         (split_rows.filter(F.col("split") == "test").select(*columns)
          .write.mode("overwrite").csv(store.spark_uri("data/test/")))
         LOG.info("wrote splits in %.1fs", time.monotonic() - started)
 
         schemas = sparkml_schemas(spec)
-        postprocess = build_postprocess_model(spec)
-        label_frame = spark.range(len(spec["label"]["values"])).select(F.col("id").cast("double").alias(POSTPROCESS_INPUT))
         with tempfile.TemporaryDirectory(prefix="mleap-bundles-") as tmp:
             workdir = Path(tmp)
-            pre_tar, mleap_version = serialize_bundle(
-                spark, preprocess, preprocess.transform(split_rows.select(*feature_names).limit(1)), workdir, "preprocess")
-            post_tar, _ = serialize_bundle(spark, postprocess, postprocess.transform(label_frame), workdir, "postprocess")
-            store.put_file("model/preprocess/model.tar.gz", str(pre_tar))
-            store.put_file("model/postprocess/model.tar.gz", str(post_tar))
+            store.put_file("model/preprocess/model.tar.gz", str(bundle_tarball("preprocess", plan.preprocess, workdir)))
+            store.put_file("model/postprocess/model.tar.gz", str(bundle_tarball("postprocess", plan.postprocess, workdir)))
         store.put_json("model/preprocess/schema.json", schemas["preprocess"])
         store.put_json("model/postprocess/schema.json", schemas["postprocess"])
     finally:
         valid.release()
+    width = plan.width
 
     split_sizes = {name: sum(s[name] for s in sizes.values()) for name in SPLIT_FRACTIONS}
     return {
@@ -819,7 +1112,8 @@ def _build(spark, options: JobOptions, store) -> dict:
         "schemas": schemas,
         "versions": {
             "spark": spark.version,
-            "mleap": mleap_version,
+            # The bundle format written (what MLeap runtime 0.20.0 reads), by this script's own writer.
+            "mleap": BUNDLE_FORMAT_VERSION,
             "mleap_serving_runtime": MLEAP_SERVING_RUNTIME,
             "python": platform.python_version(),
         },

@@ -1,5 +1,6 @@
 """`python -m localmode glue --data CSV --out DIR`: the Glue job (glue/preprocess.py)
-on local Spark with the same MLeap jar Glue gets (build/jars/spark/, `make setup`)."""
+on local PySpark, the same Spark as Glue 5.1 and nothing added to it (the job writes its
+MLeap bundles itself)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,6 @@ from pathlib import Path
 from localmode import REPO_ROOT, data
 
 JOB_SCRIPT = REPO_ROOT / "glue" / "preprocess.py"
-SPARK_JARS_DIR = REPO_ROOT / "build" / "jars" / "spark"
 # The script is uploaded to Glue as a single file, so it is not a package here either;
 # one module name keeps its classes (InvalidInputData) identical for every importer.
 JOB_MODULE_NAME = "glue_preprocess"
@@ -30,22 +30,14 @@ def load_job():
     return module
 
 
-def spark_jars(jars_dir: Path = SPARK_JARS_DIR) -> list[str]:
-    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
-    if not jars:
-        raise FileNotFoundError(f"No MLeap jar in {jars_dir}: run `make setup` (it builds it from glue/pom.xml).")
-    return jars
-
-
 def build_spark_session(app_name: str = "glue-local", cores: int = 2, shuffle_partitions: int = 4):
-    """A small local SparkSession like Glue's, with the MLeap jar. Reused if one is already running
-    (spark.jars cannot change after start: whoever starts first should start it through here)."""
+    """A small local SparkSession like Glue's. Reused if one is already running (its settings
+    cannot change after start: whoever starts first should start it through here)."""
     from pyspark.sql import SparkSession
 
     spark = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName(app_name)
-        .config("spark.jars", ",".join(spark_jars()))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))

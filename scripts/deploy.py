@@ -1,12 +1,12 @@
 """Deploy the pipeline to AWS in one command (`make deploy`), and take it down.
 
-    python scripts/deploy.py deploy      # mvn package, sam build, sam deploy, upload the Glue job's jar and spec
+    python scripts/deploy.py deploy      # sam build, sam deploy, upload the dataset spec
     python scripts/deploy.py teardown    # delete the production endpoint, stop access logs, empty the buckets, sam delete
 
-`sam deploy` packages the Lambda code and the Glue script, but not the shaded
-MLeap jar (`--extra-jars`) or the dataset spec (`--spec`) that the Glue job
-reads from `s3://<ArtifactsBucket>/deps/`: this script builds the jar with
-Maven and uploads both once the stack exists. Region and credentials come
+`sam deploy` packages the Lambda code and the Glue script (which writes its
+MLeap bundles itself: no jar), but not the dataset spec (`--spec`) that the
+Glue job reads from `s3://<ArtifactsBucket>/deps/`: this script uploads it once
+the stack exists. Region and credentials come
 from the usual AWS settings (AWS_PROFILE, AWS_REGION, or what
 `sam deploy --guided` saved in samconfig.toml).
 """
@@ -25,16 +25,13 @@ from typing import Callable, Sequence
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMCONFIG = REPO_ROOT / "samconfig.toml"
 TEMPLATE = REPO_ROOT / "template.yaml"
-GLUE_POM = REPO_ROOT / "glue" / "pom.xml"
-GLUE_TARGET = REPO_ROOT / "glue" / "target"
 SPEC = REPO_ROOT / "datasets" / "car.json"
 
 # One pin for every place that runs the SAM CLI (scripts/lint.py imports it).
 SAM_CLI_VERSION = "1.170.0"
 LAMBDA_PYTHON = "python3.13"
 
-# Where the template's Glue job looks for its dependencies (DefaultArguments).
-JAR_KEY = "deps/mleap-glue-deps.jar"
+# Where the template's Glue job looks for the dataset spec (DefaultArguments).
 SPEC_KEY = "deps/datasets/car.json"
 
 # Stack outputs this script reads (tests check template.yaml declares them).
@@ -103,15 +100,6 @@ def deploy_settings(config: dict) -> dict:
     }
 
 
-def shaded_jar(target: Path | None = None) -> Path:
-    """The shaded jar `mvn package` writes (not the `original-` one the shade plugin keeps)."""
-    target = target or GLUE_TARGET
-    jars = sorted(p for p in target.glob("mleap-glue-deps-*.jar") if not p.name.startswith("original-"))
-    if len(jars) != 1:
-        raise DeployError(f"expected one shaded mleap-glue-deps-*.jar in {target}, found {[p.name for p in jars]}")
-    return jars[0]
-
-
 def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
     stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     if not stacks:
@@ -125,13 +113,10 @@ def require(outputs: dict[str, str], key: str, stack_name: str) -> str:
     return outputs[key]
 
 
-def upload_glue_dependencies(s3, outputs: dict[str, str], stack_name: str, jar: Path, spec: Path) -> list[str]:
+def upload_glue_dependencies(s3, outputs: dict[str, str], stack_name: str, spec: Path) -> list[str]:
     bucket = require(outputs, "ArtifactsBucketName", stack_name)
-    uploaded = []
-    for path, key, content_type in ((jar, JAR_KEY, "application/java-archive"), (spec, SPEC_KEY, "application/json")):
-        s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-        uploaded.append(f"s3://{bucket}/{key}")
-    return uploaded
+    s3.upload_file(str(spec), bucket, SPEC_KEY, ExtraArgs={"ContentType": "application/json"})
+    return [f"s3://{bucket}/{SPEC_KEY}"]
 
 
 def boto3_session(settings: dict):
@@ -146,9 +131,6 @@ def deploy(run: Runner = run_command, session_factory=boto3_session, guided: boo
     settings = deploy_settings(samconfig())
     if guided is None:
         guided = not settings["has_parameters"]
-    # The jar first: a Maven failure then stops before anything in AWS changes.
-    run(["mvn", "-q", "-B", "-f", str(GLUE_POM), "package", "-DskipTests"])
-    jar = shaded_jar()
     run(sam_command("build", "--template", str(TEMPLATE)))
     run(sam_command("deploy", *(["--guided"] if guided else [])))
     # --guided may have just chosen the stack name, region and profile: read them again.
@@ -157,7 +139,7 @@ def deploy(run: Runner = run_command, session_factory=boto3_session, guided: boo
         raise DeployError("samconfig.toml names no stack_name after sam deploy")
     session = session_factory(settings)
     outputs = stack_outputs(session.client("cloudformation"), settings["stack_name"])
-    for uri in upload_glue_dependencies(session.client("s3"), outputs, settings["stack_name"], jar, SPEC):
+    for uri in upload_glue_dependencies(session.client("s3"), outputs, settings["stack_name"], SPEC):
         print(f"uploaded {uri}")
     print(
         "\nDeployed. Next:\n"
@@ -269,7 +251,7 @@ def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the Glue job's jar and spec")
+    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the dataset spec")
     deploy_parser.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
                                help="force (or skip) sam deploy --guided; default: guided until parameters are saved")
     teardown_parser = commands.add_parser("teardown", help="delete the production endpoint, empty the buckets, sam delete")

@@ -47,7 +47,7 @@ def dataset_spec() -> dict:
 
 @pytest.fixture(scope="session")
 def spark():
-    """The one local SparkSession of a test run, with the MLeap jar (Spark allows one per process)."""
+    """The one local SparkSession of a test run (Spark allows one per process)."""
     from localmode import glue_local
 
     session = glue_local.build_spark_session(app_name="tests")

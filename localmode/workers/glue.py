@@ -41,7 +41,7 @@ class GlueWorker:
         self.default_arguments = default_arguments
         self.spark = spark
         self.workdir = Path(workdir)
-        self.job_settings = job_settings or {"GlueVersion": "4.0", "WorkerType": "G.1X", "NumberOfWorkers": 2}
+        self.job_settings = job_settings or {"GlueVersion": "5.1", "WorkerType": "G.1X", "NumberOfWorkers": 2}
         self.runs: list[dict] = []
 
     def __call__(self, request: TaskRequest) -> dict:

@@ -127,8 +127,8 @@ def test_manifest_fields(car_run, dataset_spec):
     assert m["split"] == {"train": 0.7, "validation": 0.15, "test": 0.15}
     assert m["feature_slots"][:4] == ["buying=vhigh", "buying=high", "buying=med", "buying=low"]
     assert len(m["feature_slots"]) == m["feature_width"]
-    assert m["versions"]["spark"].startswith("3.3.")
-    assert m["versions"]["mleap"] == "0.16.0"
+    assert m["versions"]["spark"] == "3.5.6"  # what Glue 5.1 runs
+    assert m["versions"]["mleap"] == "0.20.0"  # the bundle format the job writes
     assert m["versions"]["mleap_serving_runtime"] == "0.20.0"
     out = str(car_run.out)
     assert m["uris"] == {

@@ -122,11 +122,9 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module")
-def variant_bundles(spark, car_data, dataset_spec, tmp_path_factory):
-    """Feature pipelines fitted by Spark (frequency-ordered labels) and serialized by the same
-    mleap-spark jar the Glue job uses, one per setting."""
-    import zipfile
-
+def variant_bundles(spark, car_data, dataset_spec, glue_job, tmp_path_factory):
+    """Feature pipelines fitted by Spark (frequency-ordered labels) and written by the Glue job's
+    own bundle writer, one per setting."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
     from pyspark.sql.types import StringType, StructField, StructType
@@ -134,7 +132,6 @@ def variant_bundles(spark, car_data, dataset_spec, tmp_path_factory):
     names = [f["name"] for f in dataset_spec["features"]]
     columns = names + [dataset_spec["label"]["name"]]
     frame = spark.read.csv(str(car_data), schema=StructType([StructField(c, StringType()) for c in columns]))
-    serializer = spark._jvm.ml.combust.mleap.spark.SimpleSparkSerializer()
     root = tmp_path_factory.mktemp("variants")
     bundles = {}
     for number, (title, (indexer, encoder, drop_last)) in enumerate(VARIANTS.items()):
@@ -143,10 +140,8 @@ def variant_bundles(spark, car_data, dataset_spec, tmp_path_factory):
                                     handleInvalid=encoder, dropLast=drop_last))
         stages.append(VectorAssembler(inputCols=[f"{n}_v" for n in names], outputCol="features"))
         model = Pipeline(stages=stages).fit(frame)
-        archive = root / f"v{number}.zip"
-        serializer.serializeToBundle(model._to_java(), f"jar:{archive.resolve().as_uri()}", model.transform(frame)._jdf)
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(root / f"v{number}")
+        nodes, _ = glue_job.bundle_nodes(model, names)
+        glue_job.write_bundle(f"v{number}", nodes, root / f"v{number}")
         bundles[title] = (root / f"v{number}", model)
     return bundles
 

@@ -1,5 +1,5 @@
 """scripts/deploy.py: the one-command deploy and teardown, with AWS behind moto
-and the external commands (mvn, sam) recorded instead of run."""
+and the external commands (sam) recorded instead of run."""
 from __future__ import annotations
 
 import json
@@ -52,30 +52,18 @@ def test_the_script_reads_only_outputs_the_template_declares(template):
 
 def test_uploads_land_where_the_glue_job_reads_them(template, resolver, tmp_path):
     job_args = template["Resources"]["PreprocessJob"]["Properties"]["DefaultArguments"]
-    assert job_args["--extra-jars"] == {"Fn::Sub": f"s3://${{ArtifactsBucket}}/{deploy.JAR_KEY}"}
     assert job_args["--spec"] == {"Fn::Sub": f"s3://${{ArtifactsBucket}}/{deploy.SPEC_KEY}"}
-    jar = tmp_path / "mleap-glue-deps-1.0.0.jar"
-    jar.write_bytes(b"PK\x03\x04 jar bytes")
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="art-bucket")
-        uploaded = deploy.upload_glue_dependencies(s3, outputs_for(), STACK, jar, deploy.SPEC)
-        assert uploaded == [f"s3://art-bucket/{deploy.JAR_KEY}", f"s3://art-bucket/{deploy.SPEC_KEY}"]
-        assert s3.get_object(Bucket="art-bucket", Key=deploy.JAR_KEY)["Body"].read() == jar.read_bytes()
+        uploaded = deploy.upload_glue_dependencies(s3, outputs_for(), STACK, deploy.SPEC)
+        assert uploaded == [f"s3://art-bucket/{deploy.SPEC_KEY}"]
         assert s3.get_object(Bucket="art-bucket", Key=deploy.SPEC_KEY)["Body"].read() == deploy.SPEC.read_bytes()
 
 
 def test_a_stack_without_the_outputs_is_refused_by_name():
     with pytest.raises(deploy.DeployError, match="no output ArtifactsBucketName"):
-        deploy.upload_glue_dependencies(None, {}, STACK, REPO_ROOT / "x.jar", deploy.SPEC)
-
-
-def test_shaded_jar_is_chosen_over_the_original(tmp_path):
-    (tmp_path / "original-mleap-glue-deps-1.0.0.jar").write_bytes(b"")
-    (tmp_path / "mleap-glue-deps-1.0.0.jar").write_bytes(b"")
-    assert deploy.shaded_jar(tmp_path).name == "mleap-glue-deps-1.0.0.jar"
-    with pytest.raises(deploy.DeployError, match="expected one shaded"):
-        deploy.shaded_jar(tmp_path / "missing")
+        deploy.upload_glue_dependencies(None, {}, STACK, deploy.SPEC)
 
 
 def test_missing_python_313_stops_before_anything_runs(monkeypatch):
@@ -88,8 +76,6 @@ def test_missing_python_313_stops_before_anything_runs(monkeypatch):
 def test_deploy_builds_deploys_then_uploads(monkeypatch, tmp_path):
     commands = []
     monkeypatch.setattr(deploy, "check_lambda_python", lambda which: None)
-    monkeypatch.setattr(deploy, "GLUE_TARGET", tmp_path)
-    (tmp_path / "mleap-glue-deps-1.0.0.jar").write_bytes(b"jar")
     config = tmp_path / "samconfig.toml"
     config.write_text('version = 0.1\n[default.deploy.parameters]\nstack_name = "car-ml-pipeline"\nregion = "us-east-1"\n')
     monkeypatch.setattr(deploy, "SAMCONFIG", config)
@@ -99,10 +85,11 @@ def test_deploy_builds_deploys_then_uploads(monkeypatch, tmp_path):
         session = FakeSession(stubbed_cloudformation(outputs_for()))
         assert deploy.deploy(run=commands.append, session_factory=lambda settings: session) == 0
         keys = [o["Key"] for o in boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="art-bucket")["Contents"]]
-    assert [c[0] if c[0] == "mvn" else c[c.index("sam") + 1] for c in commands] == ["mvn", "build", "deploy"]
-    assert "--guided" in commands[2], "no saved parameters: the first deploy must ask for them"
-    assert sorted(keys) == sorted([deploy.JAR_KEY, deploy.SPEC_KEY])
-    assert f"aws-sam-cli=={deploy.SAM_CLI_VERSION}" in commands[1]
+    # sam build && sam deploy, then the spec: nothing is built or uploaded for the Glue job besides its script.
+    assert [c[c.index("sam") + 1] for c in commands] == ["build", "deploy"]
+    assert "--guided" in commands[1], "no saved parameters: the first deploy must ask for them"
+    assert keys == [deploy.SPEC_KEY]
+    assert f"aws-sam-cli=={deploy.SAM_CLI_VERSION}" in commands[0]
 
 
 def test_saved_parameters_mean_no_questions():

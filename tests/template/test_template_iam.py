@@ -157,6 +157,6 @@ def test_glue_reads_only_the_input_prefix_and_writes_only_runs(resolver):
     assert not iam_allows(statements, "s3:GetObject", f"{resolver.get_att('InputBucket', 'Arn')}/elsewhere/car.csv")
     artifacts = resolver.get_att("ArtifactsBucket", "Arn")
     assert iam_allows(statements, "s3:PutObject", f"{artifacts}/runs/car-1/manifest.json")
-    assert not iam_allows(statements, "s3:PutObject", f"{artifacts}/deps/mleap-glue-deps.jar")
+    assert not iam_allows(statements, "s3:PutObject", f"{artifacts}/deps/datasets/car.json")
     script = "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-1a2b3c/car-ml-pipeline/0123abcd"
     assert iam_allows(statements, "s3:GetObject", script), "Glue could not read the script sam deploy uploaded"

@@ -1,0 +1,221 @@
+"""The job's own MLeap bundle writer, judged by MLeap runtime 0.20.0 (the tests/jvm CLI, what
+SparkML Serving 3.3 runs), Spark's own transform and the local Python runtime, field for field;
+and against the bundles the previous writer (mleap-spark 0.16.0) wrote, kept as a fixture."""
+from __future__ import annotations
+
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.ml.functions import vector_to_array
+
+from localmode import REPO_ROOT
+from localmode.serving.jvm_runtime import MleapJvmRuntime
+from localmode.serving.mleap import MleapBundle, dense_values
+
+pytestmark = pytest.mark.spark
+
+PREVIOUS = REPO_ROOT / "tests" / "fixtures" / "bundles" / "mleap-spark-0.16.0"
+PARTS = ("preprocess", "postprocess")
+
+
+@pytest.fixture(scope="module")
+def jvm() -> MleapJvmRuntime:
+    return MleapJvmRuntime()
+
+
+def unpack(tarball: Path, target: Path) -> Path:
+    with tarfile.open(tarball) as tar:
+        tar.extractall(target)
+    return target
+
+
+def local_outputs(bundle_dir: Path, schema: dict, rows: list[dict]) -> list:
+    fields = tuple((f["name"], f["type"]) for f in schema["input"])
+    program = MleapBundle(bundle_dir).program(fields, schema["output"]["name"])
+    answers = []
+    for row in rows:
+        value = program.run([row[name] for name, _ in fields])
+        answers.append(dense_values(value) if schema["output"].get("struct") == "vector" else value)
+    return answers
+
+
+def spark_features(spark, job, spec: dict, rows: list[dict]) -> list[list[float]]:
+    names = [f["name"] for f in spec["features"]]
+    frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
+                                               columns=names + ["row_id"]))
+    model = job.build_preprocess_model(spark, spec, frame)
+    out = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id").collect()
+    return [list(r.v) for r in out]
+
+
+def spark_labels(spark, job, spec: dict, indices: list[float]) -> list[str]:
+    frame = spark.createDataFrame(pd.DataFrame({"label": indices, "row_id": range(len(indices))}))
+    return [r.predicted_label for r in job.build_postprocess_model(spec).transform(frame).orderBy("row_id").collect()]
+
+
+def three_way(run_dir: Path, tmp_path: Path, jvm, spark, job, spec, rows: list[dict]) -> list[list[float]]:
+    """The preprocess bundle on `rows` in the JVM runtime and the local runtime, and Spark's transform:
+    asserts all three agree field for field and returns the vectors."""
+    model = run_dir / "model" / "preprocess"
+    schema = json.loads((model / "schema.json").read_text())
+    bundle = unpack(model / "model.tar.gz", tmp_path / "preprocess")
+    from_jvm = jvm.transform(bundle, model / "schema.json", rows)
+    from_local = local_outputs(bundle, schema, rows)
+    from_spark = spark_features(spark, job, spec, rows)
+    mismatches = [(r, a, b, c) for r, a, b, c in zip(rows, from_jvm, from_local, from_spark)
+                  if not (a == {"output": b} and b == c)]
+    assert not mismatches, mismatches[:3]
+    return from_spark
+
+
+def unseen_variants(spec: dict, rows: list[dict]) -> list[dict]:
+    """Each row once more with one feature (in turn) set to a value training never saw: new words,
+    empty, letter case, spaces, a number, non-ASCII, the word null."""
+    odd = [lambda v: "never-seen", lambda v: "", str.upper, lambda v: f" {v}", lambda v: f"{v} ", lambda v: "42",
+           lambda v: f"ü{v}", lambda v: "null", lambda v: f"{v}x"]
+    names = [f["name"] for f in spec["features"]]
+    variants = []
+    for i, row in enumerate(rows):
+        name = names[i % len(names)]
+        value = odd[i % len(odd)](row[name])
+        if value in next(f["values"] for f in spec["features"] if f["name"] == name):
+            value = f"{value}?"  # an upper-cased value that happens to be known stays unseen
+        variants.append({**row, name: value})
+    return variants
+
+
+def held_out_rows(run, spec: dict) -> list[dict]:
+    names = [f["name"] for f in spec["features"]]
+    return [dict(zip(names, r[:-1])) for r in run.csv_rows("test")]
+
+
+# --- the job's bundles, three ways --------------------------------------------------------------
+
+def test_car_data_every_held_out_row_and_its_unseen_variant_agree_three_ways(
+        car_run, jvm, spark, job, dataset_spec, tmp_path):
+    rows = held_out_rows(car_run, dataset_spec)
+    assert len(rows) == car_run.manifest["rows"]["test"] == 260
+    variants = unseen_variants(dataset_spec, rows)
+    vectors = three_way(car_run.out, tmp_path, jvm, spark, job, dataset_spec, rows + variants)
+    width = car_run.manifest["feature_width"]
+    features = len(dataset_spec["features"])
+    assert all(len(v) == width for v in vectors)
+    # Known rows: one 1.0 per feature; a row with one unseen value: that feature's block is all zeros.
+    assert [sum(v) for v in vectors] == [features] * len(rows) + [features - 1] * len(variants)
+
+
+def test_synthetic_file_every_held_out_row_and_its_unseen_variant_agree_three_ways(
+        run_job, jvm, spark, job, dataset_spec, tmp_path):
+    from bench.synthetic import write_synthetic_csv
+
+    data = write_synthetic_csv(dataset_spec, 3000, tmp_path / "synthetic.csv", seed=11)
+    run = run_job(data, tmp_path / "run", seed=5)
+    rows = held_out_rows(run, dataset_spec)
+    assert len(rows) == run.manifest["rows"]["test"] > 400
+    variants = unseen_variants(dataset_spec, rows)
+    vectors = three_way(run.out, tmp_path, jvm, spark, job, dataset_spec, rows + variants)
+    assert [sum(v) for v in vectors[len(rows):]] == [len(dataset_spec["features"]) - 1] * len(variants)
+
+    # The postprocess bundle: every label index, and the held-out rows' true labels, three ways.
+    labels = run.manifest["label_values"]
+    indices = [float(labels.index(r[-1])) for r in run.csv_rows("test")] + [float(i) for i in range(len(labels))]
+    model = run.out / "model" / "postprocess"
+    bundle = unpack(model / "model.tar.gz", tmp_path / "postprocess")
+    schema = json.loads((model / "schema.json").read_text())
+    expected = [r[-1] for r in run.csv_rows("test")] + labels
+    assert [a.get("output") for a in jvm.transform(bundle, model / "schema.json", [{"label": i} for i in indices])] == expected
+    assert local_outputs(bundle, schema, [{"label": i} for i in indices]) == expected
+    assert spark_labels(spark, job, dataset_spec, indices) == expected
+
+
+# --- against the previous writer -------------------------------------------------------------------
+
+@pytest.mark.parametrize("part", PARTS)
+def test_previous_writers_bundle_still_loads_and_gives_its_saved_outputs(part, jvm):
+    """A known-good bundle (mleap-spark 0.16.0, from PySpark 3.3.4) in MLeap runtime 0.20.0 and in
+    the local runtime: the saved Spark outputs, including rows with unseen values."""
+    bundle, schema_path = PREVIOUS / part / "bundle", PREVIOUS / part / "schema.json"
+    expected = json.loads((PREVIOUS / part / "expected.json").read_text())
+    rows = [case["input"] for case in expected]
+    want = [case["features" if part == "preprocess" else "predicted_label"] for case in expected]
+    assert [a.get("output") for a in jvm.transform(bundle, schema_path, rows)] == want
+    assert local_outputs(bundle, json.loads(schema_path.read_text()), rows) == want
+
+
+def test_previous_writers_saved_rows_give_the_same_vectors_from_the_new_bundle(car_run, jvm, spark, job, dataset_spec,
+                                                                                tmp_path):
+    expected = json.loads((PREVIOUS / "preprocess" / "expected.json").read_text())
+    rows = [case["input"] for case in expected]
+    assert three_way(car_run.out, tmp_path, jvm, spark, job, dataset_spec, rows) == [c["features"] for c in expected]
+
+
+def _normalized(bundle_dir: Path) -> list[tuple]:
+    """A bundle as (op, input sockets, output sockets, attributes) in pipeline order, node names left out.
+    StringIndexer labels are compared by value: 0.16.0 wrote them as `labels` (the Spark 2 form),
+    a Spark 3 writer as `labels_length` + `labels_array_0`; runtime 0.20.0 reads both."""
+    root = json.loads((bundle_dir / "root" / "model.json").read_text())
+    nodes = []
+    for name in root["attributes"]["nodes"]["string"]:
+        model = json.loads((bundle_dir / "root" / f"{name}.node" / "model.json").read_text())
+        shape = json.loads((bundle_dir / "root" / f"{name}.node" / "node.json").read_text())["shape"]
+        attributes = dict(model["attributes"])
+        if model["op"] == "string_indexer" and "labels_length" in attributes:
+            assert attributes.pop("labels_length") == {"int": 1}
+            attributes["labels"] = attributes.pop("labels_array_0")
+        nodes.append((model["op"], shape["inputs"], shape["outputs"], attributes))
+    return nodes
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_new_bundle_says_what_the_previous_writer_said(part, car_run, tmp_path):
+    new = unpack(car_run.out / "model" / part / "model.tar.gz", tmp_path / part)
+    old = PREVIOUS / part / "bundle"
+    assert _normalized(new) == _normalized(old)
+    info = json.loads((new / "bundle.json").read_text())
+    assert set(info) == set(json.loads((old / "bundle.json").read_text()))
+    assert info["format"] == "json" and info["version"] == "0.20.0"
+    uuid.UUID(info["uid"])
+    # Every node of the pipeline, and nothing else, is under root/.
+    listed = json.loads((new / "root" / "model.json").read_text())["attributes"]["nodes"]["string"]
+    assert sorted(p.name for p in (new / "root").iterdir() if p.is_dir()) == sorted(f"{n}.node" for n in listed)
+
+
+# --- stages the writer does not know ---------------------------------------------------------------
+
+def test_an_unknown_stage_fails_the_job_by_name_before_anything_is_written(job, spark, dataset_spec, car_data, tmp_path,
+                                                                          monkeypatch):
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import SQLTransformer
+
+    real = job.build_preprocess_model
+
+    def with_extra_stage(spark, spec, sample):
+        fitted = real(spark, spec, sample)
+        return PipelineModel(stages=[*fitted.stages, SQLTransformer(statement="SELECT * FROM __THIS__")])
+
+    monkeypatch.setattr(job, "build_preprocess_model", with_extra_stage)
+    out = tmp_path / "run"
+    options = job.JobOptions(input=str(car_data), output=str(out), run_id="r", spec=dataset_spec)
+    with pytest.raises(job.UnsupportedStage, match="SQLTransformer"):
+        job.run(spark, options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stages_runtime_0_20_would_serve_differently_are_refused(job, spark, dataset_spec):
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
+
+    names = [f["name"] for f in dataset_spec["features"]]
+    frame = spark.createDataFrame(pd.DataFrame([[f["values"][0] for f in dataset_spec["features"]]], columns=names))
+    multi = StringIndexer(inputCols=names[:2], outputCols=["a", "b"]).fit(frame)
+    with pytest.raises(job.UnsupportedStage, match="several input columns"):
+        job.bundle_nodes(PipelineModel(stages=[multi]), names)
+    lenient = VectorAssembler(inputCols=names[:1], outputCol="v", handleInvalid="skip")
+    with pytest.raises(job.UnsupportedStage, match="handleInvalid='skip'"):
+        job.bundle_nodes(PipelineModel(stages=[lenient]), names)
+    with pytest.raises(job.UnsupportedStage, match="'nope'"):
+        job.bundle_nodes(PipelineModel(stages=[VectorAssembler(inputCols=["nope"], outputCol="v")]), names)
