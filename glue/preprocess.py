@@ -365,9 +365,28 @@ def read_lines(spark, input_uri: str):
     )
 
 
+# What classify() says of a line, as a small code (its position here): the first problem, or a kind of good line.
+KINDS = ("row", "blank", "header", "undecodable", "quotes", "field_count", "empty_field", "label_value", "feature_value")
+
+
+def index_name(column: str) -> str:
+    return f"{column}__value"
+
+
+def value_index(col, values: list[str]):
+    """The position of the column's value in the spec's list (tinyint), null for any other value."""
+    from pyspark.sql import functions as F
+
+    index = F.when(col == values[0], F.lit(0))
+    for i, value in enumerate(values[1:], start=1):
+        index = index.when(col == value, F.lit(i))
+    return index.cast("tinyint" if len(values) <= 127 else "int")
+
+
 def classify(lines, spec: dict):
-    """One row per input line: file, part, pos, `kind` (the line's first problem, or
-    "row", "blank", "header"), `n_fields` and the spec's columns (parsed, unquoted, trimmed)."""
+    """One row per input line: file, part, pos, `kind` (the KINDS code of the line's first problem,
+    or of "row", "blank", "header"), `n_fields`, the spec's columns (parsed, unquoted, trimmed) and
+    each column's value index in the spec (index_name; null when the spec does not list the value)."""
     from pyspark.sql import functions as F
 
     columns = spec_columns(spec)
@@ -387,7 +406,7 @@ def classify(lines, spec: dict):
     parsed = lines.select(
         "file", "part", "pos",
         F.length(F.trim(line)).alias("length"),
-        line.rlike(_UNDECODABLE).alias("undecodable"),
+        (F.instr(line, _UNDECODABLE) > 0).alias("undecodable"),
         (has_quote & ((F.length(line) - F.length(F.regexp_replace(line, '"', ""))) % 2 == 1)).alias("odd_quotes"),
         fields.alias("fields"),
     )
@@ -403,19 +422,22 @@ def classify(lines, spec: dict):
     has_empty = F.lit(False)
     for col in cols:
         has_empty = has_empty | (col == "")
+    parsed = parsed.select("*", *[value_index(col, values).alias(index_name(name))
+                                  for col, name, values in zip(cols, columns, value_lists)])
     features_ok = F.lit(True)
-    for col, values in zip(cols[:-1], value_lists[:-1]):
-        features_ok = features_ok & col.isin(values)
-    kind = (F.when(F.col("length") == 0, "blank")
-            .when(F.col("undecodable"), "undecodable")
-            .when(F.col("odd_quotes"), "quotes")
-            .when(F.col("n_fields") != len(columns), "field_count")
-            .when(is_header, "header")
-            .when(has_empty, "empty_field")
-            .when(~cols[-1].isin(value_lists[-1]), "label_value")
-            .when(~features_ok, "feature_value")
-            .otherwise("row"))
-    return parsed.select("file", "part", "pos", kind.alias("kind"), "n_fields", *columns)
+    for name in columns[:-1]:
+        features_ok = features_ok & F.col(index_name(name)).isNotNull()
+    kind = (F.when(F.col("length") == 0, KINDS.index("blank"))
+            .when(F.col("undecodable"), KINDS.index("undecodable"))
+            .when(F.col("odd_quotes"), KINDS.index("quotes"))
+            .when(F.col("n_fields") != len(columns), KINDS.index("field_count"))
+            .when(is_header, KINDS.index("header"))
+            .when(has_empty, KINDS.index("empty_field"))
+            .when(F.col(index_name(columns[-1])).isNull(), KINDS.index("label_value"))
+            .when(~features_ok, KINDS.index("feature_value"))
+            .otherwise(KINDS.index("row")))
+    return parsed.select("file", "part", "pos", kind.cast("tinyint").alias("kind"), "n_fields", *columns,
+                         *[index_name(name) for name in columns])
 
 
 def problem_detail(spec: dict):
@@ -424,7 +446,7 @@ def problem_detail(spec: dict):
 
     columns = spec_columns(spec)
     features = spec["features"]
-    kind = F.col("kind")
+    kind = F.col("kind_name")
     empty = F.concat_ws(", ", *[F.when(F.col(name) == "", F.lit(name)) for name in columns])
     bad_feature = F.coalesce(*[
         F.when(~F.col(f["name"]).isin(f["values"]), F.concat(F.lit(f"{f['name']}='"), F.col(f["name"]), F.lit("'")))
@@ -478,68 +500,78 @@ _PROBLEM_TEXT = {
 
 @dataclass
 class ValidInput:
-    rows: object  # DataFrame: file, pos, split_hash, bucket, then the spec's columns as strings
+    rows: object  # DataFrame: file, pos, split_hash, bucket, value indices (index_name), the spec's columns as strings
     label_counts: dict[str, int]
     bucket_counts: dict[tuple[str, int], int]
     release: object  # drops the cached lines
 
 
 def validate(spark, spec: dict, input_uri: str, seed: int) -> ValidInput:
-    """Raises InvalidInputData before anything is fitted. The parsed lines are cached on the
-    way through, so the input is read exactly once (caller: `valid.release()` when done)."""
+    """Raises InvalidInputData before anything is fitted. The input is read and parsed once: what
+    the later steps need of each line is cached on the way through (caller: `valid.release()`).
+
+    The cache holds numbers only (position, kind code, split hash, each value's index in the spec):
+    building Spark's columnar cache of the parsed strings cost more CPU than parsing them. The
+    valid rows' strings are the spec's own values, so `rows` maps the indices back to them; the
+    examples of a refused input are found by reading the input again, only on that path.
+    """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     columns = spec_columns(spec)
+    value_lists = [f["values"] for f in spec["features"]] + [spec["label"]["values"]]
     classified = classify(read_lines(spark, input_uri), spec)
-    is_row = F.col("kind") == "row"
+    is_row = F.col("kind") == KINDS.index("row")
     split_hash = F.xxhash64(F.lit(seed), *columns)
     keyed = classified.select(
-        "*",
+        "file", "part", "pos", "kind", *[index_name(name) for name in columns],
         F.when(is_row, split_hash).alias("split_hash"),
-        F.when(is_row, (split_hash % SPLIT_BUCKETS + SPLIT_BUCKETS) % SPLIT_BUCKETS).alias("bucket"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        label = F.when(is_row, F.col(columns[-1]))
-        # Small whatever the input size: (files x partitions x kinds) + (labels x buckets) groups.
-        counts = (keyed.groupBy("file", "part", "kind", label.alias("label"), "bucket")
-                  .agg(F.count(F.lit(1)).alias("n"), F.min("pos").alias("min_pos"))
-                  .persist(StorageLevel.MEMORY_AND_DISK))
-        try:
-            summary = counts.groupBy("file", "part", "kind", "label").agg(
-                F.sum("n").alias("n"), F.min("min_pos").alias("min_pos")).collect()
-            _raise_for_problems(spec, input_uri, keyed, summary)
-            bucket_counts = {(r.label, r.bucket): r.n for r in counts.filter(is_row).groupBy("label", "bucket")
-                             .agg(F.sum("n").alias("n")).collect()}
-        finally:
-            counts.unpersist()
+        bucket = (F.col("split_hash") % SPLIT_BUCKETS + SPLIT_BUCKETS) % SPLIT_BUCKETS
+        label = F.col(index_name(columns[-1]))
+        # Small whatever the input size: files x partitions x kinds groups.
+        summary = [row.asDict() for row in keyed.groupBy("file", "part", "kind")
+                   .agg(F.count(F.lit(1)).alias("n"), F.min("pos").alias("min_pos")).collect()]
+        for row in summary:
+            row["kind"] = KINDS[row["kind"]]
+        _raise_for_problems(spec, input_uri, lambda: classify(read_lines(spark, input_uri), spec), summary)
+        labels = spec["label"]["values"]
+        bucket_counts = {(labels[r.label], r.bucket): r.n for r in keyed.filter(is_row).groupBy(label.alias("label"), bucket.alias("bucket"))
+                         .agg(F.count(F.lit(1)).alias("n")).collect()}
     except BaseException:
         keyed.unpersist()
         raise
     label_counts = {value: 0 for value in spec["label"]["values"]}
     for (value, _), n in bucket_counts.items():
         label_counts[value] += n
-    rows = keyed.filter(is_row).select("file", "pos", "split_hash", "bucket", *columns)
+    rows = keyed.filter(is_row).select(
+        "file", "pos", "split_hash", bucket.alias("bucket"), *[index_name(name) for name in columns],
+        *[F.element_at(F.array(*[F.lit(v) for v in values]), F.col(index_name(name)).cast("int") + 1).alias(name)
+          for name, values in zip(columns, value_lists)])
     return ValidInput(rows, label_counts, bucket_counts, release=keyed.unpersist)
 
 
-def _raise_for_problems(spec: dict, input_uri: str, keyed, summary) -> None:
+def _raise_for_problems(spec: dict, input_uri: str, classified, summary: list[dict]) -> None:
+    """`summary`: line counts per (file, part, kind name, label); `classified()`: the input's lines
+    as classify() sees them, to find the first few offending lines when there are any."""
     from pyspark.sql import functions as F
 
     chunk_counts: dict[tuple[str, int], list[int]] = {}
     kind_counts: dict[str, int] = {}
     header_first_pos: dict[str, int] = {}
     for row in summary:
-        chunk = chunk_counts.setdefault((row.file, row.part), [0, row.min_pos])
-        chunk[0] += row.n
-        chunk[1] = min(chunk[1], row.min_pos)
-        kind_counts[row.kind] = kind_counts.get(row.kind, 0) + row.n
-        if row.kind == "header":
-            header_first_pos[row.file] = min(row.min_pos, header_first_pos.get(row.file, row.min_pos))
+        chunk = chunk_counts.setdefault((row["file"], row["part"]), [0, row["min_pos"]])
+        chunk[0] += row["n"]
+        chunk[1] = min(chunk[1], row["min_pos"])
+        kind_counts[row["kind"]] = kind_counts.get(row["kind"], 0) + row["n"]
+        if row["kind"] == "header":
+            header_first_pos[row["file"]] = min(row["min_pos"], header_first_pos.get(row["file"], row["min_pos"]))
     locator = LineLocator([(f, p, c[0], c[1]) for (f, p), c in chunk_counts.items()], input_uri)
 
     def first_lines(kind: str, limit: int = EXAMPLES_PER_PROBLEM):
-        rows = (keyed.filter(F.col("kind") == kind).orderBy("file", "pos").limit(limit)
+        rows = (classified().filter(F.col("kind") == KINDS.index(kind)).orderBy("file", "pos").limit(limit)
+                .select("file", "part", "pos", F.lit(kind).alias("kind_name"), "n_fields", *spec_columns(spec))
                 .select("file", "part", "pos", problem_detail(spec).alias("detail")).collect())
         return [(r, locator.where(r.file, r.part, r.pos) + (f" ({r.detail})" if r.detail else "")) for r in rows]
 
@@ -606,7 +638,7 @@ def boundary_buckets(sizes: dict[str, dict[str, int]], bucket_counts: dict[tuple
 
 
 def assign_split(valid: ValidInput, spec: dict, sizes: dict[str, dict[str, int]]):
-    """The spec's columns plus `split`.
+    """The spec's columns (strings and their value indices) plus `split`.
 
     Rank order within a label is (bucket, split_hash, file, pos), bucket = split_hash mod
     SPLIT_BUCKETS. A row's split follows from its bucket alone, except in the few boundary
@@ -633,7 +665,8 @@ def assign_split(valid: ValidInput, spec: dict, sizes: dict[str, dict[str, int]]
             is_boundary = is_boundary | ((label == value) & bucket.isin(list(entry["starts"])))
     by_bucket = (F.when(bucket < per_label(lambda e: e["test_bucket"]), "test")
                  .when(bucket < per_label(lambda e: e["validation_bucket"]), "validation").otherwise("train"))
-    plain = valid.rows.filter(~is_boundary).select(*columns, by_bucket.alias("split"))
+    carried = [*columns, *[index_name(name) for name in columns]]
+    plain = valid.rows.filter(~is_boundary).select(*carried, by_bucket.alias("split"))
 
     start = F.lit(0)
     for value, entry in plan.items():
@@ -642,7 +675,7 @@ def assign_split(valid: ValidInput, spec: dict, sizes: dict[str, dict[str, int]]
     rank = start + F.row_number().over(Window.partitionBy(label, bucket).orderBy("split_hash", "file", "pos"))
     by_rank = (F.when(rank <= per_label(lambda e: e["test_end"]), "test")
                .when(rank <= per_label(lambda e: e["validation_end"]), "validation").otherwise("train"))
-    ranked = valid.rows.filter(is_boundary).select(*columns, by_rank.alias("split"))
+    ranked = valid.rows.filter(is_boundary).select(*carried, by_rank.alias("split"))
     return plain.unionByName(ranked)
 
 
@@ -687,10 +720,6 @@ def build_postprocess_model(spec: dict):
 
     return PipelineModel(stages=[IndexToString(inputCol=POSTPROCESS_INPUT, outputCol=POSTPROCESS_OUTPUT,
                                                labels=list(spec["label"]["values"]))])
-
-
-def feature_width(transformed) -> int:
-    return int(transformed.schema[FEATURES_COL].metadata["ml_attr"]["num_attrs"])
 
 
 def sparkml_schemas(spec: dict) -> dict[str, dict]:
@@ -859,7 +888,7 @@ def _invalid(node: BundleNode, what):
     return F.raise_error(F.concat(F.lit(f"{node.op} {node.name}: "), what))
 
 
-def _string_indexer_columns(node: BundleNode, columns: dict) -> dict:
+def _string_indexer_columns(node: BundleNode, columns: dict, indexed: dict) -> dict:
     from pyspark.sql import functions as F
 
     [source] = columns[node.inputs[0][1]]
@@ -867,6 +896,12 @@ def _string_indexer_columns(node: BundleNode, columns: dict) -> dict:
     handle_invalid = node.attributes["handle_invalid"]["string"]
     if handle_invalid == "skip":
         raise UnsupportedStage(f"StringIndexer {node.name} skips rows: training rows would differ from the input rows")
+    known = indexed.get(node.inputs[0][1])
+    if known is not None and list(known[1]) == list(labels):
+        # Validation already found each value's position in this very list (null: not in it).
+        index = known[0].cast("int")
+        fallback = F.lit(len(labels)) if handle_invalid == "keep" else _invalid(node, F.lit("Unseen label"))
+        return {node.outputs[0][1]: [F.coalesce(index, fallback)]}
     source = source.cast("string")
     index = F.when(source == labels[0], F.lit(0))
     for i, label in enumerate(labels[1:], start=1):
@@ -876,7 +911,7 @@ def _string_indexer_columns(node: BundleNode, columns: dict) -> dict:
     return {node.outputs[0][1]: [index.otherwise(fallback)]}
 
 
-def _one_hot_encoder_columns(node: BundleNode, columns: dict) -> dict:
+def _one_hot_encoder_columns(node: BundleNode, columns: dict, indexed: dict) -> dict:
     from pyspark.sql import functions as F
 
     sizes = node.attributes["category_sizes"]["int"]
@@ -895,7 +930,7 @@ def _one_hot_encoder_columns(node: BundleNode, columns: dict) -> dict:
     return added
 
 
-def _vector_assembler_columns(node: BundleNode, columns: dict) -> dict:
+def _vector_assembler_columns(node: BundleNode, columns: dict, indexed: dict) -> dict:
     return {node.outputs[0][1]: [slot for _, source in node.inputs for slot in columns[source]]}
 
 
@@ -903,7 +938,8 @@ def _vector_assembler_columns(node: BundleNode, columns: dict) -> dict:
 class BundleOp:
     name: str  # the MLeap op name its nodes carry
     node: object  # (fitted stage, shapes so far) -> (BundleNode, shapes of the columns it adds)
-    columns: object = None  # (BundleNode, slots so far) -> slots of the columns it adds; None: serving only
+    # (BundleNode, slots so far, indexed) -> slots of the columns it adds; None: serving only
+    columns: object = None
 
 
 # Spark stage class name -> its op.
@@ -915,8 +951,9 @@ BUNDLE_OPS = {
 }
 
 
-def bundle_columns(nodes: list[BundleNode], inputs: list[str], output: str) -> list:
-    """The slots of `output` as Spark column expressions over the input columns."""
+def bundle_columns(nodes: list[BundleNode], inputs: list[str], output: str, indexed: dict | None = None) -> list:
+    """The slots of `output` as Spark column expressions over the input columns. `indexed`: input
+    column -> (column of each value's position in `labels`, labels), when that is already known."""
     from pyspark.sql import functions as F
 
     ops = {op.name: op for op in BUNDLE_OPS.values()}
@@ -924,7 +961,7 @@ def bundle_columns(nodes: list[BundleNode], inputs: list[str], output: str) -> l
     for node in nodes:
         if ops[node.op].columns is None:
             raise UnsupportedStage(f"{node.op} {node.name} has no Spark expression")
-        columns.update(ops[node.op].columns(node, columns))
+        columns.update(ops[node.op].columns(node, columns, indexed or {}))
     return columns[output]
 
 
@@ -1021,10 +1058,9 @@ def plan_bundles(spark, spec: dict) -> BundlePlan:
     post_nodes, _ = bundle_nodes(build_postprocess_model(spec), [POSTPROCESS_INPUT])
     label_nodes, _ = bundle_nodes(PipelineModel(stages=[build_label_indexer(spec)]), [spec["label"]["name"]])
     width = pre_shapes[FEATURES_COL].size
-    widths = {"bundle": width, "spark": feature_width(preprocess.transform(empty)),
-              "spec": sum(len(f["values"]) for f in spec["features"])}
-    if len(set(widths.values())) != 1:
-        raise RuntimeError(f"feature vector widths disagree: {widths}")
+    # The manifest documents the vector as the spec's feature=value slots (feature_slots).
+    if width != sum(len(f["values"]) for f in spec["features"]):
+        raise RuntimeError(f"feature vector width {width} differs from the spec's {sum(len(f['values']) for f in spec['features'])} values")
     return BundlePlan(pre_nodes, post_nodes, label_nodes, width)
 
 
@@ -1061,8 +1097,10 @@ def _build(spark, options: JobOptions, store, plan: BundlePlan) -> dict:
     # Cheap to recompute for each write: it reads the cached lines and ranks only boundary buckets.
     split_rows = assign_split(valid, spec, sizes)
     try:
-        [label_index] = bundle_columns(plan.label_index, [label_name], LABEL_INDEX_COL)
-        features = bundle_columns(plan.preprocess, feature_names, FEATURES_COL)
+        indexed = {name: (F.col(index_name(name)), values) for name, values in
+                   zip(columns, [f["values"] for f in spec["features"]] + [spec["label"]["values"]])}
+        [label_index] = bundle_columns(plan.label_index, [label_name], LABEL_INDEX_COL, indexed)
+        features = bundle_columns(plan.preprocess, feature_names, FEATURES_COL, indexed)
         # One-hot values are exactly 0 or 1: written as integers, which XGBoost reads as the same
         # floats the SparkML container sends ("1.0"), in half the bytes and a quarter less time.
         training_columns = [label_index, *features]

@@ -30,13 +30,36 @@ def load_job():
     return module
 
 
-def build_spark_session(app_name: str = "glue-local", cores: int = 2, shuffle_partitions: int = 4):
+# Below this input size the local JVM compiles with C1 only (-XX:TieredStopAtLevel=1). Measured on
+# car.data (1,728 rows) in a fresh JVM: the job's JVM CPU fell from 25 s to 13.5 s, of which C2's
+# compiler threads had been 13 s; Spark's generated code never runs long enough to repay C2 there.
+# At 1,000,000 rows C1-only code costs about 2.5x the task CPU, so large inputs keep the default.
+C1_ONLY_BELOW_BYTES = 64 * 1024 * 1024
+C1_ONLY = "-XX:TieredStopAtLevel=1"
+
+
+def jit_options(input_bytes: int | None) -> str:
+    """Extra driver JVM options for a session that will mostly process `input_bytes` (None: unknown)."""
+    return C1_ONLY if input_bytes is not None and input_bytes < C1_ONLY_BELOW_BYTES else ""
+
+
+def input_size(path: Path) -> int:
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def build_spark_session(app_name: str = "glue-local", cores: int = 2, shuffle_partitions: int = 4,
+                        input_bytes: int | None = None):
     """A small local SparkSession like Glue's. Reused if one is already running (its settings
-    cannot change after start: whoever starts first should start it through here)."""
+    cannot change after start: whoever starts first should start it through here). `input_bytes`
+    picks the JIT settings (jit_options) when this call starts the JVM."""
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder
+    if jit_options(input_bytes):
+        builder = builder.config("spark.driver.extraJavaOptions", jit_options(input_bytes))
     spark = (
-        SparkSession.builder.master(f"local[{cores}]")
+        builder.master(f"local[{cores}]")
         .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -70,7 +93,7 @@ def main(argv: list[str]) -> int:
     options = job.JobOptions(input=str(input_path), output=args.out, run_id=run_id, spec=spec,
                              seed=args.seed, spec_source=args.spec)
     started = time.monotonic()
-    spark = build_spark_session()
+    spark = build_spark_session(input_bytes=input_size(input_path))
     try:
         manifest = job.run(spark, options)
     except job.InvalidInputData as exc:

@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from localmode.workers.spark import SparkProvider
 
     # The JVM takes longest to start: it starts now, while moto and the rest are imported and set up.
-    SparkProvider.warm(out)
+    from localmode.glue_local import input_size
+
+    SparkProvider.warm(out, input_bytes=input_size(data_path))
     from localmode.session import EXIT_INTERRUPTED, LocalPipeline
     say = _printer()
     say(f"local mode: data {data_path}, logs in {out}")

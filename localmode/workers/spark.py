@@ -34,13 +34,15 @@ class SparkProvider:
     start_seconds: float | None = None  # how long the JVM and session took to start
 
     @classmethod
-    def warm(cls, log_dir: Path) -> Future:
-        """Start the session in the background (no-op if already started)."""
+    def warm(cls, log_dir: Path, input_bytes: int | None = None) -> Future:
+        """Start the session in the background (no-op if already started); `input_bytes`, the size
+        of the data the runs will read if known, picks the JVM's JIT settings (glue_local.jit_options)."""
         with cls._lock:
             if cls._future is None:
                 cls._future = Future()
                 cls.log_path = Path(log_dir) / "spark.log"
-                threading.Thread(target=cls._start, args=(cls._future, cls.log_path), name="spark-start", daemon=True).start()
+                threading.Thread(target=cls._start, args=(cls._future, cls.log_path, input_bytes), name="spark-start",
+                                 daemon=True).start()
             return cls._future
 
     @classmethod
@@ -54,17 +56,17 @@ class SparkProvider:
         return session
 
     @classmethod
-    def _start(cls, future: Future, log_path: Path) -> None:
+    def _start(cls, future: Future, log_path: Path, input_bytes: int | None = None) -> None:
         started = time.monotonic()
         try:
+            from localmode import glue_local
+
             log_path.parent.mkdir(parents=True, exist_ok=True)
             config = log_path.with_name("log4j2-local.properties")
             config.write_text(_LOG4J.format(path=log_path), encoding="utf-8")
             # Read by pyspark when it launches the JVM: the driver's log4j goes to the file from its first line.
-            os.environ.setdefault(
-                "PYSPARK_SUBMIT_ARGS", f"--driver-java-options -Dlog4j2.configurationFile={config.as_uri()} pyspark-shell"
-            )
-            from localmode import glue_local
+            java_options = f"-Dlog4j2.configurationFile={config.as_uri()} {glue_local.jit_options(input_bytes)}".strip()
+            os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f'--driver-java-options "{java_options}" pyspark-shell')
 
             session = glue_local.build_spark_session(app_name="localmode-glue")
             cls.start_seconds = round(time.monotonic() - started, 2)

@@ -219,3 +219,29 @@ def test_stages_runtime_0_20_would_serve_differently_are_refused(job, spark, dat
         job.bundle_nodes(PipelineModel(stages=[lenient]), names)
     with pytest.raises(job.UnsupportedStage, match="'nope'"):
         job.bundle_nodes(PipelineModel(stages=[VectorAssembler(inputCols=["nope"], outputCol="v")]), names)
+
+
+# --- the training CSV columns, computed from the same nodes --------------------------------------
+
+def test_training_columns_from_the_bundle_nodes_are_sparks_transform(car_run, spark, job, dataset_spec):
+    """What the job writes for training is the preprocess bundle applied in Spark SQL: both ways the
+    job can compute it (from the strings, or from the value positions validation found) give
+    Spark's own PipelineModel output, for known and unseen values alike."""
+    from pyspark.sql import functions as F
+
+    spec = dataset_spec
+    names = [f["name"] for f in spec["features"]]
+    rows = held_out_rows(car_run, spec)
+    rows = rows + unseen_variants(spec, rows)
+    frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
+                                               columns=names + ["row_id"]))
+    frame = frame.select("*", *[job.value_index(F.col(f["name"]), f["values"]).alias(job.index_name(f["name"]))
+                                for f in spec["features"]])
+    plan = job.plan_bundles(spark, spec)
+    from_strings = job.bundle_columns(plan.preprocess, names, "features")
+    indexed = {f["name"]: (F.col(job.index_name(f["name"])), f["values"]) for f in spec["features"]}
+    from_indices = job.bundle_columns(plan.preprocess, names, "features", indexed)
+    got = frame.orderBy("row_id").select(F.array(*from_strings).alias("a"), F.array(*from_indices).alias("b")).collect()
+    expected = spark_features(spark, job, spec, rows)
+    assert [[float(x) for x in r.a] for r in got] == expected
+    assert [[float(x) for x in r.b] for r in got] == expected
