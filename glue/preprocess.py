@@ -406,7 +406,7 @@ def classify(lines, spec: dict):
     parsed = lines.select(
         "file", "part", "pos",
         F.length(F.trim(line)).alias("length"),
-        (F.instr(line, _UNDECODABLE) > 0).alias("undecodable"),
+        line.rlike(_UNDECODABLE).alias("undecodable"),
         (has_quote & ((F.length(line) - F.length(F.regexp_replace(line, '"', ""))) % 2 == 1)).alias("odd_quotes"),
         fields.alias("fields"),
     )
