@@ -16,11 +16,11 @@ from pathlib import Path
 
 from bench import BENCH_DIR
 from bench.machine import load_average, machine_info
-from bench.report import evaluate_targets, ratio, render_markdown, with_required_keys
+from bench.report import baseline_of, evaluate_targets, ratio, render_markdown, with_required_keys
 from localmode import REPO_ROOT
 
 DEFAULT_WORKDIR = REPO_ROOT / "build" / "bench"
-GLUE_SIZES = {"100k": 100_000, "1m": 1_000_000}
+GLUE_SIZES = {"1m": 1_000_000, "10m": 10_000_000}
 QUICK_GLUE_SIZES = {"10k": 10_000, "100k": 100_000}
 
 
@@ -45,8 +45,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--http-rounds", type=int, default=3, help="passes over the held-out rows per HTTP client")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rewrite RESULTS.md from the results.json in --out-dir")
-    parser.add_argument("--no-glue-experiment", action="store_true",
-                        help="skip the measured alternative for the Glue job's training-data writes")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat, args.jvm_iterations, args.spark_calls, args.http_rounds = 1, 5, 30, 1
@@ -101,7 +99,7 @@ def spark_sections(sections: Sections, args, data_path: Path, spec: dict):
         job_module = glue_local.load_job()
         sizes = QUICK_GLUE_SIZES if args.quick else GLUE_SIZES
         found = sections.run("glue", glue.bench_glue, spark, job_module, spec, data_path, args.workdir / "glue",
-                             args.workdir / "spark-events", sizes, experiment=not args.no_glue_experiment)
+                             args.workdir / "spark-events", sizes)
         if found is not None:
             car_dir, manifest = Path(found.pop("car_run_dir")), found.pop("car_manifest")
             results["glue"].update(found, spark_start_seconds=round(start_seconds, 1))
@@ -119,8 +117,16 @@ def spark_sections(sections: Sections, args, data_path: Path, spec: dict):
     return model, predictions
 
 
+# The run the "before and after" table compares with (a results.json of an earlier version).
+BASELINE = Path(__file__).resolve().parent / "baseline.json"
+BASELINE_NOTE = ("Glue 4.0 setup: PySpark 3.3.4, bundles by the mleap-spark 0.16.0 jar, training CSVs from "
+                 "PipelineModel.transform, default JIT")
+
+
 def write_results(results: dict, out_dir: Path) -> None:
     with_required_keys(results)
+    if BASELINE.is_file() and "baseline" not in results:
+        results["baseline"] = baseline_of(json.loads(BASELINE.read_text(encoding="utf-8")), BASELINE_NOTE)
     results["targets"] = evaluate_targets(results)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

@@ -174,48 +174,7 @@ def run_job(spark, job_module, spec: dict, input_path: Path, out_dir: Path, name
             "load_average": [round(v, 2) for v in os.getloadavg()], "manifest": manifest}
 
 
-def sql_training_columns(spec: dict):
-    """The training CSV's columns as plain SQL expressions: the label's index in the spec, then one
-    0/1 column per `feature=value` slot in spec order (the vector layout the job documents)."""
-    from pyspark.sql import functions as F
-
-    label = F.col(spec["label"]["name"])
-    index = None
-    for position, value in enumerate(spec["label"]["values"]):
-        index = F.when(label == value, F.lit(position)) if index is None else index.when(label == value, F.lit(position))
-    return [index] + [(F.col(f["name"]) == value).cast("int") for f in spec["features"] for value in f["values"]]
-
-
-def sql_onehot_experiment(spark, job_module, spec: dict, input_path: Path, out_dir: Path, job_run_dir: Path,
-                          event_log_dir: Path) -> dict:
-    """The train/validation writes with SQL one-hot columns instead of the preprocess PipelineModel, on the
-    job's own validation and split, with their tasks' CPU from the event log; the output is compared with
-    what the job wrote."""
-    from pyspark.sql import functions as F
-
-    valid = job_module.validate(spark, spec, str(input_path), 42)
-    writes: list[dict] = []
-    try:
-        split_rows = job_module.assign_split(valid, spec, job_module.split_counts(valid.label_counts))
-        columns = sql_training_columns(spec)
-        since = time.time() * 1000
-        with labelled_writes(spark, writes):
-            for name in ("train", "validation"):
-                (split_rows.filter(F.col("split") == name).select(*columns)
-                 .write.mode("overwrite").csv((out_dir / name).resolve().as_uri()))
-        until = time.time() * 1000
-    finally:
-        valid.release()
-    jobs = by_label(spark_jobs(_wait_for_event_log(event_log_dir, spark.sparkContext.applicationId), since, until))
-    ours = spark.read.csv((out_dir / "validation").resolve().as_uri())
-    theirs = spark.read.csv((job_run_dir / "data" / "validation").resolve().as_uri())
-    differing = ours.exceptAll(theirs).count() + theirs.exceptAll(ours).count()
-    return {"seconds": {w["write"].split("/")[-2]: w["seconds"] for w in writes},
-            "cpu_s": {j["call_site"].split("/")[-2]: j["cpu_s"] for j in jobs},
-            "identical_validation_rows": differing == 0, "validation_rows": theirs.count()}
-
-
-def findings(profile: dict, run: dict, experiment: dict | None, cores: int) -> list[str]:
+def findings(profile: dict, run: dict, cores: int) -> list[str]:
     """Plain statements of what the measurements of the largest run show. Wall times on a shared
     machine swing with its load; the tasks' CPU seconds are the job's own cost, so comparisons use them."""
     jobs = profile.get("spark_jobs_by_call_site") or []
@@ -238,7 +197,7 @@ def findings(profile: dict, run: dict, experiment: dict | None, cores: int) -> l
         f"{total(lambda _: True, 'wall_s'):.1f} s of it: validation (read, parse, classify, hash, cache, count: the "
         f"`collect`s in {JOB_SCRIPT_NAME}) {total(is_validation, 'wall_s'):.1f} s, writing train + validation "
         f"{total(is_training_write, 'wall_s'):.1f} s, writing test {total(lambda l: l == 'write data/test/', 'wall_s'):.1f} s; "
-        "the rest is the driver (fitting, MLeap serialization, moving files).",
+        "the rest is the driver (building the pipelines and writing the MLeap bundles, moving files).",
         (f"The tasks ran {task_run:.1f} s but were on a CPU for only {cpu:.1f} s ({100 * share:.0f}%): at a load "
          f"average of {run['load_average'][0]:.1f} on {cores} cores they often waited for a core, so the wall times "
          "above are inflated by the machine's other work."
@@ -252,32 +211,11 @@ def findings(profile: dict, run: dict, experiment: dict | None, cores: int) -> l
         + (f": {TARGET_ROWS_PER_S:,.0f} rows/s needs less work per row, not only a quieter machine."
            if bound < TARGET_ROWS_PER_S else "."),
     ]
-    if experiment and experiment.get("cpu_s"):
-        job_cpu = total(is_training_write, "cpu_s")
-        sql_cpu = sum(experiment["cpu_s"].values())
-        if sql_cpu * 1.5 < job_cpu:
-            lines.append(
-                "Writing train and validation runs the preprocess PipelineModel (six StringIndexer UDFs, OneHotEncoder, "
-                "VectorAssembler) and vector_to_array over every row once per write: StringIndexerModel marks its UDF "
-                "non-deterministic, so Spark cannot push the `split` filter below the transformers' projections "
-                "and each split pays for the whole data set.")
-        projected_cpu = cpu - job_cpu + sql_cpu
-        lines.append(
-            "Measured suggestion (glue/preprocess.py `_build`; not applied, glue/ is not the benchmark's to change): "
-            "write the train/validation CSVs from plain SQL columns, `when(label == v_i, i)` for the label and "
-            "`(col(feature) == value).cast('int')` per spec slot, instead of `preprocess.transform(...)` + "
-            f"`vector_to_array`, and keep the PipelineModel for the MLeap bundle only. On the same {rows:,} rows the "
-            f"two writes take {sql_cpu:.1f} s of task CPU instead of {job_cpu:.1f} s "
-            f"({sum(experiment['seconds'].values()):.1f} s wall instead of {total(is_training_write, 'wall_s'):.1f} s "
-            f"at this load), with output {'identical' if experiment['identical_validation_rows'] else 'DIFFERENT (do not apply)'} "
-            f"({experiment['validation_rows']:,} validation rows compared both ways): the job's CPU per row falls from "
-            f"{1e6 * cpu / rows:.0f} to {1e6 * projected_cpu / rows:.0f} us, at most "
-            f"{rows / (projected_cpu / cores):,.0f} rows/s on {cores} idle cores. Validation is then the larger part.")
     return lines
 
 
 def bench_glue(spark, job_module, spec: dict, car_path: Path, workdir: Path, event_log_dir: Path,
-               sizes: dict[str, int], profile: bool = True, experiment: bool = True) -> dict:
+               sizes: dict[str, int], profile: bool = True) -> dict:
     """Runs: car.data cold (first job in this JVM) and warm, then each synthetic size; the largest profiled."""
     runs = []
     results: dict = {}
@@ -327,11 +265,5 @@ def bench_glue(spark, job_module, spec: dict, car_path: Path, workdir: Path, eve
     profile_key = f"profile_{largest}"
     if profile_key in results:
         run = next(r for r in runs if r["name"] == f"synthetic {largest}")
-        found_experiment = None
-        if experiment:
-            found_experiment = sql_onehot_experiment(spark, job_module, spec, workdir / "data" / f"synthetic-{largest}.csv",
-                                                     workdir / "experiment-sql-onehot", workdir / f"synthetic-{largest}",
-                                                     event_log_dir)
-            results["experiment_sql_onehot"] = found_experiment
-        results[profile_key]["findings"] = findings(results[profile_key], run, found_experiment, os.cpu_count() or 1)
+        results[profile_key]["findings"] = findings(results[profile_key], run, os.cpu_count() or 1)
     return results

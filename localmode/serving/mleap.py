@@ -509,7 +509,7 @@ class MleapBundle:
         if info.get("format", "json") != "json":
             raise BundleError(
                 f"{self.path}: bundle format {info.get('format')!r}; only JSON bundles are supported "
-                "(SimpleSparkSerializer writes JSON)"
+                "(the Glue job writes JSON bundles)"
             )
         self.name = info.get("name")
         self.version = info.get("version")
