@@ -164,13 +164,28 @@ def driver_functions(profiler_session, job_file: str, min_share: float = 0.02) -
                    if e["seconds"] >= min_share * build.time), key=lambda e: -e["seconds"])
 
 
+def process_cpu_seconds(spark) -> float:
+    """CPU time so far of this Python process and of Spark's JVM (every thread: tasks, the driver's
+    planning, JIT compilers, GC): what a run costs whatever else the machine is doing."""
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    jvm = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return jvm + sum(os.times()[:2])
+
+
 def run_job(spark, job_module, spec: dict, input_path: Path, out_dir: Path, name: str) -> dict:
+    cpu_before = process_cpu_seconds(spark)
     started = time.monotonic()
     manifest = job_module.run(spark, job_module.JobOptions(input=str(input_path), output=str(out_dir), run_id=f"bench-{name}",
                                                            spec=spec, seed=42))
     seconds = time.monotonic() - started
+    cpu = process_cpu_seconds(spark) - cpu_before
     rows = manifest["rows"]["total"]
+    cores = os.cpu_count() or 1
     return {"name": name, "rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 1),
+            "cpu_s": round(cpu, 2),
+            # All of the run's CPU spread over every core: what the cores would give if they were the job's alone.
+            "rows_per_s_idle_bound": round(rows / max(cpu / cores, 1e-9), 1),
             "load_average": [round(v, 2) for v in os.getloadavg()], "manifest": manifest}
 
 
@@ -251,11 +266,17 @@ def bench_glue(spark, job_module, spec: dict, car_path: Path, workdir: Path, eve
                 "driver_functions": driver_functions(session, JOB_SCRIPT_NAME), "pyinstrument_text": str(text_path),
             }
         else:
+            since = time.time() * 1000
             run = run_job(spark, job_module, spec, data_path, out, f"synthetic {label}")
+            until = time.time() * 1000
+            jobs = spark_jobs(_wait_for_event_log(event_log_dir, spark.sparkContext.applicationId), since, until)
+        results[f"task_cpu_us_per_row_{label}"] = round(1e6 * sum(j["cpu_s"] for j in jobs) / rows, 2)
         run.pop("manifest")
         runs.append(run)
         results[f"seconds_{label}"] = run["seconds"]
         results[f"rows_per_s_{label}"] = run["rows_per_s"]
+        results[f"cpu_us_per_row_{label}"] = round(1e6 * run["cpu_s"] / rows, 2)
+        results[f"rows_per_s_idle_bound_{label}"] = run["rows_per_s_idle_bound"]
         if label != largest:
             shutil.rmtree(out, ignore_errors=True)
     results["runs"] = runs

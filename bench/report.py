@@ -79,6 +79,8 @@ TARGETS = (
 BASELINE_KEYS = (
     ("Glue job at 1,000,000 rows", "glue.rows_per_s_1m", "rows/s", 0),
     ("Glue job at 10,000,000 rows", "glue.rows_per_s_10m", "rows/s", 0),
+    ("Glue job at 1,000,000 rows: Spark tasks' CPU per row (event log)", "glue.task_cpu_us_per_row_1m", "us", 1),
+    ("Glue job at 10,000,000 rows: Spark tasks' CPU per row (event log)", "glue.task_cpu_us_per_row_10m", "us", 1),
     ("Glue job on car.data, first run in the benchmark's JVM", "glue.seconds_car", "s", 1),
     ("Glue job on car.data, warm JVM", "glue.seconds_car_warm", "s", 1),
     ("Spark session start (benchmark)", "glue.spark_start_seconds", "s", 1),
@@ -93,7 +95,22 @@ def baseline_of(earlier: dict, note: str) -> dict:
     """The BASELINE_KEYS values of an earlier results.json, kept in the new one as `baseline`."""
     return {"timestamp": earlier.get("timestamp"), "note": note,
             "load_average_at_start": (earlier.get("machine") or {}).get("load_average_at_start"),
-            "values": {key: get_path(earlier, key) for _, key, _, _ in BASELINE_KEYS}}
+            "values": {key: get_path(earlier, key) if get_path(earlier, key) is not None else task_cpu_per_row(earlier, key)
+                       for _, key, _, _ in BASELINE_KEYS}}
+
+
+def task_cpu_per_row(results: dict, key: str) -> float | None:
+    """glue.task_cpu_us_per_row_<size> from the profile of that size's run, when it was the profiled one."""
+    prefix = "glue.task_cpu_us_per_row_"
+    if not key.startswith(prefix):
+        return None
+    label = key[len(prefix):]
+    glue = results.get("glue") or {}
+    jobs = (glue.get(f"profile_{label}") or {}).get("spark_jobs_by_call_site")
+    run = next((r for r in glue.get("runs") or [] if r.get("name") == f"synthetic {label}"), None)
+    if not jobs or not run or not run.get("rows"):
+        return None
+    return round(1e6 * sum(j["cpu_s"] for j in jobs) / run["rows"], 2)
 
 
 def evaluate_targets(results: dict) -> list[dict]:
@@ -224,12 +241,13 @@ def render_markdown(results: dict) -> str:
         "",
         "## Glue job on local Spark (`glue/preprocess.py`, local[2])",
         "",
-        "| input | rows | seconds | rows/s | load average after |",
-        "|---|---|---|---|---|",
+        "| input | rows | seconds | rows/s | CPU s (JVM + Python) | rows/s if the cores were the job's | load average after |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in glue.get("runs") or []:
         lines.append(f"| {run['name']} | {fmt(run.get('rows'), 0)} | {fmt(run.get('seconds'), 1)} | "
-                     f"{fmt(run.get('rows_per_s'), 0)} | {_load(run.get('load_average'))} |")
+                     f"{fmt(run.get('rows_per_s'), 0)} | {fmt(run.get('cpu_s'), 1)} | "
+                     f"{fmt(run.get('rows_per_s_idle_bound'), 0)} | {_load(run.get('load_average'))} |")
     lines += ["", f"Spark session start (JVM): {fmt(glue.get('spark_start_seconds'), 1)} s, not included above. "
               "This session is the default JVM (C1 and C2), as for large inputs; `make local` on car.data starts "
               "its JVM with C1 only (localmode/glue_local.py jit_options): see the local pipeline below. "
