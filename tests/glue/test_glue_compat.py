@@ -135,7 +135,7 @@ def test_a_failure_after_writing_to_s3_deletes_what_the_run_wrote(job, s3, monke
 
     monkeypatch.setattr(job, "make_store", FailingStore)
     monkeypatch.setattr(job, "plan_bundles", lambda spark, spec: None)
-    monkeypatch.setattr(job, "_build", lambda spark, options, store, plan: store.put_file("x", "y"))
+    monkeypatch.setattr(job, "_build", lambda spark, options, store, *plan: store.put_file("x", "y"))
     options = job.JobOptions(input="s3://artifacts/in.csv", output="s3://artifacts/runs/r2/", run_id="r2",
                              spec=json.loads((REPO_ROOT / "datasets" / "car.json").read_text()))
     with pytest.raises(OSError, match="disk full"):
