@@ -208,11 +208,10 @@ def findings(profile: dict, run: dict, cores: int) -> list[str]:
     share = cpu / task_run if task_run else 0.0
     bound = rows / (cpu / cores) if cpu else 0.0
     lines = [
-        f"{rows:,} rows in {seconds:.1f} s = {run['rows_per_s']:,.0f} rows/s. Spark jobs take "
-        f"{total(lambda _: True, 'wall_s'):.1f} s of it: validation (read, parse, classify, hash, cache, count: the "
+        f"{rows:,} rows in {seconds:.1f} s = {run['rows_per_s']:,.0f} rows/s. Spark jobs' wall times (the three "
+        f"split writes run at once, so theirs overlap): {total(lambda _: True, 'wall_s'):.1f} s in all: validation (read, parse, classify, hash, cache, count: the "
         f"`collect`s in {JOB_SCRIPT_NAME}) {total(is_validation, 'wall_s'):.1f} s, writing train + validation "
-        f"{total(is_training_write, 'wall_s'):.1f} s, writing test {total(lambda l: l == 'write data/test/', 'wall_s'):.1f} s; "
-        "the rest is the driver (building the pipelines and writing the MLeap bundles, moving files).",
+        f"{total(is_training_write, 'wall_s'):.1f} s, writing test {total(lambda l: l == 'write data/test/', 'wall_s'):.1f} s.",
         (f"The tasks ran {task_run:.1f} s but were on a CPU for only {cpu:.1f} s ({100 * share:.0f}%): at a load "
          f"average of {run['load_average'][0]:.1f} on {cores} cores they often waited for a core, so the wall times "
          "above are inflated by the machine's other work."
