@@ -11,13 +11,14 @@ PY := .venv/bin/python
 JARS := build/jars
 MVN := mvn -q -B
 
-.PHONY: help setup test test-large lint local glue-local data bench deploy clean
+.PHONY: help setup test test-large lint mutation local glue-local data bench deploy clean
 
 help:
 	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path)"
 	@echo "make test        every test (sets itself up)"
 	@echo "make test-large  the Glue job on a ~1 GB synthetic file (about 20 min on 2 cores; not in make test)"
 	@echo "make lint        cfn-lint, sam validate --lint, asl-validator, checkov"
+	@echo "make mutation    mutation testing of the decision path (MODULES=functions/qa_test ...; not in make test)"
 	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
 	@echo "make data        download and verify car.data into .cache/data/"
 	@echo "make bench       benchmarks -> bench/results.json"
@@ -66,6 +67,12 @@ test-large: setup
 lint: setup
 	$(PY) scripts/lint.py
 
+# mutmut over the decision-path modules ([tool.mutmut] in pyproject.toml), then the score per module and
+# every survivor (scripts/mutation.py; docs/mutation.md). MODULES=functions/qa_test runs one module;
+# MUTATION_ARGS=--report-only re-reads the last run; MUTATION_ARGS=--fail-under=95 fails below 95%.
+mutation: setup
+	$(PY) scripts/mutation.py $(MODULES) $(MUTATION_ARGS)
+
 # AUTO_APPROVE=1, REJECT=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
 # environment (make exports command-line variables); `python -m localmode run --help` explains them.
 local: setup
@@ -86,4 +93,4 @@ deploy: .venv/.synced
 	$(PY) scripts/deploy.py deploy
 
 clean:
-	rm -rf .venv build .cache/bootstrap node_modules .pytest_cache
+	rm -rf .venv build .cache/bootstrap node_modules .pytest_cache mutants
