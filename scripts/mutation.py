@@ -24,18 +24,24 @@ import ast
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HARMLESS_FILE = Path("docs/mutation-harmless.toml")
+DOCS_FILE = Path("docs/mutation.md")
 REPORT_DIR = Path("build/mutation")
+RUN_FILE = "harness-run.json"  # in mutants/, next to the results it describes
+BEGIN = "<!-- BEGIN GENERATED: python scripts/mutation.py --report-only --write-docs -->"
+END = "<!-- END GENERATED -->"
 
 # mutmut's statuses (mutmut.stats.status_by_exit_code) grouped by what they mean here.
 DETECTED = {"killed", "timeout", "segfault", "caught by type check"}  # the tests failed, hung or crashed
@@ -315,19 +321,19 @@ def report(files: list[str], harmless_path: Path = HARMLESS_FILE) -> tuple[str, 
         out.append(f"{'total':48} {total.mutants:7} {total.killed:7} {total.survived:8} {total.harmless:8} "
                    f"{total.score:6.1f}%")
 
-    survivors = [m for m in mutants if m.status in UNDETECTED and not m.harmless]
+    survivors = sorted((m for m in mutants if m.status in UNDETECTED and not m.harmless), key=_order)
     out.append("")
     out.append(f"Survivors ({len(survivors)}): `mutmut show <name>` prints one as a diff")
-    for m in sorted(survivors, key=_order):
+    for m in survivors:
         label = "" if m.status == "survived" else f" [{m.status}]"
         out.append(f"{m.path}:{m.line} in {m.function}(){label}  {m.name.rpartition('.')[2]}")
         out.extend(f"    - {line}" for line in m.removed)
         out.extend(f"    + {line}" for line in m.added)
-    harmless = [m for m in mutants if m.harmless]
+    harmless = sorted((m for m in mutants if m.harmless), key=_order)
     if harmless:
         out.append("")
         out.append(f"Harmless ({len(harmless)}), from {harmless_path}:")
-        for m in sorted(harmless, key=_order):
+        for m in harmless:
             out.append(f"{m.path}:{m.line} in {m.function}(): {' / '.join(m.removed)} -> {' / '.join(m.added)}")
             out.append(f"    harmless ({m.harmless})")
     if stale:
@@ -354,6 +360,54 @@ def report(files: list[str], harmless_path: Path = HARMLESS_FILE) -> tuple[str, 
     return "\n".join(out), data
 
 
+def _cell(lines) -> str:
+    text = " ⏎ ".join(lines) if lines else "(removed)"
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def markdown(data: dict, run: dict | None) -> str:
+    """The generated part of docs/mutation.md: the run, the scores, every survivor by module."""
+    out = []
+    if run:
+        out.append(f"Run {run['started'][:10]} on commit {run.get('commit') or '?'}, mutmut {data['mutmut']}: "
+                   f"{run['seconds'] / 60:.0f} min wall, {run['cpu_seconds'] / 60:.0f} CPU-min, "
+                   f"{run['max_children']} workers on {run['cores']} cores, 1-min load average "
+                   f"{run['load_1min_mean']} on average during the run.")
+        out.append("")
+    out.append("| module | mutants | killed | survived | harmless | score |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for m in data["modules"]:
+        score = "-" if m["score"] is None else f"{m['score']:.1f}%"
+        out.append(f"| `{m['path']}` | {m['mutants']} | {m['killed']} | {m['survived']} | {m['harmless']} | {score} |")
+    by_path: dict[str, list[dict]] = {}
+    for s in data["survivors"]:
+        by_path.setdefault(s["path"], []).append(s)
+    for path, survivors in by_path.items():
+        out.append("")
+        out.append(f"<details><summary><code>{path}</code>: {len(survivors)} survivors</summary>")
+        out.append("")
+        out.append("| line | function | original | mutant |")
+        out.append("|---:|---|---|---|")
+        for s in survivors:
+            status = "" if s["status"] == "survived" else f" ({s['status']})"
+            out.append(f"| {s['line']} | `{s['function']}`{status} | {_cell(s['removed'])} | {_cell(s['added'])} |")
+        out.append("")
+        out.append("</details>")
+    if data["harmless"]:
+        out.append("")
+        out.append(f"Harmless survivors ({len(data['harmless'])}), with the reasons, are in `{HARMLESS_FILE}`.")
+    return "\n".join(out)
+
+
+def write_docs(block: str, path: Path = DOCS_FILE) -> None:
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} lacks the markers {BEGIN} ... {END}")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}", encoding="utf-8")
+
+
 def chosen_files(selection: list[str], files: list[str]) -> list[str]:
     """`functions/qa_test` or `functions/qa_test/app.py` (or a glob) -> those source files."""
     def picks(pattern: str, path: str) -> bool:
@@ -372,6 +426,8 @@ def run_mutmut(globs: list[str], max_children: int, log_path: Path) -> int:
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *globs]
     print(f"$ {' '.join(command)}  (output: {log_path})", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started_at = datetime.now(timezone.utc)
+    loads = [os.getloadavg()[0]]
     started = last = time.monotonic()
     progress = re.compile(r"(\d+)/(\d+)\s+🎉 (\d+).*?🙁 (\d+)")
     latest = ""
@@ -390,11 +446,34 @@ def run_mutmut(globs: list[str], max_children: int, log_path: Path) -> int:
                 latest = f"{done}/{total} mutants, {killed} killed, {survived} survived"
             if time.monotonic() - last >= 30:
                 last = time.monotonic()
+                loads.append(os.getloadavg()[0])
                 print(f"  {int(last - started):5d}s  {latest or 'preparing (copying, stats run over the tests)'}",
                       flush=True)
         code = process.wait()
-    print(f"mutmut finished in {time.monotonic() - started:.0f}s with exit code {code}", flush=True)
+    seconds = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loads.append(os.getloadavg()[0])
+    print(f"mutmut finished in {seconds:.0f}s with exit code {code}", flush=True)
+    if Path("mutants").is_dir():
+        # How long, and how busy the machine was: the time depends on both.
+        (Path("mutants") / RUN_FILE).write_text(json.dumps({
+            "started": started_at.isoformat(timespec="seconds"),
+            "seconds": round(seconds),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime),
+            "cores": os.cpu_count(),
+            "max_children": max_children,
+            "load_1min_mean": round(sum(loads) / len(loads), 1),
+            "commit": _git("rev-parse", "--short", "HEAD"),
+            "modules": globs or "all",
+        }, indent=2) + "\n", encoding="utf-8")
     return code
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--fail-under", type=float, default=0.0,
                         help="exit 1 when a module scores below this percentage")
+    parser.add_argument("--write-docs", action="store_true",
+                        help=f"also rewrite the generated part of {DOCS_FILE} (scores, survivors) from this report")
     args = parser.parse_args(argv)
     os.chdir(REPO_ROOT)
     files = source_files(mutmut_config())
@@ -422,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     (REPORT_DIR / "report.txt").write_text(text + "\n", encoding="utf-8")
     (REPORT_DIR / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.write_docs:
+        run_file = Path("mutants") / RUN_FILE
+        run = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else None
+        write_docs(markdown(data, run))
+        print(f"\nwrote the generated part of {DOCS_FILE}")
     low = [m for m in data["modules"] if m["score"] is not None and m["score"] < args.fail_under]
     if low:
         print(f"\nbelow {args.fail_under}%: {', '.join(m['path'] for m in low)}", file=sys.stderr)

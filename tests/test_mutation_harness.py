@@ -158,6 +158,22 @@ def test_module_selection_and_what_mutmut_cannot_reach():
     assert mutation.out_of_reach(source) == ["X", "handler() (decorated)"]
 
 
+def test_the_docs_block_lists_survivors_by_module_and_keeps_the_rest_of_the_page(tmp_path):
+    survivor = _mutant("survived", removed=("a = b | c",), added=("a = b & c",))
+    data = {"mutmut": "3.8.1", "harmless": [],
+            "modules": [{"path": "functions/x/app.py", "mutants": 4, "killed": 3, "survived": 1, "harmless": 0,
+                         "score": 75.0}],
+            "survivors": [mutation.asdict(survivor)]}
+    block = mutation.markdown(data, None)
+    assert "| `functions/x/app.py` | 4 | 3 | 1 | 0 | 75.0% |" in block
+    assert "| 11 | `deploy` | `a = b \\| c` | `a = b & c` |" in block  # a pipe must not split the cell
+    page = tmp_path / "mutation.md"
+    page.write_text(f"notes\n{mutation.BEGIN}\nold\n{mutation.END}\nmore notes\n", encoding="utf-8")
+    mutation.write_docs(block, page)
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("notes\n") and text.endswith("more notes\n") and "old" not in text and block in text
+
+
 def test_the_configured_modules_are_the_decision_path(repo_root):
     config = mutation.mutmut_config(repo_root / "pyproject.toml")
     assert config["pytest_add_cli_args"][:2] == ["-p", "scripts.mutation_plugin"]
