@@ -374,11 +374,12 @@ def markdown(data: dict, run: dict | None) -> str:
                    f"{run['max_children']} workers on {run['cores']} cores, 1-min load average "
                    f"{run['load_1min_mean']} on average during the run.")
         out.append("")
-    out.append("| module | mutants | killed | survived | harmless | score |")
-    out.append("|---|---:|---:|---:|---:|---:|")
+    out.append("| module | mutants | killed | survived | harmless | not run | score |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
     for m in data["modules"]:
         score = "-" if m["score"] is None else f"{m['score']:.1f}%"
-        out.append(f"| `{m['path']}` | {m['mutants']} | {m['killed']} | {m['survived']} | {m['harmless']} | {score} |")
+        out.append(f"| `{m['path']}` | {m['mutants']} | {m['killed']} | {m['survived']} | {m['harmless']} "
+                   f"| {m['not_run']} | {score} |")
     by_path: dict[str, list[dict]] = {}
     for s in data["survivors"]:
         by_path.setdefault(s["path"], []).append(s)

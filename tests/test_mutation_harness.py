@@ -162,10 +162,10 @@ def test_the_docs_block_lists_survivors_by_module_and_keeps_the_rest_of_the_page
     survivor = _mutant("survived", removed=("a = b | c",), added=("a = b & c",))
     data = {"mutmut": "3.8.1", "harmless": [],
             "modules": [{"path": "functions/x/app.py", "mutants": 4, "killed": 3, "survived": 1, "harmless": 0,
-                         "score": 75.0}],
+                         "not_run": 0, "score": 75.0}],
             "survivors": [mutation.asdict(survivor)]}
     block = mutation.markdown(data, None)
-    assert "| `functions/x/app.py` | 4 | 3 | 1 | 0 | 75.0% |" in block
+    assert "| `functions/x/app.py` | 4 | 3 | 1 | 0 | 0 | 75.0% |" in block
     assert "| 11 | `deploy` | `a = b \\| c` | `a = b & c` |" in block  # a pipe must not split the cell
     page = tmp_path / "mutation.md"
     page.write_text(f"notes\n{mutation.BEGIN}\nold\n{mutation.END}\nmore notes\n", encoding="utf-8")
