@@ -4,6 +4,7 @@ from __future__ import annotations
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 
+from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_int, env_str
 from pipeline_common.errors import InvalidEvent
 from pipeline_common.sagemaker import ensure_created
@@ -62,6 +63,7 @@ def create_endpoint_config(sagemaker, event: dict, instance_type: str, instance_
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
+@named_aws_errors
 def lambda_handler(event, context):
     return create_endpoint_config(
         boto3.client("sagemaker"),

@@ -11,6 +11,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
+from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent, ManifestInvalid
 from pipeline_common.manifest import load_manifest
@@ -147,6 +148,7 @@ def create_model(s3, sagemaker, event: dict, role_arn: str, sparkml_image: str, 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
+@named_aws_errors
 def lambda_handler(event, context):
     return create_model(
         boto3.client("s3"),

@@ -5,27 +5,17 @@ from __future__ import annotations
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 
+from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_bool, env_float, env_int, env_str
 from pipeline_common.errors import ConfigurationError, InvalidEvent
 from pipeline_common.manifest import MANIFEST_NAME, load_manifest, manifest_uri_for
-from pipeline_common.names import is_sagemaker_name, sagemaker_base
+from pipeline_common.names import is_sagemaker_name, resource_names
 
 logger = Logger()
 tracer = Tracer()
 
 # SageMaker limits: MaxRuntimeInSeconds <= 28 days, MaxWaitTimeInSeconds >= MaxRuntime.
 _MAX_TRAINING_SECONDS = 28 * 24 * 3600
-
-
-def resource_names(run_id: str, production_endpoint: str) -> dict:
-    base = sagemaker_base(run_id)
-    return {
-        "training_job": f"{base}-train",
-        "model": f"{base}-model",
-        "endpoint_config": f"{base}-config",
-        "qa_endpoint": f"{base}-qa",
-        "production_endpoint": production_endpoint,
-    }
 
 
 def training_settings_from_env() -> dict:
@@ -118,6 +108,7 @@ def prepare_training(s3, run: dict, settings: dict, production_endpoint: str, po
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
+@named_aws_errors
 def lambda_handler(event, context):
     production_endpoint = env_str("PRODUCTION_ENDPOINT_NAME")
     if not is_sagemaker_name(production_endpoint):

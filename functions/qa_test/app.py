@@ -12,6 +12,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
+from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_float, env_int
 from pipeline_common.errors import InvalidEvent
 from pipeline_common.manifest import feature_names, load_manifest, manifest_uri_for
@@ -189,6 +190,7 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int) -> dict:
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
+@named_aws_errors
 def lambda_handler(event, context):
     return qa_test(
         boto3.client("s3"),

@@ -40,3 +40,16 @@ def sagemaker_base(run_id: str) -> str:
 
 def is_sagemaker_name(name) -> bool:
     return isinstance(name, str) and bool(SAGEMAKER_NAME.match(name))
+
+
+def resource_names(run_id: str, production_endpoint: str) -> dict:
+    """Every SageMaker name a run uses, derived from its run id (= execution
+    name) alone, so cleanup can find them from an EventBridge event too."""
+    base = sagemaker_base(run_id)
+    return {
+        "training_job": f"{base}-train",
+        "model": f"{base}-model",
+        "endpoint_config": f"{base}-config",
+        "qa_endpoint": f"{base}-qa",
+        "production_endpoint": production_endpoint,
+    }

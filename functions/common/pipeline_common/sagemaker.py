@@ -5,8 +5,16 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 
+# DescribeEndpoint says "Could not find endpoint ..."; DescribeTrainingJob says
+# "Requested resource not found." (both ValidationException, not ResourceNotFound:
+# https://github.com/aws/aws-sdk/issues/165).
+_NOT_FOUND_MESSAGES = ("Could not find", "Requested resource not found")
+
+
 def is_not_found(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ValidationException" and "Could not find" in str(error)
+    return error.response.get("Error", {}).get("Code") == "ValidationException" and any(
+        text in str(error) for text in _NOT_FOUND_MESSAGES
+    )
 
 
 def is_already_exists(error: ClientError) -> bool:

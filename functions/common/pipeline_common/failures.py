@@ -1,0 +1,202 @@
+"""What a failed run's email says: the failed state, error and cause turned
+into what happened and what to do, in words.
+
+Pure functions: no AWS calls. The cause comes in whatever shape the failing
+integration gave it (a Lambda's error JSON, a Glue job run's JSON, plain
+text, or nothing at all: a task-token timeout's cause is empty).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+_QUOTA = re.compile(r"service limit '(?P<quota>[^']+)' is (?P<limit>[^,]+), with current utilization of "
+                    r"(?P<used>[^,]+) and a request delta of (?P<delta>[^.]+)")
+_NOT_AUTHORIZED = re.compile(r"(?:User|Principal): (?P<principal>\S+) is not authorized to perform: (?P<action>\S+)"
+                             r"(?: on resource: (?P<resource>[^\s,]+))?(?P<rest>.*)")
+_BOTOCORE = re.compile(r"^An error occurred \((?P<code>[^)]+)\) when calling the (?P<operation>\w+) operation"
+                       r"(?: \(reached max retries: \d+\))?: (?P<message>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    summary: str  # what happened
+    action: str   # what to do about it
+
+
+def readable_cause(cause) -> str:
+    """The human part of a cause: a Lambda's errorMessage, a Glue run's
+    ErrorMessage, a training job's FailureReason, else the text itself."""
+    if not isinstance(cause, str) or not cause.strip():
+        return ""
+    try:
+        document = json.loads(cause)
+    except ValueError:
+        return cause.strip()
+    if isinstance(document, dict):
+        for key in ("errorMessage", "ErrorMessage", "FailureReason"):
+            if document.get(key):
+                return str(document[key]).strip()
+    return cause.strip()
+
+
+def duration_in_words(seconds) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
+        return "the configured time"
+    seconds = int(seconds)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def _botocore_parts(detail: str) -> tuple[str | None, str | None, str]:
+    match = _BOTOCORE.match(detail)
+    if not match:
+        return None, None, detail
+    return match.group("code"), match.group("operation"), match.group("message").strip()
+
+
+def _quota(detail: str, region: str) -> Explanation:
+    code, operation, message = _botocore_parts(detail)
+    match = _QUOTA.search(message)
+    where = f"in {region}" if region else "in this region"
+    if match:
+        quota = match.group("quota")
+        summary = (f"SageMaker refused {operation or 'the request'}: the account quota '{quota}' {where} is "
+                   f"{match.group('limit')}, {match.group('used')} are in use and the run needed "
+                   f"{match.group('delta')} more.")
+        action = (f"Request an increase of '{quota}' for {region or 'this region'} in the Service Quotas console "
+                  "(AWS services > Amazon SageMaker), or choose an instance type the account has quota for "
+                  "(TrainingInstanceType / EndpointInstanceType), then upload the file again.")
+    else:
+        summary = f"SageMaker refused {operation or 'the request'} because an account quota {where} is too low: {message}"
+        action = (f"Find the quota named in the message in the Service Quotas console ({region or 'this region'}) and "
+                  "request an increase, or use a smaller or different instance type; then upload the file again.")
+    return Explanation(summary, action)
+
+
+def _access_denied(detail: str) -> Explanation:
+    _, operation, message = _botocore_parts(detail)
+    match = _NOT_AUTHORIZED.search(message)
+    if match:
+        resource = match.group("resource")
+        summary = (f"{match.group('principal')} may not call {match.group('action')}"
+                   + (f" on {resource}" if resource else "") + ".")
+        if re.search(r"explicit deny|service control policy", match.group("rest") or "", re.I):
+            action = ("An explicit deny (a service control policy or a permissions boundary) blocks it: ask the "
+                      "account administrator to allow it, then upload the file again.")
+        else:
+            action = (f"Grant {match.group('action')}" + (f" on {resource}" if resource else "")
+                      + " to that role in template.yaml, redeploy, then upload the file again.")
+    else:
+        summary = f"AWS denied {operation or 'a call'}: {message}"
+        action = "Give the role named in the message the missing permission in template.yaml, redeploy and upload again."
+    return Explanation(summary, action)
+
+
+_AGAIN = "Upload the file again to start a new run."
+
+
+def explain(state: str, error: str, cause, *, region: str = "", approval_window_seconds=None) -> Explanation:
+    """What happened and what to do, for a run that failed in `state` with `error`."""
+    detail = readable_cause(cause)
+    state = state or "an unknown state"
+    error = error or "an unnamed error"
+
+    if error == "QuotaExceeded":
+        return _quota(detail, region)
+    if error == "AccessDenied" or error == "States.Permissions":
+        return _access_denied(detail)
+    if error in ("ServiceThrottled", "ServiceUnavailable"):
+        kind = "throttling" if error == "ServiceThrottled" else "failing with server errors"
+        return Explanation(f"AWS kept {kind} in {state} after the pipeline's retries ({detail or 'no details'}).",
+                           "Nothing is wrong with the data: upload the file again later to start a new run.")
+    if error == "States.Timeout" and state == "RequestApproval":
+        window = duration_in_words(approval_window_seconds)
+        return Explanation(f"Nobody approved or rejected the model within the approval window ({window}); the links "
+                           "in the approval email have expired.",
+                           f"{_AGAIN} It sends a new approval email.")
+    if error in ("States.Timeout", "States.HeartbeatTimeout"):
+        return Explanation(f"{state} did not finish within its time limit.",
+                           "Check that step's service (its logs) for what held it up, then upload the file again.")
+    if error == "ApprovalRejected":
+        return Explanation(f"The reviewer rejected the model: {detail or 'no reason was given'}.",
+                           "Nothing to undo. Fix what the reviewer pointed out and upload the data again to retrain.")
+    if error == "QualityBelowThreshold":
+        return Explanation(f"The new model did not pass QA: {detail}",
+                           "Read the QA report (confusion matrix) named above; improve the data or, if the bar is "
+                           "too high, lower AccuracyThreshold; then upload again.")
+    if error == "Superseded":
+        return Explanation(f"A newer upload reached production first: {detail}",
+                           "Nothing to do: production serves the newer run's model, which is what you want.")
+    if error == "ProductionRolledBack":
+        return Explanation(f"The production update was rolled back by its deployment guardrails: {detail}",
+                           "Look at the rollback alarms (5xx errors, model latency) in CloudWatch for the baking "
+                           "period, fix the cause, then upload again.")
+    if error in ("ProductionEndpointFailed", "ProductionEndpointUnusable"):
+        return Explanation(f"The production endpoint is unusable: {detail}",
+                           "It needs a person: repair or delete it in the SageMaker console, then upload again.")
+    if error == "QAEndpointFailed":
+        return Explanation(f"SageMaker could not create the QA endpoint: {detail}",
+                           "The message names the cause (often an image the execution role cannot pull, or a "
+                           "model that does not start); fix it and upload again.")
+    if error in ("TrainingJobFailed", "TrainingJobStopped"):
+        return Explanation(f"The training job did not complete: {detail}",
+                           "See the training job's CloudWatch log (/aws/sagemaker/TrainingJobs) for details; fix "
+                           "the data or the training settings and upload again.")
+    if error == "WaitTimeExpired":
+        return Explanation(detail or f"{state} waited longer than allowed.",
+                           "Look at the resource in the SageMaker console. If it is only slow, raise "
+                           "EndpointWaitSeconds (or MaxTrainingSeconds); then upload again.")
+    if error == "States.TaskFailed" and state == "PreprocessWithGlue":
+        return Explanation(f"The Glue job failed: {detail or 'it gave no reason'}",
+                           "The message names the problem with the data file (and the first offending lines); fix "
+                           "the file and upload it again.")
+    if error == "Lambda.Unknown":
+        return Explanation(f"The function behind {state} crashed or ran out of time: {detail or 'no details'}",
+                           "Read that function's CloudWatch log for the run; it usually needs more memory or time.")
+    if error == "InvalidInput":
+        return Explanation(detail or "The execution input has no input_uri.",
+                           'Start the execution with {"input_uri": "s3://bucket/key"}, or upload the file instead.')
+    if detail:
+        return Explanation(f"{state} failed with {error}: {detail}", "Fix what the message describes, then upload again.")
+    return Explanation(f"{state} failed with {error}; AWS gave no further details.",
+                       f"Look at the execution's history in the Step Functions console for {state}. {_AGAIN}")
+
+
+_QA_LINES = {
+    "deleted": "QA endpoint {name}: deleted.",
+    "already_deleting": "QA endpoint {name}: being deleted.",
+    "absent": "QA endpoint {name}: not running.",
+    "pending": ("QA endpoint {name}: still being created; a cleanup workflow deletes it as soon as SageMaker "
+                "lets it (nothing to do)."),
+    "none_named": "QA endpoint: none was created.",
+    "refused": "QA endpoint {name}: NOT deleted (its name equals the production endpoint's); check it by hand.",
+}
+
+
+def failure_notice(run_id: str, failure: dict, *, region: str = "", approval_window_seconds=None,
+                   qa_endpoint: str | None = None, qa_action: str | None = None) -> dict:
+    """The failure email: {"subject", "message"}."""
+    state, error, cause = failure.get("state"), failure.get("error"), failure.get("cause")
+    explanation = explain(state, error, cause, region=region, approval_window_seconds=approval_window_seconds)
+    detail = readable_cause(cause)
+    production = "Production: not changed by this run."
+    if state == "CheckProduction" and error == "WaitTimeExpired":
+        production = "Production: this run's update had not finished; check the production endpoint in SageMaker."
+    lines = [
+        f"Run {run_id} failed in {state}.",
+        "",
+        f"What happened: {explanation.summary}",
+        f"What to do: {explanation.action}",
+        "",
+        production,
+        _QA_LINES.get(qa_action or "", "QA endpoint {name}: see the SageMaker console.").format(name=qa_endpoint),
+        "",
+        f"Error: {error}",
+        f"Details: {detail if detail else 'none were given'}",
+    ]
+    return {"subject": f"Pipeline run {run_id} failed in {state}"[:100], "message": "\n".join(lines)}
