@@ -1,6 +1,17 @@
 """moto as local mode's AWS: the mock itself (with Step Functions execution
-on), the stack's resources created in it, and the one SageMaker API the
-pipeline needs that moto 5.2.5 lacks, UpdateEndpoint.
+on), the stack's resources created in it, and the SageMaker behaviour the
+pipeline needs that moto 5.2.5 lacks: UpdateEndpoint, and training jobs that
+exist while they train.
+
+Training: moto's CreateTrainingJob records a job that is Completed at once
+and silently replaces a job of the same name. Here it refuses a name in use
+as SageMaker does (ResourceInUse), and the job is InProgress until the local
+training worker, which serves TrainXGBoost's `createTrainingJob.sync`, ends
+it (`end_training_job`): Completed with its model artifacts, Failed with its
+FailureReason, or Stopped when StopTrainingJob came meanwhile. So
+DescribeTrainingJob sees the job a lost answer left behind, as on AWS.
+DescribeTrainingJob of an unknown job answers SageMaker's own text
+("Requested resource not found.").
 
 UpdateEndpoint is added at the API boundary (a `SageMakerResponse` action
 over moto's own SageMaker backend), so the real deploy_production Lambda calls
@@ -16,8 +27,9 @@ import datetime
 import json
 import os
 import threading
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import boto3
 
@@ -105,6 +117,126 @@ def _update_endpoint(self) -> Any:
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
+# --- training jobs ------------------------------------------------------------------
+
+_training_lock = threading.Lock()
+_original_create_training_job: Callable | None = None
+_original_describe_training_job: Callable | None = None
+
+
+def _training_job_arn(backend, name: str) -> str:
+    return f"arn:aws:sagemaker:{backend.region_name}:{backend.account_id}:training-job/{name.lower()}"
+
+
+def _create_training_job(self) -> Any:
+    from moto.sagemaker.exceptions import ResourceInUseException
+
+    backend = self.sagemaker_backend
+    name = self._get_param("TrainingJobName")
+    with _training_lock:
+        if name in backend.training_jobs:
+            raise ResourceInUseException(
+                "Training job names must be unique within an AWS account and region, and a training job with this "
+                f"name already exists ({_training_job_arn(backend, name)})"
+            )
+        result = _original_create_training_job(self)
+        job = backend.training_jobs[name]
+        job.training_job_status, job.secondary_status = "InProgress", "Training"
+        job.training_end_time = None
+        # Every attribute end_training_job sets exists from the start: DescribeTrainingJob iterates the
+        # job's __dict__, and a key added meanwhile would break that iteration.
+        job.failure_reason = job.training_time_in_seconds = job.billable_time_in_seconds = None
+    return result
+
+
+def end_training_job(description: dict, account: str, region: str) -> dict:
+    """Record on moto's job how the training worker's job ended (`description`: what DescribeTrainingJob
+    returns for it, times in epoch milliseconds as the .sync output carries them). A job StopTrainingJob
+    reached meanwhile ends Stopped. Returns the description with the job's final status."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    job = sagemaker_backends[account][region].training_jobs.get(description["TrainingJobName"])
+    if job is None:  # the request never reached CreateTrainingJob (refused before any job existed)
+        return description
+    with _training_lock:
+        if job.training_job_status == "Stopping":
+            description = {**description, "TrainingJobStatus": "Stopped", "SecondaryStatus": "Stopped"}
+        status = description["TrainingJobStatus"]
+        if status == "Completed":
+            job.model_artifacts = description.get("ModelArtifacts") or job.model_artifacts
+            job.final_metric_data_list = [
+                {**metric, "Timestamp": _from_millis(metric.get("Timestamp"))}
+                for metric in description.get("FinalMetricDataList") or []
+            ]
+        job.failure_reason = description.get("FailureReason")
+        job.training_time_in_seconds = description.get("TrainingTimeInSeconds")
+        job.billable_time_in_seconds = description.get("BillableTimeInSeconds")
+        job.training_end_time = job.last_modified_time = _from_millis(description.get("TrainingEndTime"))
+        job.training_job_status, job.secondary_status = status, description.get("SecondaryStatus", status)
+    return description
+
+
+def _from_millis(value) -> datetime.datetime:
+    if isinstance(value, (int, float)):
+        return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.timezone.utc)
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _describe_training_job(self) -> Any:
+    from moto.sagemaker.exceptions import ValidationError
+
+    if self._get_param("TrainingJobName") not in self.sagemaker_backend.training_jobs:
+        raise ValidationError(message="Requested resource not found.")
+    return _original_describe_training_job(self)
+
+
+def _stop_training_job(self) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+
+    name = self._get_param("TrainingJobName")
+    job = self.sagemaker_backend.training_jobs.get(name)
+    if job is None:
+        raise ValidationError(message="Requested resource not found.")
+    with _training_lock:
+        if job.training_job_status != "InProgress":
+            # SageMaker's answer, as a user reported it (https://github.com/awslabs/benchmark-ai/issues/928).
+            raise ValidationError(
+                message=f"The request was rejected because the training job is in status {job.training_job_status}.")
+        job.training_job_status, job.secondary_status = "Stopping", "Stopping"
+    return ActionResult({})
+
+
+@contextlib.contextmanager
+def training_jobs_installed() -> Iterator[None]:
+    """Give moto's SageMaker training jobs that exist while they train (ended by `end_training_job`) while active."""
+    global _original_create_training_job, _original_describe_training_job
+    import moto
+    from moto.sagemaker.models import FakeTrainingJob
+    from moto.sagemaker.responses import SageMakerResponse
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"localmode.aws replaces moto {MOTO_VERSION}'s training jobs; found {moto.__version__}")
+    if hasattr(SageMakerResponse, "stop_training_job"):
+        raise RuntimeError("moto now implements StopTrainingJob itself: re-check localmode.aws's training jobs")
+    missing = [a for a in ("training_job_status", "secondary_status", "model_artifacts", "training_end_time",
+                           "final_metric_data_list", "last_modified_time")
+               if a not in FakeTrainingJob.__init__.__code__.co_names]
+    if missing:
+        raise RuntimeError(f"moto's FakeTrainingJob no longer sets {missing}: re-check localmode.aws")
+    _original_create_training_job = SageMakerResponse.create_training_job
+    _original_describe_training_job = SageMakerResponse.describe_training_job
+    SageMakerResponse.create_training_job = _create_training_job
+    SageMakerResponse.describe_training_job = _describe_training_job
+    SageMakerResponse.stop_training_job = _stop_training_job
+    try:
+        yield
+    finally:
+        SageMakerResponse.create_training_job = _original_create_training_job
+        SageMakerResponse.describe_training_job = _original_describe_training_job
+        del SageMakerResponse.stop_training_job
+
+
 def _endpoint_arn(backend, name: str) -> str:
     return f"arn:aws:sagemaker:{backend.region_name}:{backend.account_id}:endpoint/{name.lower()}"
 
@@ -139,11 +271,12 @@ def update_endpoint_installed() -> Iterator[EndpointUpdates]:
 
 @contextlib.contextmanager
 def local_aws(region: str = REGION) -> Iterator[None]:
-    """moto for every AWS API, state machines executed, UpdateEndpoint available."""
+    """moto for every AWS API, state machines executed, UpdateEndpoint and training jobs that exist while they train."""
     from moto import mock_aws
 
     isolate_environment(region)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), update_endpoint_installed():
+    with (mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), update_endpoint_installed(),
+          training_jobs_installed()):
         yield
 
 
@@ -206,6 +339,25 @@ def create_resources(stack, spec_path) -> Resources:
         mailbox_url=mailbox_url,
         spec_uri=spec_uri,
     )
+
+
+def eventbridge_delivers(pattern: dict, event: dict) -> bool:
+    """Whether an EventBridge rule with `pattern` on the default bus delivers `event` (moto's
+    matching, through its public API: a throwaway rule with an SQS target, then PutEvents)."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    name = f"match-{uuid.uuid4().hex[:12]}"
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(Rule=name, Targets=[{"Id": "probe", "Arn": arn}])
+    try:
+        events.put_events(Entries=[{"Source": event["source"], "DetailType": event["detail-type"],
+                                    "Detail": json.dumps(event["detail"]), "Resources": event.get("resources", [])}])
+        return bool(sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1).get("Messages"))
+    finally:
+        events.remove_targets(Rule=name, Ids=["probe"])
+        events.delete_rule(Name=name)
+        sqs.delete_queue(QueueUrl=queue)
 
 
 def read_mailbox(mailbox_url: str) -> list[dict]:

@@ -4,9 +4,9 @@ the way Step Functions' `lambda:invoke` would invoke them.
 - Each handler is loaded by path under a unique module name (every folder has
   an `app.py`), with `functions/common` on sys.path (the shared layer).
 - It runs with the environment the template gives that function (names from
-  template.yaml when it exists; values supplied by local mode), set for the
-  duration of the import and of each call. Invocations are serialized: the
-  environment is process-wide.
+  template.yaml when it exists; values supplied by local mode), for the
+  duration of the import and of each call, seen by the calling thread only
+  (`function_environment`). Invocations are serialized.
 - The result is shaped like lambda:invoke's (`Payload`, `StatusCode`, ...).
   A handler exception fails the task with the exception's class name as the
   error and AWS's JSON (`errorMessage`, `errorType`, `stackTrace`) as the cause,
@@ -75,6 +75,83 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _PerThreadEnviron(os._Environ):
+    """`os.environ` over the same variables, plus an overlay that only the thread that set it sees.
+
+    A function's environment used to be written into the process environment for the call and taken out
+    again after it. Other threads read that environment meanwhile: every boto3 client they create lists
+    `os.environ` (urllib's proxy lookup), and a variable deleted between the listing and its lookup made
+    that thread's call fail with KeyError (the training thread's job failed, or the run's own polling
+    crashed). The overlay never touches the shared variables, so no other thread sees a change, and a
+    function sees only its own environment, as on Lambda.
+    """
+
+    def __init__(self, base: os._Environ):
+        super().__init__(base._data, base.encodekey, base.decodekey, base.encodevalue, base.decodevalue)
+        self._local = threading.local()
+
+    def overlay(self) -> dict | None:
+        return getattr(self._local, "overlay", None)
+
+    def set_overlay(self, overlay: dict | None) -> None:
+        self._local.overlay = overlay
+
+    def __getitem__(self, key):
+        overlay = self.overlay()
+        if overlay is not None and key in overlay:
+            if overlay[key] is None:
+                raise KeyError(key)
+            return overlay[key]
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        overlay = self.overlay()
+        if overlay is None:
+            return super().__setitem__(key, value)
+        self.encodekey(key), self.encodevalue(value)  # the type checks os.environ makes
+        overlay[key] = value
+
+    def __delitem__(self, key):
+        overlay = self.overlay()
+        if overlay is None:
+            return super().__delitem__(key)
+        self[key]  # KeyError when not set, as os.environ
+        overlay[key] = None
+
+    def __iter__(self):
+        overlay = self.overlay()
+        shared = list(super().__iter__())
+        if overlay is None:
+            yield from shared
+            return
+        yield from (key for key in shared if overlay.get(key, "") is not None)
+        yield from (key for key, value in overlay.items() if value is not None and key not in shared)
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def copy(self):
+        return dict(self)
+
+
+_environ_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def function_environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` added to the environment this thread sees, until the block ends (nested blocks add up)."""
+    with _environ_lock:
+        if not isinstance(os.environ, _PerThreadEnviron):
+            os.environ = _PerThreadEnviron(os.environ)
+    environ = os.environ
+    previous = environ.overlay()
+    environ.set_overlay({**(previous or {}), **{k: str(v) for k, v in values.items()}})
+    try:
+        yield
+    finally:
+        environ.set_overlay(previous)
+
+
 @dataclass
 class Invocation:
     function: str
@@ -102,19 +179,9 @@ class LocalLambdas:
     def available(self) -> list[str]:
         return sorted(p.parent.name for p in self.functions_dir.glob("*/app.py"))
 
-    @contextlib.contextmanager
-    def _environment(self, function: str) -> Iterator[None]:
+    def _environment(self, function: str):
         values = {"AWS_LAMBDA_FUNCTION_NAME": function, "AWS_REGION": self.region, **self.environments.get(function, {})}
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update({k: str(v) for k, v in values.items()})
-        try:
-            yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
+        return function_environment(values)
 
     def module(self, function: str) -> ModuleType:
         with self._lock:

@@ -187,4 +187,7 @@ def failure_of(tracker: HistoryTracker, description: dict) -> dict | None:
         candidates = [r for r in tracker.records if r.errors] or [r for r in tracker.records if r.exited is None]
         state = candidates[-1].name if candidates else None
         failure = {"state": state, "error": description.get("error"), "cause": description.get("cause")}
-    return {**failure, "message": readable_cause(failure.get("cause"))}
+    # The failure email the pipeline wrote (what happened, what to do), when its cleanup step ran.
+    notice = (data.get("cleanup") or {}).get("notice") if isinstance(data.get("cleanup"), dict) else None
+    explanation = notice.get("message") if isinstance(notice, dict) else None
+    return {**failure, "message": readable_cause(failure.get("cause")), "explanation": explanation}

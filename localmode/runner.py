@@ -161,6 +161,11 @@ def _summarize(say, result: RunResult) -> None:
     failure = report.get("failure")
     if failure:
         say(f"failed in {failure.get('state')}: {failure.get('error')}: {failure.get('message')}")
+    cleanup = report.get("cleanup")
+    if cleanup:
+        result = cleanup.get("result") or {}
+        say(f"cleanup state machine (run ended): {cleanup.get('status')}"
+            + (f", QA endpoint {result.get('qa_endpoint')}: {result.get('action')}" if result else ""))
     endpoints = report["endpoints"]
     say(f"QA endpoint {endpoints['qa']['name']}: {'still exists' if endpoints['qa']['exists'] else 'deleted'}")
     production = endpoints["production"]

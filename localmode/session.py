@@ -37,6 +37,10 @@ from localmode.workers.services import aws_sdk, optimized
 from localmode.workers.training import TrainingWorker
 
 DEFINITION = asl.PIPELINE_DEFINITION
+CLEANUP_DEFINITION = REPO_ROOT / "statemachine" / "cleanup.asl.json"
+# What Step Functions sends to EventBridge when an execution's status changes (documented shape:
+# https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html).
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 # Local values for template parameters: no default (the email) or a cloud-sized default.
 LOCAL_PARAMETERS = {"NotificationEmail": "you@example.com", "PollSeconds": 1}
 # Retry back-off as the definition writes it would sleep minutes on a local transient error.
@@ -93,10 +97,11 @@ class LocalPipeline:
     def __enter__(self) -> "LocalPipeline":
         started = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        SparkProvider.warm(self.workdir)  # the JVM starts while the rest is set up
         _quiet_libraries()
         try:
+            # First: it removes variables from the environment, which the JVM's start copies on its own thread.
             self._exit.enter_context(aws.local_aws(self.region))
+            SparkProvider.warm(self.workdir)  # the JVM starts while the rest is set up
             self._exit.enter_context(sfn.install(retry_time_scale=RETRY_TIME_SCALE))
             self.resources = aws.create_resources(self.stack, REPO_ROOT / "datasets" / "car.json")
             self._lambda_log = self._exit.enter_context(open(self.workdir / "lambdas.log", "a", encoding="utf-8"))
@@ -172,9 +177,14 @@ class LocalPipeline:
         dispatcher.register("glue:startJobRun.sync", glue)
         dispatcher.register("sagemaker:createTrainingJob.sync", self.training_worker)
         dispatcher.register("lambda:invoke", self.lambdas.task_handler())
-        template = DEFINITION.read_text(encoding="utf-8")
+        # The cleanup state machine exists first: the pipeline's cleanup function hands QA endpoints to it.
+        self.cleanup_machine = self._machine(CLEANUP_DEFINITION, sfn.Dispatcher())
+        return self._machine(DEFINITION, dispatcher)
+
+    def _machine(self, definition: Path, dispatcher: sfn.Dispatcher) -> sfn.StateMachine:
+        dispatcher.register("lambda:invoke", self.lambdas.task_handler())
         # Every other integration the definition uses is a plain API call on moto.
-        for task_resource in set(asl.definition_tasks(DEFINITION).values()):
+        for task_resource in set(asl.definition_tasks(definition).values()):
             integration, _ = sfn.split_resource(task_resource)
             parts = integration.split(":")
             if dispatcher.handler_for(task_resource) is not None:
@@ -183,15 +193,17 @@ class LocalPipeline:
                 dispatcher.register(integration, aws_sdk(parts[1], parts[2]))
             else:
                 dispatcher.register(integration, optimized(parts[0], parts[1]))
-        [machine_id] = self.stack.resources_of_type("AWS::Serverless::StateMachine")
-        return sfn.StateMachine.create(
+        machine_id = self.stack.state_machine_id(definition.relative_to(REPO_ROOT).as_posix())
+        machine = sfn.StateMachine.create(
             boto3.client("stepfunctions"),
-            template,
-            self.stack.definition_substitutions(),
+            definition.read_text(encoding="utf-8"),
+            self.stack.definition_substitutions(machine_id),
             dispatcher,
             name=self.stack.physical_name(machine_id),
             role_arn=f"arn:aws:iam::{self.stack.account}:role/{self.stack.physical_name(machine_id)}-role",
         )
+        self._exit.callback(machine.close)
+        return machine
 
     # --- one upload ------------------------------------------------------------------
     def upload(self, data_path: Path) -> dict:
@@ -266,10 +278,57 @@ class LocalPipeline:
             description = self._stop(execution_arn, "AutoDecisionFailed", str(exc))
         # Deliveries of the final notification can trail the execution's end by a poll.
         on_events([])
+        cleanup = self._run_ended(description, timeout=timeout)
         seconds = time.monotonic() - started
         report = self._report(run_id, execution_arn, description, tracker, mail, approval, data_path, event, seconds)
+        report["cleanup"] = cleanup
         exit_code = exit_code_for(report)
         return RunResult(run_id, execution_arn, description["status"], report, exit_code)
+
+    def execution_status_event(self, description: dict) -> dict:
+        """The EventBridge event Step Functions emits for this execution's status (documented shape)."""
+        def millis(moment):
+            return int(moment.timestamp() * 1000) if moment else None
+
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": EXECUTION_STATUS_CHANGE,
+            "source": "aws.states",
+            "account": self.stack.account,
+            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [description["executionArn"]],
+            "detail": {
+                "executionArn": description["executionArn"],
+                "stateMachineArn": description["stateMachineArn"],
+                "name": description["name"],
+                "status": description["status"],
+                "startDate": millis(description.get("startDate")),
+                "stopDate": millis(description.get("stopDate")),
+                "input": description.get("input"),
+                "inputDetails": {"included": True},
+                "output": description.get("output"),
+                "outputDetails": {"included": True} if description.get("output") is not None else None,
+            },
+        }
+
+    def _run_ended(self, description: dict, timeout: float) -> dict | None:
+        """What the template's RunEndedRule does on AWS: an execution that ended in a status its
+        pattern names starts the cleanup state machine with the event as input."""
+        event = self.execution_status_event(description)
+        rule = self.stack.resources["RunEndedRule"]["Properties"]
+        if not aws.eventbridge_delivers(self.stack.resolve(rule["EventPattern"]), event):
+            return None
+        self.say(f"run ended {description['status']}: the cleanup state machine runs (RunEndedRule)")
+        arn = self.cleanup_machine.start(f"run-ended-{uuid.uuid4().hex[:12]}", event)
+        try:
+            ended = self.cleanup_machine.wait(arn, timeout=timeout, poll=0.2)
+        except TimeoutError as exc:
+            return {"execution_arn": arn, "status": "RUNNING", "error": str(exc)}
+        output = json.loads(ended["output"]) if ended.get("output") else {}
+        return {"execution_arn": arn, "status": ended["status"], "result": output.get("cleanup"),
+                "error": ended.get("error"), "cause": ended.get("cause")}
 
     def _stop(self, execution_arn: str, error: str, cause: str) -> dict:
         """StopExecution, as from the console: the run ends ABORTED and is still reported."""
@@ -282,6 +341,9 @@ class LocalPipeline:
             # approval, at the end of the window): report it as AWS would show it now.
             description = {**description, "status": "ABORTED", "error": error, "cause": cause,
                            "stopDate": datetime.datetime.now(datetime.timezone.utc)}
+        elif description["status"] == "ABORTED" and not description.get("error"):
+            # AWS's DescribeExecution of a stopped execution carries StopExecution's error and cause; moto's may not.
+            description = {**description, "error": error, "cause": cause}
         return description
 
     def _on_mail(self, message: dict, approval: dict, reason: str) -> None:
@@ -322,7 +384,8 @@ class LocalPipeline:
         qa_report = self._read_json(qa["report_uri"]) if qa and qa.get("report_uri") else None
         endpoints = self.endpoints()
         production = names.get("production_endpoint") or self.stack.parameter("ProductionEndpointName")
-        training = tracker.state_data("TrainXGBoost") or {}
+        # What TrainXGBoost returned, or the wait loop after a lost answer found.
+        training = data.get("training") if isinstance(data.get("training"), dict) else {}
         return {
             "run_id": run_id,
             "execution_arn": execution_arn,
@@ -339,7 +402,7 @@ class LocalPipeline:
             "artifacts": {
                 "run_prefix": (data.get("run") or {}).get("run_prefix"),
                 "manifest": manifest.get("uris") if manifest else None,
-                "model_artifacts": (training.get("training") or {}).get("model_artifacts") if isinstance(training, dict) else None,
+                "model_artifacts": training.get("model_artifacts"),
                 "training_metrics": self.training_worker.jobs[-1].get("FinalMetricDataList") if self.training_worker.jobs else None,
             },
             "endpoints": {
@@ -409,7 +472,7 @@ def _redact_approval_links(text: str) -> str:
 def outcome_of(description: dict, approval: dict) -> str:
     if description["status"] == "SUCCEEDED":
         return "deployed"
-    if description.get("error") == "ApprovalRejected":
+    if description.get("error") == "Pipeline.ApprovalRejected":
         return "rejected"
     if description["status"] == "ABORTED":
         return "interrupted" if description.get("error") == "Interrupted" else "failed"

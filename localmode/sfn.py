@@ -12,7 +12,7 @@ else stays moto's: parameters, paths, intrinsic functions, Choice, Wait,
 Retry/Catch, task tokens (SendTaskSuccess/SendTaskFailure through moto's
 public Step Functions API), TimeoutSecondsPath, history events.
 
-`install()` makes five more small, local-only corrections, each where moto
+`install()` makes four more small, local-only corrections, each where moto
 differs from what the definition relies on:
 - a payload-template field named `RoleArn.$` is evaluated like any other
   `<name>.$` field (moto's vendored lexer reads `"RoleArn.$"` as the
@@ -21,8 +21,6 @@ differs from what the definition relies on:
   training worker unresolved and `RoleArn` was missing);
 - Retry back-off sleeps scaled by `retry_time_scale` (moto really sleeps
   `IntervalSeconds`; a local transient error should not wait minutes);
-- the Fail state accepts a re-raised `States.*` error from ErrorPath (moto's
-  refuses the prefix and would turn `States.Timeout` into `States.Runtime`);
 - `$$.Execution.StartTime` is an ISO-8601 string as on AWS (moto passes a
   datetime, which then breaks DescribeExecution of a succeeded run);
 - SendTaskFailure keeps its `cause` (moto's API handler drops it).
@@ -99,7 +97,6 @@ try:
     from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
         PayloadBindingStringExpressionSimple,
     )
-    from moto.stepfunctions.parser.asl.component.state.fail import state_fail as _state_fail
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor as _Preprocessor
     from moto.stepfunctions.parser.backend.execution import Execution as _Execution
@@ -128,8 +125,6 @@ def check_moto() -> None:
         "retrier_decl.time.sleep": hasattr(getattr(_retrier_decl, "time", None), "sleep"),
         "Execution.get_start_execution_details": callable(getattr(_Execution, "get_start_execution_details", None)),
         "StepFunctionResponse.send_task_failure": callable(getattr(_SfnResponse, "send_task_failure", None)),
-        "state_fail.CustomErrorName": getattr(_state_fail, "CustomErrorName", None)
-        in (CustomErrorName, _fail_state_error_name),
         "Preprocessor.visitPayload_binding_value": callable(getattr(_Preprocessor, "visitPayload_binding_value", None)),
         "Preprocessor.visitString_expression_simple": callable(
             getattr(_Preprocessor, "visitString_expression_simple", None)
@@ -313,18 +308,6 @@ def _local_service_for(service_name: str):
     return _LocalTaskService()
 
 
-def _fail_state_error_name(error_name: str | None):
-    """The Fail state's error name, allowing a re-raised `States.*` error.
-
-    moto's Fail state builds a CustomErrorName, which refuses the `States.`
-    prefix, so `"ErrorPath": "$.failure.error"` holding a caught
-    `States.Timeout` or `States.TaskFailed` would crash the Fail state with
-    States.Runtime. Re-raising a caught error through ErrorPath is how this
-    definition ends every failure path, so locally the name passes through.
-    """
-    return _error_name(error_name) if error_name is not None else CustomErrorName(None)
-
-
 def _start_details_with_iso_time(self):
     """`$$.Execution.StartTime` as AWS gives it: an ISO-8601 string.
 
@@ -410,7 +393,6 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
             _original_time = _retrier_decl.time
             _factory.state_task_service_for = _local_service_for
             _retrier_decl.time = _ScaledSleep(_original_time)
-            _state_fail.CustomErrorName = _fail_state_error_name
             _original_start_details = _Execution.get_start_execution_details
             _Execution.get_start_execution_details = _start_details_with_iso_time
             _original_send_task_failure = _SfnResponse.send_task_failure
@@ -427,7 +409,6 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
             if _install_depth == 0:
                 _factory.state_task_service_for = _original_service_for
                 _retrier_decl.time = _original_time
-                _state_fail.CustomErrorName = CustomErrorName
                 _Execution.get_start_execution_details = _original_start_details
                 _SfnResponse.send_task_failure = _original_send_task_failure
                 _Preprocessor.visitPayload_binding_value = _original_payload_binding_value

@@ -97,17 +97,23 @@ class LocalStack:
         own = self.resources[logical_id]["Properties"].get("Timeout")
         return float(own or self.template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
 
-    def state_machine(self) -> dict:
-        [machine] = self.resources_of_type("AWS::Serverless::StateMachine").values()
-        return machine["Properties"]
+    def state_machine_id(self, definition: str = "statemachine/pipeline.asl.json") -> str:
+        """The logical id of the state machine whose DefinitionUri is `definition`."""
+        [logical_id] = [name for name, machine in self.resources_of_type("AWS::Serverless::StateMachine").items()
+                        if machine["Properties"].get("DefinitionUri") == definition]
+        return logical_id
 
-    def definition_substitutions(self) -> dict[str, str]:
-        return {k: str(self.resolve(v)) for k, v in self.state_machine().get("DefinitionSubstitutions", {}).items()}
+    def state_machine(self, logical_id: str | None = None) -> dict:
+        return self.resources[logical_id or self.state_machine_id()]["Properties"]
 
-    def substitution_folders(self) -> dict[str, str]:
+    def definition_substitutions(self, logical_id: str | None = None) -> dict[str, str]:
+        return {k: str(self.resolve(v))
+                for k, v in self.state_machine(logical_id).get("DefinitionSubstitutions", {}).items()}
+
+    def substitution_folders(self, logical_id: str | None = None) -> dict[str, str]:
         """Definition substitution -> function folder, for the substitutions that name a function's ARN."""
         found = {}
-        for key, value in self.state_machine().get("DefinitionSubstitutions", {}).items():
+        for key, value in self.state_machine(logical_id).get("DefinitionSubstitutions", {}).items():
             target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
             if target and self.resources.get(target[0], {}).get("Type") == "AWS::Serverless::Function":
                 found[key] = self.function_folder(target[0])
@@ -170,6 +176,8 @@ class LocalStack:
             return self.function_folder(name)
         if kind == "AWS::SQS::Queue":
             return f"https://sqs.{self.region}.amazonaws.com/{self.account}/{self.physical_name(name)}"
+        if kind == "AWS::Serverless::StateMachine":
+            return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.physical_name(name)}"
         return self.physical_name(name)
 
     def get_att(self, logical_id: str, attribute: str) -> str:

@@ -3,7 +3,7 @@
 - cfn-lint (from .venv, pinned in uv.lock) on template.yaml
 - `sam validate --lint` (aws-sam-cli, run by uv in its own environment: its
   pins conflict with the project's lock); offline, no credentials needed
-- asl-validator (npm, pinned in package-lock.json) on the state machine
+- asl-validator (npm, pinned in package-lock.json) on both state machines
 - checkov (run by uv like the SAM CLI) on template.yaml: zero failed checks;
   every skip sits next to its resource with a reason
 
@@ -23,7 +23,7 @@ from deploy import REPO_ROOT, SAM_CLI_VERSION, uv_executable  # noqa: E402
 
 CHECKOV_VERSION = "3.3.30"
 TEMPLATE = "template.yaml"
-DEFINITION = "statemachine/pipeline.asl.json"
+DEFINITIONS = ("statemachine/pipeline.asl.json", "statemachine/cleanup.asl.json")
 # The tools make no AWS calls; a region keeps botocore-based ones from asking for one.
 OFFLINE_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
 
@@ -62,8 +62,12 @@ def asl_validator() -> Result:
     local = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
     if not local.exists():
         return Result("asl-validator", False, "node_modules/.bin/asl-validator is missing: run `make setup` (npm ci)")
-    result = _run([str(local), "--json-path", DEFINITION])
-    return Result("asl-validator", result.returncode == 0, (result.stdout + result.stderr).strip())
+    outputs, ok = [], True
+    for definition in DEFINITIONS:
+        result = _run([str(local), "--json-path", definition])
+        ok = ok and result.returncode == 0
+        outputs.append((result.stdout + result.stderr).strip())
+    return Result("asl-validator", ok, "\n".join(outputs))
 
 
 def checkov() -> Result:

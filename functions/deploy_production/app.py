@@ -17,11 +17,14 @@ starts, the rollback window.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
 from pipeline_common.approvals import production_key
+from pipeline_common.aws_errors import CLIENT_CONFIG, named_aws_errors
 from pipeline_common.config import env_int, env_list, env_str
 from pipeline_common.models import is_model_file, mark_production, mark_superseded
 from pipeline_common.errors import ConfigurationError, InvalidEvent
@@ -128,7 +131,8 @@ def deploy(sagemaker, endpoint_name: str, config_name: str, bake_seconds: int, a
     return "updated"
 
 
-def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names: list[str]) -> dict:
+def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names: list[str],
+                      wait_seconds: int = 3600, now=None) -> dict:
     try:
         run = event["run"]
         endpoint_name = event["names"]["production_endpoint"]
@@ -145,7 +149,9 @@ def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds
     claim_production(dynamodb, table, endpoint_name, run)
     action = deploy(sagemaker, endpoint_name, config_name, bake_seconds, alarm_names)
     logger.info("production deployment started", extra={"endpoint_name": endpoint_name, "action": action, "run_id": run["run_id"]})
-    return {"endpoint_name": endpoint_name, "action": action}
+    # How long the state machine waits for InService: an update also bakes before it completes.
+    limit = wait_seconds + (bake_seconds if action == "updated" else 0)
+    return {"endpoint_name": endpoint_name, "action": action, "wait_until": iso((now or utc_now()) + timedelta(seconds=limit))}
 
 
 def model_files(sagemaker, config_name: str) -> set[str]:
@@ -195,11 +201,14 @@ def retain_production_models(s3, sagemaker, dynamodb, table: str, endpoint_name:
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
+@named_aws_errors
 def lambda_handler(event, context):
     alarms = env_list("ROLLBACK_ALARM_NAMES")
     if len(alarms) > _MAX_ALARMS:
         raise ConfigurationError(f"ROLLBACK_ALARM_NAMES lists {len(alarms)} alarms; SageMaker accepts at most {_MAX_ALARMS}")
-    dynamodb, sagemaker, table = boto3.client("dynamodb"), boto3.client("sagemaker"), env_str("STATE_TABLE")
+    dynamodb = boto3.client("dynamodb", config=CLIENT_CONFIG)
+    sagemaker = boto3.client("sagemaker", config=CLIENT_CONFIG)
+    table = env_str("STATE_TABLE")
     result = deploy_production(
         dynamodb,
         sagemaker,
@@ -207,7 +216,8 @@ def lambda_handler(event, context):
         table=table,
         bake_seconds=env_int("BAKE_SECONDS", 600, minimum=0, maximum=3600),
         alarm_names=alarms,
+        wait_seconds=env_int("ENDPOINT_WAIT_SECONDS", 3600, minimum=60),
     )
-    retain_production_models(boto3.client("s3"), sagemaker, dynamodb, table, result["endpoint_name"],
+    retain_production_models(boto3.client("s3", config=CLIENT_CONFIG), sagemaker, dynamodb, table, result["endpoint_name"],
                              event["endpoint_config_name"], event["run"]["run_id"])
     return result

@@ -12,6 +12,13 @@ writes `<S3OutputPath>/<TrainingJobName>/output/model.tar.gz` holding
 DescribeTrainingJob returns when the job completed; a failure is
 `States.TaskFailed` with the failed job's description (FailureReason) as the
 cause, as Step Functions reports it.
+
+The job exists in moto's SageMaker while it trains, as on AWS: the worker
+creates it there with the request (CreateTrainingJob: a name in use is
+refused, and that refusal is the integration's
+`SageMaker.AmazonSageMakerException`), and records how it ended
+(`localmode.aws.end_training_job`), so DescribeTrainingJob, StopTrainingJob
+and the state machine's recovery after a lost answer see it.
 """
 from __future__ import annotations
 
@@ -24,8 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
+from localmode import aws
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util, xgboost_algorithm
 from localmode.workers.services import optimized_error
@@ -95,9 +103,23 @@ def check_role(role_arn: Any, allowed: str) -> None:
             f"Could not assume role {role_arn}. Please ensure that the role exists and allows principal "
             "'sagemaker.amazonaws.com' to assume the role."
         )
-    error = ClientError({"Error": {"Code": "ValidationException", "Message": message},
-                         "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateTrainingJob")
-    raise optimized_error("sagemaker", error)
+    raise optimized_error("sagemaker", _validation_error(message))
+
+
+def _validation_error(message: str) -> ClientError:
+    return ClientError({"Error": {"Code": "ValidationException", "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateTrainingJob")
+
+
+def create_job(params: dict) -> None:
+    """CreateTrainingJob on moto with the request as Step Functions sends it; a refusal fails the task as the
+    integration reports it (no job exists then)."""
+    try:
+        boto3.client("sagemaker").create_training_job(**params)
+    except ClientError as error:
+        raise optimized_error("sagemaker", error) from error
+    except ParamValidationError as error:  # SageMaker's own validation would refuse it the same way
+        raise optimized_error("sagemaker", _validation_error(str(error))) from error
 
 
 class TrainingWorker:
@@ -118,6 +140,7 @@ class TrainingWorker:
         params = request.parameters
         check_role(params.get("RoleArn"), self.role_arn)
         name = params["TrainingJobName"]
+        create_job(params)
         started = time.time()
         description = {
             "TrainingJobName": name,
@@ -145,6 +168,7 @@ class TrainingWorker:
                 # DescribeTrainingJob's FailureReason holds at most 1024 characters (botocore's model).
                 FailureReason=(getattr(exc, "failure_reason", None) or f"{kind}: {exc}")[:1024],
             )
+            description = aws.end_training_job(description, self.account, self.region)
             self.jobs.append(description)
             raise TaskFailed("States.TaskFailed", json.dumps(description)) from exc
         description.update(
@@ -156,7 +180,10 @@ class TrainingWorker:
                 {"MetricName": metric, "Value": value, "Timestamp": int(time.time() * 1000)} for metric, value in metrics.items()
             ],
         )
+        description = aws.end_training_job(description, self.account, self.region)
         self.jobs.append(description)
+        if description["TrainingJobStatus"] != "Completed":  # stopped while it trained
+            raise TaskFailed("States.TaskFailed", json.dumps(description))
         return description
 
     @staticmethod

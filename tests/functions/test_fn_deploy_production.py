@@ -66,7 +66,7 @@ def test_first_deployment_creates_the_endpoint(deploy, state_table, context):
     moto_endpoint_config(NEWER)
     result = deploy.lambda_handler(event_for(NEWER), context)
 
-    assert result == {"endpoint_name": ENDPOINT, "action": "created"}
+    assert {k: result[k] for k in ("endpoint_name", "action")} == {"endpoint_name": ENDPOINT, "action": "created"}
     described = boto3.client("sagemaker", region_name=REGION).describe_endpoint(EndpointName=ENDPOINT)
     assert described["EndpointConfigName"] == f"{NEWER['run_id']}-config"
     assert lock_item(state_table)["run_id"]["S"] == NEWER["run_id"]
@@ -91,9 +91,12 @@ def test_an_existing_endpoint_gets_a_blue_green_update_with_rollback_alarms(depl
                 },
             },
         )
-        result = deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
+        now = datetime(2025, 1, 2, 12, 0, tzinfo=timezone.utc)
+        result = deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS,
+                                          wait_seconds=3600, now=now)
         stub.assert_no_pending_responses()
-    assert result == {"endpoint_name": ENDPOINT, "action": "updated"}
+    # The state machine waits for the new fleet and the baking period, then stops waiting.
+    assert result == {"endpoint_name": ENDPOINT, "action": "updated", "wait_until": "2025-01-02T13:15:00Z"}
 
 
 def test_without_alarms_there_is_no_rollback_configuration(deploy):

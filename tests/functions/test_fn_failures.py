@@ -195,6 +195,58 @@ def test_the_duplicate_name_text_counts_as_already_exists():
     assert is_already_exists(sagemaker_error("CreateTrainingJob", "ResourceInUse", DUPLICATE_NAME))
 
 
+# The Cause of SageMaker.AmazonSageMakerException: the AWS SDK for Java's exception text, shaped as AWS shows it in
+# https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-query-history.html (with and without "; Proxy: ...").
+@pytest.mark.parametrize("cause, code, status, message", [
+    (f"{TRAINING_QUOTA} (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; "
+     "Request ID: request-id)", "ResourceLimitExceeded", 400, TRAINING_QUOTA),
+    ("Rate exceeded (Service: AmazonSageMaker; Status Code: 400; Error Code: ThrottlingException; Request ID: "
+     "b8ed6dfa-e950-447e-a6fa-2ef924ba06a6; Proxy: null)", "ThrottlingException", 400, "Rate exceeded"),
+    # The message itself may hold parentheses: only the last group is the SDK's.
+    (f"{DUPLICATE_NAME} (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceInUse; Request ID: x; "
+     "Proxy: null)", "ResourceInUse", 400, DUPLICATE_NAME),
+    ("We encountered an internal error.\nPlease try again. (Service: AmazonSageMaker; Status Code: 500; "
+     "Error Code: InternalFailure; Request ID: x; Proxy: null)", "InternalFailure", 500,
+     "We encountered an internal error.\nPlease try again."),
+])
+def test_a_step_functions_cause_gives_back_the_error_botocore_would_raise(cause, code, status, message):
+    error = aws_errors.client_error_from_cause(cause, "CreateTrainingJob")
+    assert error.response["Error"] == {"Code": code, "Message": message}
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    reference = sagemaker_error("CreateTrainingJob", code, message, status)
+    assert str(error) == str(reference)
+    assert type(aws_errors.classify(error)) is type(aws_errors.classify(reference))
+
+
+@pytest.mark.parametrize("cause", ["", None, "Rate exceeded", '{"errorMessage": "x"}'])
+def test_a_cause_that_is_not_an_sdk_error_is_not_read_as_one(cause):
+    assert aws_errors.client_error_from_cause(cause, "CreateTrainingJob") is None
+
+
+def test_a_failed_training_job_quotes_its_failure_reason():
+    # The cause of a failed sagemaker:createTrainingJob.sync is the job's DescribeTrainingJob output.
+    cause = json.dumps({"TrainingJobName": "car-1-train", "TrainingJobStatus": "Failed", "SecondaryStatus": "Failed",
+                        "FailureReason": "AlgorithmError: framework error: \nUserError: num_class is required"})
+    explanation = explain("TrainXGBoost", "States.TaskFailed", cause)
+    assert explanation.summary == "The training job did not complete: AlgorithmError: framework error: \nUserError: num_class is required"
+    assert "/aws/sagemaker/TrainingJobs" in explanation.action
+
+
+def test_a_stopped_training_job_without_a_reason_says_it_was_stopped():
+    cause = json.dumps({"TrainingJobName": "car-1-train", "TrainingJobStatus": "Stopped", "SecondaryStatus": "Stopped",
+                        "HyperParameters": {"num_round": "200"}})
+    notice = failure_notice("run-1", {"state": "TrainXGBoost", "error": "States.TaskFailed", "cause": cause})
+    assert "The training job did not complete: training job car-1-train ended Stopped (Stopped)" in notice["message"]
+    assert "num_round" not in notice["message"]
+
+
+def test_a_refused_request_says_a_retry_cannot_help():
+    detail = str(sagemaker_error("CreateTrainingJob", "ValidationException", "Could not assume role arn:aws:iam::1:role/x."))
+    explanation = explain("TrainXGBoost", "RequestRejected", _lambda_cause("RequestRejected", detail))
+    assert explanation.summary == "AWS refused CreateTrainingJob as invalid: Could not assume role arn:aws:iam::1:role/x."
+    assert "A retry cannot help" in explanation.action
+
+
 def _lambda_cause(error_type: str, message: str) -> str:
     """A Lambda failure's Cause as Step Functions records it."""
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": []})

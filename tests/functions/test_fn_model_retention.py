@@ -128,7 +128,10 @@ def test_the_handler_tags_the_first_deployment(deploy, s3, state_table, context)
     run = RUNS["a"]
     stored_model(s3, run)
     event = {"run": run, "names": {"production_endpoint": ENDPOINT}, "endpoint_config_name": f"{run['run_id']}-config"}
-    assert deploy.lambda_handler(event, context) == {"endpoint_name": ENDPOINT, "action": "created"}
+    result = deploy.lambda_handler(event, context)
+    # wait_until: when the state machine stops waiting for the endpoint (EndpointWaitSeconds after the deployment).
+    assert {k: v for k, v in result.items() if k != "wait_until"} == {"endpoint_name": ENDPOINT, "action": "created"}
+    assert result["wait_until"].endswith("Z")
     assert state_of(s3, run) == {"production"}
     item = state_table.get_item(TableName=TABLE, Key={"pk": {"S": f"production#{ENDPOINT}"}})["Item"]
     assert sorted(item["production_models"]["SS"]) == sorted(files_of(run))

@@ -122,3 +122,92 @@ def test_resources_follow_the_template_and_mail_arrives(moto_aws):
     boto3.client("sns").publish(TopicArn=resources.topic_arn, Subject="Approve run x", Message="Open http://a/b")
     assert aws.read_mailbox(resources.mailbox_url) == [{"subject": "Approve run x", "message": "Open http://a/b"}]
     assert aws.read_mailbox(resources.mailbox_url) == []
+
+
+# --- training jobs that exist while they train --------------------------------------------
+
+def training_request(name: str = "run-1-train") -> dict:
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": "xgboost:1.7-1", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::123456789012:role/r",
+        "HyperParameters": {"num_round": "3"},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": "s3://b/train/"}}}],
+        "OutputDataConfig": {"S3OutputPath": "s3://b/training/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+
+
+def ended(status: str, **extra) -> dict:
+    """What the training worker describes when its job ended (times in epoch milliseconds)."""
+    return {"TrainingJobName": "run-1-train", "TrainingJobStatus": status, "SecondaryStatus": status,
+            "TrainingEndTime": 1735787047000, "TrainingTimeInSeconds": 2, "BillableTimeInSeconds": 2, **extra}
+
+
+def test_a_training_job_is_in_progress_until_the_worker_ends_it(moto_aws):
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_training_job(**training_request())
+    # moto alone would say Completed at once, before anything trained.
+    assert sagemaker.describe_training_job(TrainingJobName="run-1-train")["TrainingJobStatus"] == "InProgress"
+
+    final = aws.end_training_job(ended(
+        "Completed", ModelArtifacts={"S3ModelArtifacts": "s3://b/training/run-1-train/output/model.tar.gz"},
+        FinalMetricDataList=[{"MetricName": "validation:merror", "Value": 0.03, "Timestamp": 1735787045000}]),
+        "123456789012", aws.REGION)
+
+    assert final["TrainingJobStatus"] == "Completed"
+    described = sagemaker.describe_training_job(TrainingJobName="run-1-train")
+    assert described["TrainingJobStatus"] == "Completed"
+    assert described["ModelArtifacts"]["S3ModelArtifacts"] == "s3://b/training/run-1-train/output/model.tar.gz"
+    assert described["FinalMetricDataList"][0]["Value"] == 0.03
+    assert described["TrainingEndTime"].timestamp() == 1735787047
+
+
+def test_a_failed_job_keeps_its_reason(moto_aws):
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_training_job(**training_request())
+    aws.end_training_job(ended("Failed", FailureReason="ClientError: channel train has no data"), "123456789012", aws.REGION)
+    described = sagemaker.describe_training_job(TrainingJobName="run-1-train")
+    assert described["TrainingJobStatus"] == "Failed"
+    assert described["FailureReason"] == "ClientError: channel train has no data"
+
+
+def test_a_training_job_name_is_used_once_as_sagemaker_insists(moto_aws):
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_training_job(**training_request())
+    with pytest.raises(ClientError) as raised:
+        sagemaker.create_training_job(**training_request())
+    # SageMaker's own answer (https://github.com/aws/amazon-sagemaker-examples/pull/3108).
+    assert raised.value.response["Error"]["Code"] == "ResourceInUse"
+    assert "a training job with this name already exists" in str(raised.value)
+
+
+def test_an_unknown_training_job_is_not_found_in_sagemakers_words(moto_aws):
+    with pytest.raises(ClientError) as raised:
+        boto3.client("sagemaker").describe_training_job(TrainingJobName="nope-train")
+    # https://github.com/aws/aws-sdk/issues/165
+    assert raised.value.response["Error"] == {"Code": "ValidationException", "Message": "Requested resource not found."}
+
+
+def test_a_job_stopped_while_it_trains_ends_stopped(moto_aws):
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_training_job(**training_request())
+    sagemaker.stop_training_job(TrainingJobName="run-1-train")
+    assert sagemaker.describe_training_job(TrainingJobName="run-1-train")["TrainingJobStatus"] == "Stopping"
+
+    final = aws.end_training_job(ended("Completed"), "123456789012", aws.REGION)
+
+    assert final["TrainingJobStatus"] == "Stopped"
+    assert sagemaker.describe_training_job(TrainingJobName="run-1-train")["TrainingJobStatus"] == "Stopped"
+    with pytest.raises(ClientError, match="the training job is in status Stopped"):
+        sagemaker.stop_training_job(TrainingJobName="run-1-train")
+
+
+def test_eventbridge_matching_follows_the_pattern(moto_aws):
+    pattern = {"source": ["aws.states"], "detail": {"status": ["FAILED", "ABORTED"]}}
+    event = {"source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+             "detail": {"status": "ABORTED"}, "resources": []}
+    assert aws.eventbridge_delivers(pattern, event) is True
+    assert aws.eventbridge_delivers(pattern, {**event, "detail": {"status": "SUCCEEDED"}}) is False

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
+import boto3
 import pytest
 
 import asl_reference
 from localmode import approval_server, runner
+from localmode.asl import TaskFailed
 from localmode.faults import Faults
 from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
 
@@ -51,7 +54,7 @@ def assert_production_unchanged(account, deployed) -> None:
 def assert_failure_reported(result, state: str, error: str) -> None:
     report = result.report
     assert report["status"] == "FAILED"
-    assert report["failure"]["state"] == state and report["failure"]["error"] == error
+    assert (report["failure"]["state"], report["failure"]["error"]) == (state, error), json.dumps(report["failure"])
     subjects = [mail["subject"] for mail in report["notifications"]]
     assert f"Pipeline run {result.run_id} failed in {state}" in subjects
     assert not report["endpoints"]["qa"]["exists"]
@@ -94,6 +97,7 @@ def test_rejection_leaves_production_on_the_previous_model(account, deployed, ca
 
     assert result.exit_code == EXIT_REJECTED and result.report["outcome"] == "rejected"
     assert_failure_reported(result, "RequestApproval", "ApprovalRejected")
+    assert result.report["cleanup"]["status"] == "SUCCEEDED"  # the emulated RunEndedRule ran the cleanup
     assert "numbers look wrong to me" in result.report["failure"]["cause"]
     assert result.report["approval"]["decided"] and result.report["approval"]["response_status"] == 200
     # The approval email is in the report, its single-use reference is not.
@@ -115,7 +119,8 @@ def test_rolled_back_production_update_keeps_the_previous_model(account, deploye
 
     assert result.exit_code == EXIT_FAILED
     assert result.report["states"][[s["name"] for s in result.report["states"]].index("RequestApproval")]["outcome"] == "succeeded"
-    assert_failure_reported(result, "DeployProduction", "ProductionRolledBack")
+    assert_failure_reported(result, "CheckProduction", "ProductionRolledBack")
+    assert "still holds the production lock" in result.report["failure"]["message"]
     assert_production_unchanged(account, deployed)
 
 
@@ -137,6 +142,7 @@ def test_training_fault_after_production_exists(account, deployed, car_data):
     assert result.exit_code == EXIT_FAILED
     assert_failure_reported(result, "TrainXGBoost", "States.TaskFailed")
     assert "LOCAL_FAULTS=TrainXGBoost" in result.report["failure"]["message"]
+    assert "What to do: " in result.report["failure"]["explanation"]
     assert not any(s["name"] == "CreateQAEndpoint" for s in result.report["states"])
     assert_production_unchanged(account, deployed)
 
@@ -164,8 +170,6 @@ def test_a_key_with_spaces_plus_and_non_ascii_reaches_the_glue_job(account, depl
     """The object S3 stores as "car data+v2 é (1).csv" arrives in the event URL-encoded, the
     form S3 documents for its notification keys (start_run's docstring cites it). The run
     starts and the Glue step reads that object, not the neighbour a wrong decoding names."""
-    import boto3
-
     name = "car data+v2 é (1).csv"
     upload = tmp_path / name
     upload.write_bytes(car_data.read_bytes())
@@ -186,11 +190,66 @@ def test_a_key_with_spaces_plus_and_non_ascii_reaches_the_glue_job(account, depl
     assert_failure_reported(result, "TrainXGBoost", "States.TaskFailed")
 
 
+def test_a_stopped_run_leaves_nothing_running(account, deployed, car_data, monkeypatch):
+    """Stopped (Ctrl-C) while the QA endpoint exists: no Catch runs in a stopped execution, so the
+    emulated RunEndedRule starts the cleanup state machine, which deletes the endpoint."""
+    def stop_while_the_qa_endpoint_exists(line: str) -> None:
+        account.lines.append(line)
+        if line.strip().endswith("WaitForQAEndpoint ...") and not getattr(stop_while_the_qa_endpoint_exists, "done", False):
+            stop_while_the_qa_endpoint_exists.done = True
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(account, "say", stop_while_the_qa_endpoint_exists)
+    result = account.run(car_data, decision="approve")
+
+    assert (result.report["status"], result.report["outcome"]) == ("ABORTED", "interrupted"), json.dumps(result.report["failure"])
+    cleanup = result.report["cleanup"]
+    assert cleanup["status"] == "SUCCEEDED"
+    assert cleanup["result"]["qa_endpoint"] == f"{result.run_id}-qa" and cleanup["result"]["action"] == "deleted"
+    assert f"{result.run_id}-qa" not in account.endpoints()
+    assert_production_unchanged(account, deployed)
+
+
+def test_a_lost_training_answer_continues_with_the_job_it_started(account, deployed, car_data, monkeypatch):
+    """CreateTrainingJob made the job, but Step Functions got a 500 instead of its answer. The job trains on
+    (here on a thread, as SageMaker would); RecoverTraining finds it in SageMaker and the run waits for that job
+    instead of creating it again, then goes on with its model (and is rejected, so production stays)."""
+    handlers = account.machine.dispatcher.handlers
+    train = handlers["sagemaker:createTrainingJob.sync"]
+    sagemaker = boto3.client("sagemaker")
+    trained = []
+
+    def answer_lost(request):
+        name = request.parameters["TrainingJobName"]
+        worker = threading.Thread(target=lambda: trained.append(train(request)), name=f"training-{name}")
+        worker.start()
+        while not sagemaker.list_training_jobs(NameContains=name)["TrainingJobSummaries"] and worker.is_alive():
+            time.sleep(0.05)
+        raise TaskFailed("SageMaker.AmazonSageMakerException",
+                         "We encountered an internal error. Please try again. (Service: AmazonSageMaker; Status Code: "
+                         "500; Error Code: InternalFailure; Request ID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0; Proxy: null)")
+
+    monkeypatch.setitem(handlers, "sagemaker:createTrainingJob.sync", answer_lost)
+    jobs_before = len(account.training_worker.jobs)
+    result = account.run(car_data, decision="reject", reason="checking the recovered model only")
+
+    assert_failure_reported(result, "RequestApproval", "ApprovalRejected")
+    outcomes = {state["name"]: state["outcome"] for state in result.report["states"]}
+    assert outcomes["RecoverTraining"] == "succeeded" and outcomes["CheckTraining"] == "succeeded"
+    # One job, trained once, and the QA endpoint served its model.
+    assert len(trained) == 1 and len(account.training_worker.jobs) == jobs_before + 1
+    assert sagemaker.describe_training_job(TrainingJobName=f"{result.run_id}-train")["TrainingJobStatus"] == "Completed"
+    assert result.report["artifacts"]["model_artifacts"] == trained[0]["ModelArtifacts"]["S3ModelArtifacts"]
+    assert result.report["qa"]["accuracy"] >= 0.95
+    assert_production_unchanged(account, deployed)
+
+
 def test_every_task_received_its_parameters_resolved_as_aws_would(account, deployed, car_data):
     """Every call a worker received in this module's runs, against an independent evaluation of its state's
     Parameters (tests/asl_reference.py) over the state's input from the execution history: no literal `.$`
-    field, no other value. A run failing in its first Task makes sure the failure path's Tasks are in too."""
-    result = account.run(car_data, decision="approve", faults=Faults(states={"PreprocessWithGlue"}))
+    field, no other value. A run failing in its first Task, and then in its cleanup, makes sure the failure
+    path's Tasks are in too."""
+    result = account.run(car_data, decision="approve", faults=Faults(states={"PreprocessWithGlue", "CleanupAfterFailure"}))
     assert result.exit_code == EXIT_FAILED
     calls = account.machine.dispatcher.calls
     definition = account.machine.definition

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 
 import pytest
 
@@ -46,6 +47,72 @@ def test_each_function_gets_its_own_environment(functions_dir, monkeypatch):
     assert 0 < result["remaining_ms"] <= 30_000
     assert "SETTING" not in os.environ  # restored after the call
     assert local.available() == ["alpha", "beta"]
+
+
+def test_a_functions_environment_is_invisible_to_other_threads(functions_dir, monkeypatch):
+    """While a function runs, another thread (the run's own polling, a training job, a server) sees the process
+    environment unchanged and can list it: the functions' variables coming and going once made such a thread's
+    boto3 client creation fail with KeyError (urllib's proxy lookup lists os.environ, then reads each name)."""
+    import sys
+    import threading
+    import types
+    import urllib.request
+
+    monkeypatch.delenv("SETTING", raising=False)
+    probe = types.SimpleNamespace(inside=threading.Event(), outside_done=threading.Event())
+    monkeypatch.setitem(sys.modules, "environment_probe", probe)
+    (functions_dir / "gamma").mkdir()
+    (functions_dir / "gamma" / "app.py").write_text(textwrap.dedent("""
+        import os
+        import environment_probe
+        def lambda_handler(event, context):
+            environment_probe.inside.set()
+            environment_probe.outside_done.wait(10)
+            return {"setting": os.environ.get("SETTING"), "listed": dict(os.environ).get("SETTING")}
+    """), encoding="utf-8")
+    local = lambdas.LocalLambdas(region="us-east-1", functions_dir=functions_dir, environments={"gamma": {"SETTING": "g"}})
+    seen = {}
+    worker = threading.Thread(target=lambda: seen.update(local.invoke("gamma", {})))
+    worker.start()
+    try:
+        assert probe.inside.wait(10)
+        assert "SETTING" not in os.environ and "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
+        urllib.request.getproxies()
+    finally:
+        probe.outside_done.set()
+        worker.join(10)
+    assert seen == {"setting": "g", "listed": "g"}
+
+
+def test_listing_the_environment_while_functions_come_and_go_never_fails(functions_dir):
+    import threading
+    import urllib.request
+
+    local = lambdas.LocalLambdas(region="us-east-1", functions_dir=functions_dir,
+                                 environments={"alpha": {f"SETTING_{i}": str(i) for i in range(50)}})
+    stop, failures = threading.Event(), []
+
+    def list_environment():
+        while not stop.is_set():
+            try:
+                urllib.request.getproxies()  # what every new boto3 client does
+                dict(os.environ)
+            except Exception as error:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(error))
+                return
+
+    readers = [threading.Thread(target=list_environment) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + 3  # the old code failed within a second here
+    try:
+        while time.monotonic() < deadline and not failures:
+            local.invoke("alpha", {})
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(10)
+    assert failures == []
 
 
 def test_handlers_with_the_same_file_name_do_not_collide(functions_dir):

@@ -17,6 +17,7 @@ from localmode.lambdas import LocalLambdas
 from localmode.report import HistoryTracker, failure_of
 from localmode.stack import LocalStack
 from localmode.workers import services, xgboost_algorithm
+from localmode.workers import training as training_module
 from localmode.workers.training import TrainingWorker, plan_training
 
 ROLE = "arn:aws:iam::123456789012:role/local-sage-maker-execution-role"
@@ -73,8 +74,10 @@ def training_request(channels: dict[str, str], **hyper) -> sfn.TaskRequest:
                        "early_stopping_rounds": "5", "eval_metric": "merror", "eta": "0.3", "max_depth": "3", **hyper}
     return sfn.TaskRequest(
         state_name="TrainXGBoost", resource="arn:aws:states:::sagemaker:createTrainingJob.sync",
+        # A whole CreateTrainingJob request, as TrainXGBoost sends it: the worker creates the job with it.
         parameters={
             "TrainingJobName": "run-1-train",
+            "AlgorithmSpecification": {"TrainingImage": "xgboost:1.7-1", "TrainingInputMode": "File"},
             "RoleArn": ROLE,
             "HyperParameters": hyperparameters,
             "InputDataConfig": [
@@ -83,6 +86,8 @@ def training_request(channels: dict[str, str], **hyper) -> sfn.TaskRequest:
                 for n, uri in channels.items()
             ],
             "OutputDataConfig": {"S3OutputPath": "s3://art/run/training/"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
         },
         execution_arn="arn", execution_name="run-1", state_machine_arn="sm",
     )
@@ -147,6 +152,55 @@ def test_training_refuses_a_role_sagemaker_could_not_assume(moto_aws, tmp_path, 
     assert raised.value.error == "SageMaker.AmazonSageMakerException"
     assert message in raised.value.cause and "Error Code: ValidationException" in raised.value.cause
     assert worker.jobs == [] and not boto3.client("s3").list_objects_v2(Bucket="art", Prefix="run/training/").get("Contents")
+    assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_the_workers_job_is_a_sagemaker_training_job_while_and_after_it_trains(moto_aws, tmp_path, monkeypatch):
+    """What the state machine's recovery after a lost answer looks at: DescribeTrainingJob sees the job (InProgress
+    while it trains, then as it ended), and CreateTrainingJob of the same name is refused as SageMaker refuses it."""
+    channels = {"train": put_channel("train", separable(60, 1))}
+    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)
+    sagemaker = boto3.client("sagemaker")
+    seen_while_training = []
+    train_on = training_module.train_on_channels
+
+    def observed(*args, **kwargs):
+        seen_while_training.append(sagemaker.describe_training_job(TrainingJobName="run-1-train")["TrainingJobStatus"])
+        return train_on(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "train_on_channels", observed)
+    described = worker(training_request(channels, num_round="5"))
+
+    assert seen_while_training == ["InProgress"]
+    in_sagemaker = sagemaker.describe_training_job(TrainingJobName="run-1-train")
+    assert in_sagemaker["TrainingJobStatus"] == "Completed"
+    assert in_sagemaker["ModelArtifacts"] == described["ModelArtifacts"]
+    with pytest.raises(sfn.TaskFailed) as raised:
+        worker(training_request(channels, num_round="5"))
+    assert raised.value.error == "SageMaker.AmazonSageMakerException"
+    assert "Error Code: ResourceInUse" in raised.value.cause
+
+
+def test_a_failed_job_is_failed_in_sagemaker_too(moto_aws, tmp_path):
+    worker = TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)
+    reason = failure_reason(worker, training_request({"validation": put_channel("validation", separable(20, 2))}))
+    described = boto3.client("sagemaker").describe_training_job(TrainingJobName="run-1-train")
+    assert (described["TrainingJobStatus"], described["FailureReason"]) == ("Failed", reason)
+
+
+def test_a_job_stopped_while_it_trains_fails_the_task_as_stopped(moto_aws, tmp_path, monkeypatch):
+    channels = {"train": put_channel("train", separable(60, 1))}
+    train_on = training_module.train_on_channels
+
+    def stopped_meanwhile(*args, **kwargs):
+        boto3.client("sagemaker").stop_training_job(TrainingJobName="run-1-train")
+        return train_on(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "train_on_channels", stopped_meanwhile)
+    with pytest.raises(sfn.TaskFailed) as raised:
+        TrainingWorker(tmp_path, "us-east-1", "123456789012", role_arn=ROLE)(training_request(channels, num_round="5"))
+    assert raised.value.error == "States.TaskFailed"
+    assert json.loads(raised.value.cause)["TrainingJobStatus"] == "Stopped"
 
 
 def test_the_local_stack_names_its_sagemaker_execution_role():

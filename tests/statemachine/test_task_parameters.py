@@ -30,10 +30,15 @@ def rendered_definition() -> dict:
 
 
 def test_every_task_receives_its_parameters_resolved(sfn_local):
+    throttled = standins.client_error("ThrottlingException", "Rate exceeded", "CreateTrainingJob")
     outcomes = [
-        standins.run(World(), name="run-0001"),
+        # Training throttled once, then its answer lost: RecoverTraining, the backoff and the wait loop run too.
+        standins.run(World(sagemaker_errors={"CreateTrainingJob": [throttled]}, lost_responses={"CreateTrainingJob"}),
+                     name="run-0001"),
         standins.run(World(approval="reject"), name="run-0002"),
-        standins.run(World(failures={"CreateQAEndpoint": sfn.TaskFailed("SageMaker.AmazonSageMakerException", "no")}),
+        # The cleanup failing as well: the plainer failure email goes out.
+        standins.run(World(failures={"CreateQAEndpoint": sfn.TaskFailed("SageMaker.AmazonSageMakerException", "no"),
+                                     "CleanupAfterFailure": standins.lambda_failure("AccessDenied", "no")}),
                      name="run-0003"),
     ]
     assert [o.status for o in outcomes] == ["SUCCEEDED", "FAILED", "FAILED"]
@@ -43,5 +48,6 @@ def test_every_task_receives_its_parameters_resolved(sfn_local):
     assert asl_reference.tasks_not_called(definition, calls) == []
     assert asl_reference.check_task_parameters(definition, calls, history_of) == []
     # What the issue found: TrainXGBoost's RoleArn is the one PrepareTraining planned.
-    [train] = [c for c in outcomes[0].dispatcher.calls if c.request.state_name == "TrainXGBoost"]
-    assert train.request.parameters["RoleArn"] == f"arn:aws:iam::{standins.ACCOUNT}:role/sagemaker"
+    trains = [c for c in outcomes[0].dispatcher.calls if c.request.state_name == "TrainXGBoost"]
+    assert len(trains) == 2
+    assert {c.request.parameters["RoleArn"] for c in trains} == {f"arn:aws:iam::{standins.ACCOUNT}:role/sagemaker"}

@@ -79,12 +79,17 @@ def test_each_role_reaches_only_its_own_items_of_the_state_table(resolver, table
 
 
 def test_only_deploy_production_can_touch_the_production_lock(resolver, table_arn, production_item):
-    can = sorted({
-        role for role in [*LAMBDA_ROLES, "StateMachineRole", "SageMakerExecutionRole", "GlueJobRole"]
-        for action in DYNAMODB_ITEM_ACTIONS
-        if _allowed(resolver, role, action, table_arn, [production_item])
-    })
-    assert can == ["DeployProductionRole"]
+    def roles_that(actions):
+        return sorted({
+            role for role in [*LAMBDA_ROLES, "StateMachineRole", "SageMakerExecutionRole", "GlueJobRole"]
+            for action in actions
+            if _allowed(resolver, role, action, table_arn, [production_item])
+        })
+
+    assert roles_that([a for a in DYNAMODB_ITEM_ACTIONS if a != "dynamodb:GetItem"]) == ["DeployProductionRole"]
+    # check_status reads who holds it (a newer run's deployment is not a rollback); it cannot change it.
+    assert roles_that(["dynamodb:GetItem"]) == ["CheckStatusRole", "DeployProductionRole"]
+    assert not _allowed(resolver, "CheckStatusRole", "dynamodb:GetItem", table_arn, [APPROVAL_ITEM])
 
 
 def test_every_state_table_grant_names_the_items_it_may_touch(template, resolver, table_arn):

@@ -24,6 +24,8 @@ LAMBDA_ROLES = {
     "CreateEndpointConfigRole": "create_endpoint_config", "QATestRole": "qa_test",
     "RequestApprovalRole": "request_approval", "ApprovalApiRole": "approval_api",
     "DeployProductionRole": "deploy_production", "CleanupRole": "cleanup",
+    "RecoverTrainingRole": "recover_training", "CreateQAEndpointRole": "create_qa_endpoint",
+    "CheckStatusRole": "check_status",
 }
 # What every function's role has besides its documented calls: its log group, X-Ray, and
 # KMS for the stack key behind its encrypted S3/DynamoDB/SNS/SQS calls.

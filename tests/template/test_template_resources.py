@@ -239,7 +239,7 @@ def test_notifications_are_encrypted_and_go_to_the_email_parameter(template):
 
 def test_every_log_group_has_retention_and_the_stack_key(template):
     groups = {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
-    assert len(groups) == 11
+    assert len(groups) == 15  # 12 functions, 2 state machines, the API access log
     for name, props in groups.items():
         assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         assert props["KmsKeyId"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}, name
@@ -250,5 +250,5 @@ def test_parameters_the_brief_promises_exist_with_their_defaults(template):
     assert params["AccuracyThreshold"]["Default"] == 0.95
     assert params["ApprovalWindowSeconds"]["Default"] == 86400
     for name in ("NotificationEmail", "TrainingInstanceType", "EndpointInstanceType", "UseSpotTraining",
-                 "ProductionEndpointName", "InputPrefix", "PollSeconds"):
+                 "ProductionEndpointName", "InputPrefix", "PollSeconds", "EndpointWaitSeconds"):
         assert name in params, name

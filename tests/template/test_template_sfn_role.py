@@ -169,7 +169,6 @@ def test_the_check_fails_on_the_role_the_audit_found(machines, resolver, run_sta
     missing = "\n".join(missing_grants(definition, statements, run_state))
     assert "TrainXGBoost: sagemaker:AddTags" in missing
     assert 'TrainXGBoost: sagemaker:ListTags on "*"' in missing
-    assert 'CreateQAEndpoint: sagemaker:ListTags on "*"' in missing
 
 
 def test_an_integration_without_an_entry_fails_the_check(machines, resolver, run_state):

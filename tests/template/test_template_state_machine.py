@@ -1,6 +1,7 @@
-"""The state machine as deployed: its substitutions, the API requests its
-service tasks make (checked against botocore's input shapes), and the role
-that lets it make them and nothing else."""
+"""The state machines as deployed: their substitutions, the API requests
+their service tasks make (checked against botocore's input shapes), the roles
+that let them make them and nothing else, and the EventBridge rule that
+starts the cleanup state machine when a pipeline execution ends badly."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,10 @@ SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 INTEGRATION = re.compile(r"^arn:aws:states:::(?:(aws-sdk):)?([a-z0-9-]+):([A-Za-z]+)(?:\.(sync|waitForTaskToken))?$")
 # Step Functions service name -> botocore service name
 BOTOCORE_SERVICE = {"glue": "glue", "sagemaker": "sagemaker", "sns": "sns", "lambda": "lambda"}
+LOG_DELIVERY = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups"}
+TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +101,24 @@ def run_state(template, resolver, substitutions, monkeypatch_module):
         "glue": {"job_run_id": "jr_0123456789abcdef", "state": "SUCCEEDED"},
         "plan": {"names": names, "training": training, "manifest_uri": f"{run_prefix}manifest.json",
                  "poll_seconds": int(env["POLL_SECONDS"]), "approval_timeout_seconds": int(env["APPROVAL_TIMEOUT_SECONDS"])},
-        "training": {"training_job_name": names["training_job"],
+        "training": {"training_job_name": names["training_job"], "wait_until": "2025-01-01T02:00:00Z",
+                     "status": "Completed", "ready": True,
                      "model_artifacts": f"{run_prefix}training/{names['training_job']}/output/model.tar.gz"},
         "model": {"model_name": names["model"]},
         "endpoint_config": {"endpoint_config_name": names["endpoint_config"]},
-        "qa_endpoint": {"status": "InService"},
+        "qa_endpoint": {"endpoint_name": names["qa_endpoint"], "wait_until": "2025-01-01T03:00:00Z",
+                        "status": "InService", "ready": True},
         "qa": {"accuracy": 0.97, "threshold": 0.95, "rows": 260, "report_uri": f"{run_prefix}qa/report.json"},
+        "qa_cleanup": {"qa_endpoint": names["qa_endpoint"], "action": "deleted", "pending": False},
         "approval": {"decision": "approve", "reason": "looks good", "decided_at": "2025-01-01T01:00:00Z"},
-        "production": {"endpoint_name": names["production_endpoint"], "action": "updated"},
-        "production_status": {"status": "InService", "endpoint_config_name": names["endpoint_config"]},
+        "production": {"endpoint_name": names["production_endpoint"], "action": "updated",
+                       "wait_until": "2025-01-01T04:00:00Z", "status": "InService", "ready": True},
         "error": {"Error": "States.TaskFailed", "Cause": "something broke"},
         "failure": {"state": "TrainXGBoost", "error": "States.TaskFailed", "cause": "something broke"},
+        "cleanup": {"qa_endpoint": names["qa_endpoint"], "action": "deleted", "pending": False,
+                    "notice": {"subject": f"Pipeline run {run_id} failed in TrainXGBoost", "message": "..."}},
+        "cleanup_error": {"Error": "Lambda.Unknown", "Cause": ""},
+        "outcome": {"error": "Pipeline.States.TaskFailed", "cause": "something broke"},
     }
 
 
@@ -202,7 +214,17 @@ def test_every_service_task_sends_a_request_its_api_accepts(deployed_definition,
         except ParamValidationError as error:
             pytest.fail(f"{name}: {operation.service_model.service_name}.{operation.name} would refuse the request: {error}")
         checked.append(operation.name)
-    assert {"StartJobRun", "CreateTrainingJob", "CreateEndpoint", "DescribeEndpoint", "Publish", "Invoke"} <= set(checked)
+    assert {"StartJobRun", "CreateTrainingJob", "Publish", "Invoke"} <= set(checked)
+
+
+def create_training_job_shape():
+    return botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+
+
+def test_train_xgboost_sends_every_field_of_the_planned_request(deployed_definition, run_state):
+    """recover_training compares the job it finds with plan.training: TrainXGBoost must send that request whole."""
+    train = deployed_definition["States"]["TrainXGBoost"]
+    assert fill(train["Parameters"], run_state) == run_state["plan"]["training"]
 
 
 def test_a_missing_training_field_would_be_caught(deployed_definition, run_state):
@@ -211,7 +233,7 @@ def test_a_missing_training_field_would_be_caught(deployed_definition, run_state
     del state["plan"]["training"]["AlgorithmSpecification"]["TrainingInputMode"]
     train = deployed_definition["States"]["TrainXGBoost"]
     with pytest.raises(ParamValidationError):
-        validate_parameters(fill(train["Parameters"], state), operation_for(train["Resource"]).input_shape)
+        validate_parameters(fill(train["Parameters"], state), create_training_job_shape())
 
 
 def test_lambda_tasks_invoke_functions_of_this_stack(deployed_definition, resolver):
@@ -231,10 +253,6 @@ def test_state_machine_role_reaches_each_resource_the_run_touches(deployed_defin
     expectations = [
         ("glue:StartJobRun", f"arn:aws:glue:{REGION}:{ACCOUNT}:job/{deployed_definition['States']['PreprocessWithGlue']['Parameters']['JobName']}"),
         ("sagemaker:CreateTrainingJob", f"{sagemaker}:training-job/{names['training_job']}"),
-        ("sagemaker:CreateEndpoint", f"{sagemaker}:endpoint/{names['qa_endpoint']}"),
-        ("sagemaker:CreateEndpoint", f"{sagemaker}:endpoint-config/{names['endpoint_config']}"),
-        ("sagemaker:DescribeEndpoint", f"{sagemaker}:endpoint/{names['qa_endpoint']}"),
-        ("sagemaker:DescribeEndpoint", f"{sagemaker}:endpoint/{names['production_endpoint']}"),
         ("iam:PassRole", run_state["plan"]["training"]["RoleArn"]),
         ("sns:Publish", resolver.ref("NotificationTopic")),
     ]
@@ -243,13 +261,17 @@ def test_state_machine_role_reaches_each_resource_the_run_touches(deployed_defin
             expectations.append(("lambda:InvokeFunction", state["Parameters"]["FunctionName"]))
     missing = [(a, r) for a, r in expectations if not iam_allows(statements, a, r)]
     assert not missing, f"the state machine could not: {missing}"
-    # ...and it cannot create or touch the production endpoint itself (deploy_production does, under its lock).
-    assert not iam_allows(statements, "sagemaker:CreateEndpoint", f"{sagemaker}:endpoint/{names['production_endpoint']}")
+    # ...and it touches endpoints only through the Lambdas (whose errors name throttling apart from refusals).
+    for action in ("sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint"):
+        for endpoint in (names["production_endpoint"], names["qa_endpoint"]):
+            assert not iam_allows(statements, action, f"{sagemaker}:endpoint/{endpoint}"), (action, endpoint)
 
 
-def test_training_pass_role_is_limited_to_sagemaker(resolver):
-    for statement in role_statements(resolver, "StateMachineRole"):
-        if "iam:PassRole" in statement["Action"]:
+def test_pass_role_is_limited_to_sagemaker(resolver):
+    for role in ("StateMachineRole", "CreateModelRole"):
+        passing = [s for s in role_statements(resolver, role) if "iam:PassRole" in s["Action"]]
+        assert passing, role
+        for statement in passing:
             assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
             assert statement["Resource"] == resolver.get_att("SageMakerExecutionRole", "Arn")
 
@@ -266,3 +288,81 @@ def test_start_run_targets_the_state_machine_by_its_fixed_name(template, resolve
     env = resolver.resolve(template["Resources"]["StartRunFunction"]["Properties"]["Environment"]["Variables"])
     assert env["STATE_MACHINE_ARN"] == resolver.ref("PipelineStateMachine")
     assert iam_allows(role_statements(resolver, "StartRunRole"), "states:StartExecution", resolver.ref("PipelineStateMachine"))
+
+
+# ------------------------------------------------------------- the cleanup state machine
+
+@pytest.fixture(scope="module")
+def cleanup_machine(template):
+    return template["Resources"]["CleanupStateMachine"]["Properties"]
+
+
+def test_the_cleanup_definition_gets_every_substitution_it_uses(cleanup_machine, resolver):
+    text = (REPO_ROOT / "statemachine" / "cleanup.asl.json").read_text()
+    assert set(SUBSTITUTION.findall(text)) == set(cleanup_machine["DefinitionSubstitutions"])
+    assert resolver.resolve(cleanup_machine["DefinitionSubstitutions"]["CleanupFunctionArn"]) == resolver.get_att(
+        "CleanupFunction", "Arn")
+
+
+def test_the_cleanup_function_names_the_cleanup_state_machine(template, resolver):
+    env = resolver.resolve(template["Resources"]["CleanupFunction"]["Properties"]["Environment"]["Variables"])
+    machine = resolver.ref("CleanupStateMachine")
+    assert env["CLEANUP_STATE_MACHINE_ARN"] == machine
+    assert iam_allows(role_statements(resolver, "CleanupRole"), "states:StartExecution", machine)
+    assert iam_allows(role_statements(resolver, "RunEndedRuleRole"), "states:StartExecution", machine)
+    assert not iam_allows(role_statements(resolver, "RunEndedRuleRole"), "states:StartExecution",
+                          resolver.ref("PipelineStateMachine"))
+
+
+def granted_actions(statements) -> set[str]:
+    actions = set()
+    for statement in statements:
+        if statement["Effect"] == "Allow":
+            listed = statement["Action"]
+            actions |= {listed} if isinstance(listed, str) else set(listed)
+    return actions
+
+
+def test_the_cleanup_state_machine_may_only_call_the_cleanup_function(resolver):
+    needed = {"lambda:InvokeFunction"} | LOG_DELIVERY | TRACING
+    assert granted_actions(role_statements(resolver, "CleanupStateMachineRole")) == needed
+    assert iam_allows(role_statements(resolver, "CleanupStateMachineRole"), "lambda:InvokeFunction",
+                      resolver.get_att("CleanupFunction", "Arn"))
+    assert not iam_allows(role_statements(resolver, "CleanupStateMachineRole"), "lambda:InvokeFunction",
+                          resolver.get_att("DeployProductionFunction", "Arn"))
+
+
+# The events Step Functions sends when a standard workflow's execution changes status, as the developer
+# guide shows them (https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html;
+# formerly cw-events.html, "Step Functions event examples"), for this stack's pipeline.
+def documented_event(status: str, state_machine_arn: str) -> dict:
+    execution = state_machine_arn.replace(":stateMachine:", ":execution:") + ":car-0123456789ab"
+    return {
+        "version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "account": ACCOUNT, "time": "2019-02-26T19:42:21Z", "region": REGION, "resources": [execution],
+        "detail": {"executionArn": execution, "stateMachineArn": state_machine_arn, "name": "car-0123456789ab",
+                   "status": status, "startDate": 1551225014968, "stopDate": 1551225017576 if status != "RUNNING" else None,
+                   "input": "{}", "inputDetails": {"included": True}, "output": None, "outputDetails": None},
+    }
+
+
+@pytest.mark.parametrize("status, matches", [("FAILED", True), ("TIMED_OUT", True), ("ABORTED", True),
+                                             ("SUCCEEDED", False), ("RUNNING", False)])
+def test_run_ended_rule_matches_executions_that_ended_badly(template, resolver, status, matches):
+    """The template's pattern against the documented events, matched as EventBridge does (moto's rules)."""
+    from moto import mock_aws
+
+    from localmode.aws import eventbridge_delivers
+
+    rule = template["Resources"]["RunEndedRule"]["Properties"]
+    pattern = resolver.resolve(rule["EventPattern"])
+    ours = documented_event(status, resolver.ref("PipelineStateMachine"))
+    other = documented_event(status, f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:someone-elses")
+    with mock_aws(), pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        assert eventbridge_delivers(pattern, ours) is matches
+        assert eventbridge_delivers(pattern, other) is False
+    [target] = rule["Targets"]
+    assert resolver.resolve(target["Arn"]) == resolver.ref("CleanupStateMachine")
+    assert resolver.resolve(target["DeadLetterConfig"]["Arn"]) == resolver.get_att("RunEndedDeadLetterQueue", "Arn")

@@ -13,6 +13,10 @@ the state machine; the others fail the run at once.
 
 What counts as throttled or transient is botocore's own standard retry
 mode's judgement (`botocore.retries.standard`), not a list kept here.
+
+Where the state machine calls SageMaker itself (TrainXGBoost's
+`createTrainingJob.sync`), `client_error_from_cause` reads the code back out
+of the Cause Step Functions gives, so the same judgement applies.
 """
 from __future__ import annotations
 
@@ -52,6 +56,13 @@ _ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOp
 _QUOTA_CODES = {"ResourceLimitExceeded", "ServiceQuotaExceededException"}
 _NOT_AUTHORIZED = re.compile(r"\bis not authorized to perform\b")
 
+# The AWS SDK for Java's exception text, which Step Functions' SageMaker integration gives as the Cause:
+# "<message> (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: <id>)"
+# (the shape AWS shows in https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-query-history.html),
+# newer SDK versions adding "; Proxy: null" before the parenthesis closes.
+_SDK_CAUSE = re.compile(r"^(?P<message>.*?)\s*\(Service: [^;()]+; Status Code: (?P<status>\d+); "
+                        r"Error Code: (?P<code>[^;()]+); Request ID: [^;()]*(?:; [^()]*)?\)\s*$", re.S)
+
 # Standard retry mode: throttling and transient errors are retried inside the
 # function first (with backoff), the state machine's Retry only covers longer outages.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4})
@@ -74,6 +85,16 @@ def error_code(error: Exception) -> str | None:
     if isinstance(error, ClientError):
         return (error.response.get("Error") or {}).get("Code")
     return None
+
+
+def client_error_from_cause(cause, operation: str) -> ClientError | None:
+    """The ClientError botocore would have raised for the error a Step Functions Cause describes
+    (None when the text is not an AWS SDK error's)."""
+    match = _SDK_CAUSE.match(cause.strip()) if isinstance(cause, str) else None
+    if match is None:
+        return None
+    return ClientError({"Error": {"Code": match.group("code").strip(), "Message": match.group("message").strip()},
+                        "ResponseMetadata": {"HTTPStatusCode": int(match.group("status"))}}, operation)
 
 
 def classify(error: Exception) -> Exception:

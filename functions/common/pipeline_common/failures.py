@@ -38,6 +38,10 @@ def readable_cause(cause) -> str:
         for key in ("errorMessage", "ErrorMessage", "FailureReason"):
             if document.get(key):
                 return str(document[key]).strip()
+        if document.get("TrainingJobStatus"):
+            # A training job that ended without a FailureReason (e.g. Stopped): its status says what happened.
+            return (f"training job {document.get('TrainingJobName', '?')} ended {document['TrainingJobStatus']} "
+                    f"({document.get('SecondaryStatus') or 'no secondary status'})")
     return cause.strip()
 
 
@@ -143,10 +147,19 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
         return Explanation(f"SageMaker could not create the QA endpoint: {detail}",
                            "The message names the cause (often an image the execution role cannot pull, or a "
                            "model that does not start); fix it and upload again.")
-    if error in ("TrainingJobFailed", "TrainingJobStopped"):
+    if error in ("TrainingJobFailed", "TrainingJobStopped") or (error == "States.TaskFailed" and state == "TrainXGBoost"):
         return Explanation(f"The training job did not complete: {detail}",
                            "See the training job's CloudWatch log (/aws/sagemaker/TrainingJobs) for details; fix "
                            "the data or the training settings and upload again.")
+    if error == "RequestRejected":
+        _, operation, message = _botocore_parts(detail)
+        return Explanation(f"AWS refused {operation or 'a request'} as invalid: {message or 'no details'}",
+                           "A retry cannot help: fix the setting the message names (a template parameter, the image or "
+                           "the SageMaker execution role), redeploy, then upload the file again.")
+    if error == "TrainingJobConflict":
+        return Explanation(f"A training job with this run's name already exists and is not this run's: {detail}",
+                           "SageMaker never reuses a training job name. Upload the file again (a new upload is a new "
+                           "run with a new name), or start the execution under another name.")
     if error == "WaitTimeExpired":
         return Explanation(detail or f"{state} waited longer than allowed.",
                            "Look at the resource in the SageMaker console. If it is only slow, raise "
