@@ -69,7 +69,9 @@ lint: setup
 
 # mutmut over the decision-path modules ([tool.mutmut] in pyproject.toml), then the score per module and
 # every survivor (scripts/mutation.py; docs/mutation.md). MODULES=functions/qa_test runs one module;
-# MUTATION_ARGS=--report-only re-reads the last run; MUTATION_ARGS=--fail-under=95 fails below 95%.
+# MUTATION_ARGS=--report-only re-reads the last run; MUTATION_ARGS=--fail-under=95 fails below 95%;
+# --write-docs records the modules run in docs/mutation.md; --fresh-stats re-traces every test (the
+# stats are otherwise kept when only tests were added since the last run).
 mutation: setup
 	$(PY) scripts/mutation.py $(MODULES) $(MUTATION_ARGS)
 

@@ -7,7 +7,9 @@ scripts/mutation_plugin.py lets its trampolines see the modules under the names 
 load them by.
 
 This script starts that run from a clean mutants/ (mutmut keeps results between runs and
-would not re-test a survivor after its test was added), then prints the score per module and
+would not re-test a survivor after its test was added) except for mutmut's stats when only
+test files were added since the last run (mutmut then traces just the new tests; see
+`stats_reusable`), then prints the score per module and
 every survivor: file:line, function, the changed source line(s) and mutmut's name for
 `mutmut show`. A survivor that cannot change behaviour is listed in docs/mutation-harmless.toml
 with the reason; it is shown as harmless and left out of the score. An entry that matches no
@@ -16,11 +18,13 @@ surviving mutant any more is reported as stale.
     python scripts/mutation.py                      # everything in [tool.mutmut] source_paths
     python scripts/mutation.py functions/qa_test     # one module (or several)
     python scripts/mutation.py --report-only         # re-read mutants/ (e.g. after editing the list)
+    python scripts/mutation.py --fresh-stats         # trace the whole test selection again
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import re
@@ -40,8 +44,13 @@ HARMLESS_FILE = Path("docs/mutation-harmless.toml")
 DOCS_FILE = Path("docs/mutation.md")
 REPORT_DIR = Path("build/mutation")
 RUN_FILE = "harness-run.json"  # in mutants/, next to the results it describes
+STATS_FILE = "mutmut-stats.json"  # mutmut's: which test calls which function, and each test's duration
+INPUTS_FILE = "harness-inputs.json"  # in mutants/: the files the stats in STATS_FILE were collected from
 BEGIN = "<!-- BEGIN GENERATED: python scripts/mutation.py --report-only --write-docs -->"
 END = "<!-- END GENERATED -->"
+# The first run's record (issue 13, first half): read for the "before" column, never rewritten.
+BEFORE_BEGIN = "<!-- BEGIN BEFORE: the first run, kept as it was -->"
+BEFORE_END = "<!-- END BEFORE -->"
 
 # mutmut's statuses (mutmut.stats.status_by_exit_code) grouped by what they mean here.
 DETECTED = {"killed", "timeout", "segfault", "caught by type check"}  # the tests failed, hung or crashed
@@ -365,48 +374,84 @@ def _cell(lines) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
 
-def markdown(data: dict, run: dict | None) -> str:
-    """The generated part of docs/mutation.md: the run, the scores, every survivor by module."""
-    out = []
-    if run:
-        out.append(f"Run {run['started'][:10]} on commit {run.get('commit') or '?'}, mutmut {data['mutmut']}: "
-                   f"{run['seconds'] / 60:.0f} min wall, {run['cpu_seconds'] / 60:.0f} CPU-min, "
-                   f"{run['max_children']} workers on {run['cores']} cores, 1-min load average "
-                   f"{run['load_1min_mean']} on average during the run.")
-        out.append("")
-    out.append("| module | mutants | killed | survived | harmless | not run | score |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
+def _run_cell(run: dict | None) -> str:
+    if not run:
+        return "-"
+    stats = ", stats reused" if run.get("stats") == "reused" else ""
+    return (f"{run['started'][:10]} {run.get('commit') or '?'}: {run['seconds'] / 60:.0f} min wall, "
+            f"{run['cpu_seconds'] / 60:.0f} CPU-min, load {run['load_1min_mean']}{stats}")
+
+
+_ROW = re.compile(r"^\| `(?P<path>[^`]+)` \|")
+_DETAILS = "<details><summary><code>"
+TABLE_HEAD = ("| module | before | mutants | killed | survived | harmless | not run | score | run |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
+def module_sections(data: dict, run: dict | None, before: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Per module of this report: (its row in the scores table, its survivors as a <details> block or "")."""
+    sections = {}
     for m in data["modules"]:
         score = "-" if m["score"] is None else f"{m['score']:.1f}%"
-        out.append(f"| `{m['path']}` | {m['mutants']} | {m['killed']} | {m['survived']} | {m['harmless']} "
-                   f"| {m['not_run']} | {score} |")
-    by_path: dict[str, list[dict]] = {}
-    for s in data["survivors"]:
-        by_path.setdefault(s["path"], []).append(s)
-    for path, survivors in by_path.items():
-        out.append("")
-        out.append(f"<details><summary><code>{path}</code>: {len(survivors)} survivors</summary>")
-        out.append("")
-        out.append("| line | function | original | mutant |")
-        out.append("|---:|---|---|---|")
-        for s in survivors:
-            status = "" if s["status"] == "survived" else f" ({s['status']})"
-            out.append(f"| {s['line']} | `{s['function']}`{status} | {_cell(s['removed'])} | {_cell(s['added'])} |")
-        out.append("")
-        out.append("</details>")
-    if data["harmless"]:
-        out.append("")
-        out.append(f"Harmless survivors ({len(data['harmless'])}), with the reasons, are in `{HARMLESS_FILE}`.")
+        row = (f"| `{m['path']}` | {before.get(m['path'], '-')} | {m['mutants']} | {m['killed']} | {m['survived']} "
+               f"| {m['harmless']} | {m['not_run']} | {score} | {_run_cell(run)} |")
+        survivors = [s for s in data["survivors"] if s["path"] == m["path"]]
+        details = ""
+        if survivors:
+            lines = [f"{_DETAILS}{m['path']}</code>: {len(survivors)} survivors</summary>", "",
+                     "| line | function | original | mutant |", "|---:|---|---|---|"]
+            for s in survivors:
+                status = "" if s["status"] == "survived" else f" ({s['status']})"
+                lines.append(f"| {s['line']} | `{s['function']}`{status} | {_cell(s['removed'])} | {_cell(s['added'])} |")
+            lines += ["", "</details>"]
+            details = "\n".join(lines)
+        sections[m["path"]] = (row, details)
+    return sections
+
+
+def parse_block(block: str) -> dict[str, tuple[str, str]]:
+    """The per-module sections of a generated block, as `module_sections` wrote them."""
+    rows = {match["path"]: line for line in block.splitlines() if (match := _ROW.match(line))}
+    details = {}
+    for part in block.split(_DETAILS)[1:]:
+        details[part.partition("</code>")[0]] = _DETAILS + part.partition("</details>")[0] + "</details>"
+    return {path: (row, details.get(path, "")) for path, row in rows.items()}
+
+
+def before_scores(text: str) -> dict[str, str]:
+    """module -> score in the frozen BEFORE block of the page (its last numeric column)."""
+    if BEFORE_BEGIN not in text:
+        return {}
+    block = text.partition(BEFORE_BEGIN)[2].partition(BEFORE_END)[0]
+    scores = {}
+    for line in block.splitlines():
+        match = _ROW.match(line)
+        if match:
+            scores[match["path"]] = [cell.strip() for cell in line.strip().strip("|").split("|")][-1]
+    return scores
+
+
+def markdown(sections: dict[str, tuple[str, str]], order: list[str]) -> str:
+    """The generated block: one row per module that has been run (in `order`), then the survivors."""
+    paths = [p for p in order if p in sections] + sorted(p for p in sections if p not in order)
+    out = [TABLE_HEAD, *(sections[p][0] for p in paths)]
+    for path in paths:
+        if sections[path][1]:
+            out += ["", sections[path][1]]
+    out += ["", f"Harmless survivors, with the reasons, are listed in `{HARMLESS_FILE}`."]
     return "\n".join(out)
 
 
-def write_docs(block: str, path: Path = DOCS_FILE) -> None:
+def write_docs(data: dict, run: dict | None, order: list[str], path: Path = DOCS_FILE) -> None:
+    """Rewrite this report's modules in the generated block of the page, keeping the other modules'
+    rows (from earlier runs) and everything outside the markers; the BEFORE block is only read."""
     text = path.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{path} lacks the markers {BEGIN} ... {END}")
     head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}", encoding="utf-8")
+    old, _, tail = rest.partition(END)
+    sections = {**parse_block(old), **module_sections(data, run, before_scores(text))}
+    path.write_text(f"{head}{BEGIN}\n{markdown(sections, order)}\n{END}{tail}", encoding="utf-8")
 
 
 def chosen_files(selection: list[str], files: list[str]) -> list[str]:
@@ -420,9 +465,60 @@ def chosen_files(selection: list[str], files: list[str]) -> list[str]:
     return [f for f in files if any(picks(s, f) for s in selection)]
 
 
-def run_mutmut(globs: list[str], max_children: int, log_path: Path) -> int:
+def input_hashes(config: dict) -> dict[str, str]:
+    """sha256 of every file a mutation run copies and reads: the mutated sources, the tests, what
+    also_copy brings along, and the configuration and lock file. This harness's own outputs in docs/
+    are left out (no test reads them, and --write-docs rewrites one after every run)."""
+    roots = [*config["source_paths"], "tests", *config.get("also_copy", []), "pyproject.toml", "uv.lock"]
+    own = {str(HARMLESS_FILE), str(DOCS_FILE)}
+    hashes = {}
+    for root in roots:
+        base = Path(root)
+        for path in ([base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []):
+            name = str(path)
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and name not in own:
+                hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def stats_reusable(before: dict[str, str] | None, now: dict[str, str]) -> bool:
+    """Whether mutmut's stats from a run over the files `before` still hold for the files `now`.
+
+    mutmut runs its stats (the whole test selection, traced: which test calls which function) only
+    for tests it has not seen, so after *adding* test files the earlier stats stay right and only
+    the new tests need tracing. Any other change (a source, an existing test, a fixture, the
+    configuration, the lock file; a file removed) can move which test reaches which function:
+    then the stats are collected afresh."""
+    if not before:
+        return False
+    if any(now.get(path) != digest for path, digest in before.items()):
+        return False
+    return all(path.startswith("tests/") for path in now.keys() - before.keys())
+
+
+def fresh_mutants_dir(inputs: dict[str, str], reuse_stats: bool) -> bool:
+    """Empty mutants/ (mutmut keeps a survivor's result even after a test that kills it was added,
+    and does not re-copy a changed source over an old copy), keeping only its stats when
+    `stats_reusable` allows. Returns whether they were kept."""
+    mutants = Path("mutants")
+    kept = None
+    if reuse_stats and (mutants / STATS_FILE).exists() and (mutants / INPUTS_FILE).exists():
+        before = json.loads((mutants / INPUTS_FILE).read_text(encoding="utf-8"))
+        if stats_reusable(before, inputs):
+            kept = (mutants / STATS_FILE).read_bytes()
+    shutil.rmtree(mutants, ignore_errors=True)
+    if kept is not None:
+        mutants.mkdir()
+        (mutants / STATS_FILE).write_bytes(kept)
+    return kept is not None
+
+
+def run_mutmut(globs: list[str], max_children: int, log_path: Path, reuse_stats: bool = True) -> int:
     """Run mutmut in a fresh mutants/; its output goes to `log_path`, its progress here every 30 s."""
-    shutil.rmtree("mutants", ignore_errors=True)
+    inputs = input_hashes(mutmut_config())
+    stats_kept = fresh_mutants_dir(inputs, reuse_stats)
+    print("stats: " + ("reused from the last run (only tests added since then are traced)" if stats_kept
+                       else "collected afresh (the whole test selection, traced)"), flush=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *globs]
     print(f"$ {' '.join(command)}  (output: {log_path})", flush=True)
@@ -464,9 +560,12 @@ def run_mutmut(globs: list[str], max_children: int, log_path: Path) -> int:
             "cores": os.cpu_count(),
             "max_children": max_children,
             "load_1min_mean": round(sum(loads) / len(loads), 1),
-            "commit": _git("rev-parse", "--short", "HEAD"),
+            # "+changes": the run saw uncommitted edits (e.g. the tests being written).
+            "commit": (_git("rev-parse", "--short", "HEAD") or "?") + ("+changes" if _git("status", "--porcelain") else ""),
             "modules": globs or "all",
+            "stats": "reused" if stats_kept else "fresh",
         }, indent=2) + "\n", encoding="utf-8")
+        (Path("mutants") / INPUTS_FILE).write_text(json.dumps(inputs, indent=0) + "\n", encoding="utf-8")
     return code
 
 
@@ -482,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="paths under [tool.mutmut] source_paths (default: all)")
     parser.add_argument("--report-only", action="store_true", help="report on the existing mutants/ without running")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--fresh-stats", action="store_true",
+                        help="trace the whole test selection again even when only tests were added since the last run")
     parser.add_argument("--fail-under", type=float, default=0.0,
                         help="exit 1 when a module scores below this percentage")
     parser.add_argument("--write-docs", action="store_true",
@@ -493,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         # mutmut selects mutants by name: <dotted module>.x_<function>__mutmut_<n> (xǁ<class>ǁ for methods)
         globs = [module_name(f) + ".x*" for f in selected] if args.modules else []
-        code = run_mutmut(globs, args.max_children, REPORT_DIR / "mutmut.log")
+        code = run_mutmut(globs, args.max_children, REPORT_DIR / "mutmut.log", reuse_stats=not args.fresh_stats)
         if code != 0:
             print(f"mutmut failed; see the end of {REPORT_DIR / 'mutmut.log'}", file=sys.stderr)
             return code
@@ -507,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         run_file = Path("mutants") / RUN_FILE
         run = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else None
-        write_docs(markdown(data, run))
+        write_docs(data, run, files)
         print(f"\nwrote the generated part of {DOCS_FILE}")
     low = [m for m in data["modules"] if m["score"] is not None and m["score"] < args.fail_under]
     if low:

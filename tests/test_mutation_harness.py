@@ -1,8 +1,10 @@
 """`make mutation`'s own logic (scripts/mutation.py, scripts/mutation_plugin.py), without the
 whole mutation run: the name mapping the trampolines need, reading mutmut's diffs, the
-harmless list, and one real mutmut run over a two-file project laid out like this one."""
+harmless list, the docs block, when mutmut's stats are kept, and a real mutmut run (then a rerun after
+adding a test) over a two-file project laid out like this one."""
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -164,14 +166,38 @@ def test_the_docs_block_lists_survivors_by_module_and_keeps_the_rest_of_the_page
             "modules": [{"path": "functions/x/app.py", "mutants": 4, "killed": 3, "survived": 1, "harmless": 0,
                          "not_run": 0, "score": 75.0}],
             "survivors": [mutation.asdict(survivor)]}
-    block = mutation.markdown(data, None)
-    assert "| `functions/x/app.py` | 4 | 3 | 1 | 0 | 0 | 75.0% |" in block
-    assert "| 11 | `deploy` | `a = b \\| c` | `a = b & c` |" in block  # a pipe must not split the cell
+    run = {"started": "2026-11-30T08:00:00+00:00", "commit": "abc1234", "seconds": 300, "cpu_seconds": 240,
+           "load_1min_mean": 3.5, "stats": "reused"}
+    before = ("| module | mutants | killed | survived | harmless | not run | score |\n"
+              "| `functions/x/app.py` | 4 | 2 | 2 | 0 | 0 | 50.0% |\n"
+              "| `functions/y/app.py` | 9 | 9 | 0 | 0 | 0 | 100.0% |\n")
+    earlier = mutation.module_sections(
+        {"modules": [{"path": "functions/y/app.py", "mutants": 9, "killed": 9, "survived": 0, "harmless": 1,
+                      "not_run": 0, "score": 100.0}], "survivors": []}, None, {})
     page = tmp_path / "mutation.md"
-    page.write_text(f"notes\n{mutation.BEGIN}\nold\n{mutation.END}\nmore notes\n", encoding="utf-8")
-    mutation.write_docs(block, page)
+    page.write_text(f"notes\n{mutation.BEFORE_BEGIN}\n{before}{mutation.BEFORE_END}\nmiddle\n{mutation.BEGIN}\n"
+                    f"{mutation.markdown(earlier, [])}\n{mutation.END}\nmore notes\n", encoding="utf-8")
+    mutation.write_docs(data, run, ["functions/x/app.py", "functions/y/app.py"], page)
     text = page.read_text(encoding="utf-8")
-    assert text.startswith("notes\n") and text.endswith("more notes\n") and "old" not in text and block in text
+    # The BEFORE block and the prose around the blocks are kept as they were.
+    assert text.startswith(f"notes\n{mutation.BEFORE_BEGIN}\n{before}{mutation.BEFORE_END}\nmiddle\n")
+    assert text.endswith(f"{mutation.END}\nmore notes\n")
+    block = text.partition(mutation.BEGIN)[2].partition(mutation.END)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| `")]
+    # This run's module with its earlier score next to it; the module of an earlier run kept.
+    assert rows == [
+        "| `functions/x/app.py` | 50.0% | 4 | 3 | 1 | 0 | 0 | 75.0% "
+        "| 2026-11-30 abc1234: 5 min wall, 4 CPU-min, load 3.5, stats reused |",
+        "| `functions/y/app.py` | - | 9 | 9 | 0 | 1 | 0 | 100.0% | - |",
+    ]
+    assert "| 11 | `deploy` | `a = b \\| c` | `a = b & c` |" in block  # a pipe must not split the cell
+    # Written again (e.g. after more tests), the module's row and survivors are replaced, not added.
+    data["modules"][0].update(killed=4, survived=0, score=100.0)
+    data["survivors"] = []
+    mutation.write_docs(data, run, ["functions/x/app.py", "functions/y/app.py"], page)
+    block = page.read_text(encoding="utf-8").partition(mutation.BEGIN)[2].partition(mutation.END)[0]
+    assert [line.split(" | ")[7] for line in block.splitlines() if line.startswith("| `")] == ["100.0%", "100.0%"]
+    assert "<details>" not in block
 
 
 def test_the_configured_modules_are_the_decision_path(repo_root):
@@ -263,3 +289,46 @@ def test_a_real_run_kills_the_gate_mutants_and_lists_the_threshold_survivor(tmp_
     assert "functions/common/pipeline_common/limits.py:2 in at_least()" in text
     limits = next(m for m in data["modules"] if m["path"].endswith("limits.py"))
     assert limits["survived"] == 1 and limits["score"] < 100
+
+    # Adding a test (the usual next step) keeps the stats: mutmut traces only the new test, which
+    # must still be linked to the mutant it kills, or the survivor would stay.
+    (tmp_path / "tests" / "test_gate_boundary.py").write_text(
+        "def test_at_the_threshold(gate):\n    assert gate.passes(0.8, 0.8)\n", encoding="utf-8")
+    assert mutation.run_mutmut([], 2, tmp_path / "mutmut2.log") == 0, (tmp_path / "mutmut2.log").read_text()[-3000:]
+    run = json.loads((tmp_path / "mutants" / mutation.RUN_FILE).read_text(encoding="utf-8"))
+    assert run["stats"] == "reused"
+    assert "new tests, rerunning stats collection" in (tmp_path / "mutmut2.log").read_text(encoding="utf-8")
+    text, data = mutation.report(files, harmless_path=tmp_path / "none.toml")
+    assert data["survivors"] == [], text
+
+
+@pytest.mark.parametrize("change, reusable", [
+    ({}, True),
+    ({"tests/functions/test_new.py": "n"}, True),                 # a test file added
+    ({"tests/functions/test_fn_qa_test.py": "changed"}, False),   # an existing test changed
+    ({"tests/functions/conftest.py": "changed"}, False),          # a fixture changed
+    ({"functions/qa_test/app.py": "changed"}, False),             # the code changed
+    ({"functions/qa_test/helper.py": "n"}, False),                # code added
+    ({"uv.lock": "changed"}, False),
+])
+def test_stats_are_reused_only_when_tests_were_only_added(change, reusable):
+    before = {"functions/qa_test/app.py": "a", "tests/functions/conftest.py": "b",
+              "tests/functions/test_fn_qa_test.py": "c", "uv.lock": "d"}
+    assert mutation.stats_reusable(before, {**before, **change}) is reusable
+
+
+def test_stats_are_not_reused_after_a_file_is_removed_or_without_a_record():
+    before = {"functions/qa_test/app.py": "a", "tests/functions/test_fn_qa_test.py": "c"}
+    assert mutation.stats_reusable(before, {"functions/qa_test/app.py": "a"}) is False
+    assert mutation.stats_reusable(None, before) is False
+    assert mutation.stats_reusable({}, before) is False
+
+
+def test_the_inputs_cover_sources_tests_and_config_but_not_the_harness_outputs(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    inputs = mutation.input_hashes(mutation.mutmut_config())
+    for path in ("functions/qa_test/app.py", "functions/common/pipeline_common/names.py",
+                 "tests/functions/conftest.py", "localmode/lambdas.py", "pyproject.toml", "uv.lock"):
+        assert path in inputs, path
+    assert "docs/mutation.md" not in inputs and "docs/mutation-harmless.toml" not in inputs
+    assert not any("__pycache__" in path for path in inputs)
