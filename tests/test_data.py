@@ -15,7 +15,7 @@ def test_real_car_data_matches_spec(car_data: Path, dataset_spec: dict):
     assert data.sha256_of(car_data) == dataset_spec["source"]["sha256"]
     lines = car_data.read_text().splitlines()
     assert len(lines) == dataset_spec["source"]["rows"]
-    width = len(dataset_spec["features"]) + 1
+    width = len(dataset_spec["columns"])
     assert all(len(line.split(",")) == width for line in lines)
 
 

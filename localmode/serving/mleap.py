@@ -3,18 +3,20 @@
 runtime 0.20.0 (inside SparkML Serving 3.3) does.
 
 Supported ops: pipeline, string_indexer, one_hot_encoder, vector_assembler,
-reverse_string_indexer (Spark's IndexToString). Anything else fails at load
-with the op's name, never silently.
+reverse_string_indexer (Spark's IndexToString), imputer, bucketizer, binarizer.
+Anything else fails at load with the op's name, never silently.
 
 Semantics and error messages follow mleap-core/mleap-runtime 0.20.0
 (StringIndexerModel, OneHotEncoderModel, VectorAssemblerModel,
-ReverseStringIndexerModel, HandleInvalid, the *Op loaders and
-bundle-ml's JsonSupport). A bundle is compiled once per input schema into a
+ReverseStringIndexerModel, ImputerModel, BucketizerModel, BinarizerModel,
+HandleInvalid, Casting, the *Op loaders and bundle-ml's JsonSupport). A bundle is compiled once per input schema into a
 list of slot operations, so a row costs a few microseconds.
 """
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,8 @@ from localmode.serving.javacompat import (
 
 BASIC_TYPES = ("boolean", "byte", "short", "int", "long", "float", "double", "string")
 VECTOR = "vector"
-SUPPORTED_OPS = ("pipeline", "string_indexer", "one_hot_encoder", "vector_assembler", "reverse_string_indexer")
+SUPPORTED_OPS = ("pipeline", "string_indexer", "one_hot_encoder", "vector_assembler", "reverse_string_indexer",
+                 "imputer", "bucketizer", "binarizer")
 
 
 class BundleError(Exception):
@@ -451,11 +454,122 @@ def _compile_reverse_string_indexer(node: Node, slots: _Slots) -> Step:
     return step
 
 
+def _non_nullable_double(node: Node, slots: _Slots, port: str = "input") -> tuple[int, Callable | None]:
+    """A `(value: Double) => ...` UDF input: cast to double, and null refused (Casting, nullable -> non-nullable)."""
+    source, source_type = slots.read(node.input_named(port))
+    return source, _to_double_cast(source_type)
+
+
+def _compile_imputer(node: Node, slots: _Slots) -> Step:
+    attributes = node.attributes
+    surrogate = float(_required(_scalar(attributes, "surrogate_value", "double", 0.0), "surrogate_value"))
+    _required(_scalar(attributes, "strategy", "string", ""), "strategy")
+    missing = _scalar(attributes, "missing_value", "double", 0.0)
+    missing = math.nan if missing is None else float(missing)  # ImputerOp: getOrElse(Double.NaN)
+    nullable = _scalar(attributes, "nullable_input", "boolean", False)
+    nullable = True if nullable is None else bool(nullable)  # ImputerOp: getOrElse(true)
+    source, source_type = slots.read(node.input_named("input"))
+    cast = _to_double_cast(source_type)
+    target = slots.add(node.output_named("output"), "double")
+
+    def step(row: list) -> None:
+        value = row[source]
+        if value is not None and cast is not None:
+            # Casting String -> Double: "" and "null" are null, anything else Double.parseDouble.
+            value = cast(value)
+        if value is None:
+            if not nullable:
+                raise MleapError("trying to cast null to non-nullable value")
+            row[target] = surrogate
+            return
+        # ImputerModel.apply: NaN or the missing value -> the surrogate.
+        row[target] = surrogate if value != value or value == missing else value
+    return step
+
+
+def _compile_bucketizer(node: Node, slots: _Slots) -> Step:
+    attributes = node.attributes
+    handle_invalid = _scalar(attributes, "handle_invalid", "string", "")
+    handle_invalid = "error" if handle_invalid is None else handle_invalid
+    if handle_invalid not in ("error", "skip", "keep"):
+        raise BundleError(f"Invalid handler: {handle_invalid}")
+    splits = [float(v) for v in _required(_list(attributes, "splits", "double"), "splits")]
+    # BucketizerUtil.restoreSplits: NaN at either end means an open end.
+    if splits and math.isnan(splits[0]):
+        splits[0] = -math.inf
+    if splits and math.isnan(splits[-1]):
+        splits[-1] = math.inf
+    source, cast = _non_nullable_double(node, slots)
+    target = slots.add(node.output_named("output"), "double")
+    keep, skip = handle_invalid == "keep", handle_invalid == "skip"
+
+    def bucket(value: float) -> float:
+        # BucketizerModel.binarySearchForBuckets.
+        if value != value:
+            if skip:
+                raise RowSkipped(node.name)
+            if keep:
+                return float(len(splits) - 1)
+            raise MleapError("Bucketizer encountered NaN value. To handle or skip NaNs, try setting "
+                             "Bucketizer.handleInvalid.")
+        if value == splits[-1]:
+            return float(len(splits) - 2)
+        position = bisect.bisect_left(splits, value)
+        if position < len(splits) and splits[position] == value:
+            return float(position)
+        if position == 0 or position == len(splits):
+            raise MleapError(f"Feature value {java_double_str(value)} out of Bucketizer bounds "
+                             f"[{java_double_str(splits[0])}, {java_double_str(splits[-1])}]. Check your features, "
+                             "or loosen the lower/upper bound constraints.")
+        return float(position - 1)
+
+    def step(row: list) -> None:
+        value = row[source]
+        if value is not None and cast is not None:
+            value = cast(value)
+        if value is None:
+            raise MleapError("trying to cast null to non-nullable value")
+        row[target] = bucket(value)
+    return step
+
+
+def _compile_binarizer(node: Node, slots: _Slots) -> Step:
+    attributes = node.attributes
+    threshold = _scalar(attributes, "threshold", "double", 0.0)
+    thresholds = _list(attributes, "thresholds", "double")
+    if threshold is None and thresholds is None:
+        raise BundleError("Neither threshold nor thresholds were found")
+    if threshold is not None and thresholds is not None:
+        raise BundleError("Both thresholds and threshold were found")
+    if threshold is None:
+        raise BundleError("Multi-column Binarizer not supported yet")
+    shape = _required((attributes.get("input_shapes") or {}).get("data_shape"), "input_shapes")
+    if shape.get("base", "scalar") != "scalar":
+        raise BundleError(f"binarizer {node.name}: input shape {shape.get('base')!r} is not supported by the "
+                          "local MLeap runtime (only scalar)")
+    threshold = float(threshold)
+    source, cast = _non_nullable_double(node, slots)
+    target = slots.add(node.output_named("output"), "double")
+
+    def step(row: list) -> None:
+        value = row[source]
+        if value is not None and cast is not None:
+            value = cast(value)
+        if value is None:
+            raise MleapError("trying to cast null to non-nullable value")
+        # BinarizerModel.apply: strictly greater than the threshold.
+        row[target] = 1.0 if value > threshold else 0.0
+    return step
+
+
 _COMPILERS = {
     "string_indexer": _compile_string_indexer,
     "one_hot_encoder": _compile_one_hot_encoder,
     "vector_assembler": _compile_vector_assembler,
     "reverse_string_indexer": _compile_reverse_string_indexer,
+    "imputer": _compile_imputer,
+    "bucketizer": _compile_bucketizer,
+    "binarizer": _compile_binarizer,
 }
 
 

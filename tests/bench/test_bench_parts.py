@@ -11,8 +11,10 @@ from bench.suite import parse_pytest_summary
 from bench.synthetic import synthetic_columns, write_synthetic_csv
 from localmode.serving.latency import summarize
 
-TINY_SPEC = {"features": [{"name": "colour", "values": ["red", "blue"]}, {"name": "size", "values": ["s", "m", "l"]}],
-             "label": {"name": "verdict", "values": ["yes", "no"]}}
+TINY_SPEC = {"columns": [{"name": "colour", "type": "categorical", "values": ["red", "blue"]},
+                         {"name": "size", "type": "categorical", "values": ["s", "m", "l"]},
+                         {"name": "verdict", "type": "categorical", "values": ["yes", "no"]}],
+             "label": "verdict"}
 
 
 def test_synthetic_rows_use_only_the_specs_values(tmp_path):

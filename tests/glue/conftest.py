@@ -97,3 +97,22 @@ class MleapRuntime:
 @pytest.fixture(scope="session")
 def mleap_runtime(tmp_path_factory) -> MleapRuntime:
     return MleapRuntime(tmp_path_factory.mktemp("mleap"))
+
+
+@pytest.fixture(scope="session")
+def dataset_run(run_job, tmp_path_factory):
+    """name -> (JobRun, spec, data path) for the project's test datasets (localmode.datasets), each
+    built and run through the job once per test session."""
+    from localmode import datasets
+
+    runs = {}
+
+    def get(name: str):
+        if name not in runs:
+            root = tmp_path_factory.mktemp(f"dataset-{name}")
+            data, spec_path = datasets.build(name, root)
+            spec = json.loads(spec_path.read_text(encoding="utf-8"))
+            runs[name] = (run_job(data, root / "run", spec=spec, run_id=f"test-{name}"), spec, data)
+        return runs[name]
+
+    return get

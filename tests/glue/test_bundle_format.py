@@ -4,17 +4,16 @@ and against the bundles the previous writer (mleap-spark 0.16.0) wrote, kept as 
 from __future__ import annotations
 
 import json
-import tarfile
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from pyspark.ml.functions import vector_to_array
+from bundle_parity import held_out_rows, local_outputs, preprocess_three_ways, spark_features, spark_postprocess, unpack
 
 from localmode import REPO_ROOT
 from localmode.serving.jvm_runtime import MleapJvmRuntime
-from localmode.serving.mleap import MleapBundle, dense_values
 
 pytestmark = pytest.mark.spark
 
@@ -27,49 +26,8 @@ def jvm() -> MleapJvmRuntime:
     return MleapJvmRuntime()
 
 
-def unpack(tarball: Path, target: Path) -> Path:
-    with tarfile.open(tarball) as tar:
-        tar.extractall(target)
-    return target
-
-
-def local_outputs(bundle_dir: Path, schema: dict, rows: list[dict]) -> list:
-    fields = tuple((f["name"], f["type"]) for f in schema["input"])
-    program = MleapBundle(bundle_dir).program(fields, schema["output"]["name"])
-    answers = []
-    for row in rows:
-        value = program.run([row[name] for name, _ in fields])
-        answers.append(dense_values(value) if schema["output"].get("struct") == "vector" else value)
-    return answers
-
-
-def spark_features(spark, job, spec: dict, rows: list[dict]) -> list[list[float]]:
-    names = [f["name"] for f in spec["features"]]
-    frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
-                                               columns=names + ["row_id"]))
-    model = job.build_preprocess_model(spark, spec, frame)
-    out = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id").collect()
-    return [list(r.v) for r in out]
-
-
-def spark_labels(spark, job, spec: dict, indices: list[float]) -> list[str]:
-    frame = spark.createDataFrame(pd.DataFrame({"label": indices, "row_id": range(len(indices))}))
-    return [r.predicted_label for r in job.build_postprocess_model(spec).transform(frame).orderBy("row_id").collect()]
-
-
 def three_way(run_dir: Path, tmp_path: Path, jvm, spark, job, spec, rows: list[dict]) -> list[list[float]]:
-    """The preprocess bundle on `rows` in the JVM runtime and the local runtime, and Spark's transform:
-    asserts all three agree field for field and returns the vectors."""
-    model = run_dir / "model" / "preprocess"
-    schema = json.loads((model / "schema.json").read_text())
-    bundle = unpack(model / "model.tar.gz", tmp_path / "preprocess")
-    from_jvm = jvm.transform(bundle, model / "schema.json", rows)
-    from_local = local_outputs(bundle, schema, rows)
-    from_spark = spark_features(spark, job, spec, rows)
-    mismatches = [(r, a, b, c) for r, a, b, c in zip(rows, from_jvm, from_local, from_spark)
-                  if not (a == {"output": b} and b == c)]
-    assert not mismatches, mismatches[:3]
-    return from_spark
+    return preprocess_three_ways(SimpleNamespace(out=run_dir, manifest={}), tmp_path, jvm, spark, job, spec, rows)
 
 
 def unseen_variants(spec: dict, rows: list[dict]) -> list[dict]:
@@ -77,32 +35,27 @@ def unseen_variants(spec: dict, rows: list[dict]) -> list[dict]:
     empty, letter case, spaces, a number, non-ASCII, the word null."""
     odd = [lambda v: "never-seen", lambda v: "", str.upper, lambda v: f" {v}", lambda v: f"{v} ", lambda v: "42",
            lambda v: f"ü{v}", lambda v: "null", lambda v: f"{v}x"]
-    names = [f["name"] for f in spec["features"]]
+    features = [c for c in spec["columns"] if c["name"] != spec["label"]]
     variants = []
     for i, row in enumerate(rows):
-        name = names[i % len(names)]
-        value = odd[i % len(odd)](row[name])
-        if value in next(f["values"] for f in spec["features"] if f["name"] == name):
+        feature = features[i % len(features)]
+        value = odd[i % len(odd)](row[feature["name"]])
+        if value in feature["values"]:
             value = f"{value}?"  # an upper-cased value that happens to be known stays unseen
-        variants.append({**row, name: value})
+        variants.append({**row, feature["name"]: value})
     return variants
-
-
-def held_out_rows(run, spec: dict) -> list[dict]:
-    names = [f["name"] for f in spec["features"]]
-    return [dict(zip(names, r[:-1])) for r in run.csv_rows("test")]
 
 
 # --- the job's bundles, three ways --------------------------------------------------------------
 
 def test_car_data_every_held_out_row_and_its_unseen_variant_agree_three_ways(
         car_run, jvm, spark, job, dataset_spec, tmp_path):
-    rows = held_out_rows(car_run, dataset_spec)
+    rows = held_out_rows(car_run)
     assert len(rows) == car_run.manifest["rows"]["test"] == 260
     variants = unseen_variants(dataset_spec, rows)
     vectors = three_way(car_run.out, tmp_path, jvm, spark, job, dataset_spec, rows + variants)
     width = car_run.manifest["feature_width"]
-    features = len(dataset_spec["features"])
+    features = len(car_run.manifest["feature_names"])
     assert all(len(v) == width for v in vectors)
     # Known rows: one 1.0 per feature; a row with one unseen value: that feature's block is all zeros.
     assert [sum(v) for v in vectors] == [features] * len(rows) + [features - 1] * len(variants)
@@ -114,11 +67,11 @@ def test_synthetic_file_every_held_out_row_and_its_unseen_variant_agree_three_wa
 
     data = write_synthetic_csv(dataset_spec, 3000, tmp_path / "synthetic.csv", seed=11)
     run = run_job(data, tmp_path / "run", seed=5)
-    rows = held_out_rows(run, dataset_spec)
+    rows = held_out_rows(run)
     assert len(rows) == run.manifest["rows"]["test"] > 400
     variants = unseen_variants(dataset_spec, rows)
     vectors = three_way(run.out, tmp_path, jvm, spark, job, dataset_spec, rows + variants)
-    assert [sum(v) for v in vectors[len(rows):]] == [len(dataset_spec["features"]) - 1] * len(variants)
+    assert [sum(v) for v in vectors[len(rows):]] == [len(run.manifest["feature_names"]) - 1] * len(variants)
 
     # The postprocess bundle: every label index, and the held-out rows' true labels, three ways.
     labels = run.manifest["label_values"]
@@ -129,7 +82,7 @@ def test_synthetic_file_every_held_out_row_and_its_unseen_variant_agree_three_wa
     expected = [r[-1] for r in run.csv_rows("test")] + labels
     assert [a.get("output") for a in jvm.transform(bundle, model / "schema.json", [{"label": i} for i in indices])] == expected
     assert local_outputs(bundle, schema, [{"label": i} for i in indices]) == expected
-    assert spark_labels(spark, job, dataset_spec, indices) == expected
+    assert spark_postprocess(spark, job, dataset_spec, labels, indices) == expected
 
 
 # --- against the previous writer -------------------------------------------------------------------
@@ -193,8 +146,8 @@ def test_an_unknown_stage_fails_the_job_by_name_before_anything_is_written(job, 
 
     real = job.build_preprocess_model
 
-    def with_extra_stage(spark, spec, sample):
-        fitted = real(spark, spec, sample)
+    def with_extra_stage(spark, spec, sample=None, learned=None):
+        fitted = real(spark, spec, sample, learned)
         return PipelineModel(stages=[*fitted.stages, SQLTransformer(statement="SELECT * FROM __THIS__")])
 
     monkeypatch.setattr(job, "build_preprocess_model", with_extra_stage)
@@ -209,8 +162,9 @@ def test_stages_runtime_0_20_would_serve_differently_are_refused(job, spark, dat
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import StringIndexer, VectorAssembler
 
-    names = [f["name"] for f in dataset_spec["features"]]
-    frame = spark.createDataFrame(pd.DataFrame([[f["values"][0] for f in dataset_spec["features"]]], columns=names))
+    features = job.parse_spec(dataset_spec).features
+    names = [f.name for f in features]
+    frame = spark.createDataFrame(pd.DataFrame([[f.values[0] for f in features]], columns=names))
     multi = StringIndexer(inputCols=names[:2], outputCols=["a", "b"]).fit(frame)
     with pytest.raises(job.UnsupportedStage, match="several input columns"):
         job.bundle_nodes(PipelineModel(stages=[multi]), names)
@@ -230,16 +184,17 @@ def test_training_columns_from_the_bundle_nodes_are_sparks_transform(car_run, sp
     from pyspark.sql import functions as F
 
     spec = dataset_spec
-    names = [f["name"] for f in spec["features"]]
-    rows = held_out_rows(car_run, spec)
+    features = job.parse_spec(spec).features
+    names = [f.name for f in features]
+    rows = held_out_rows(car_run)
     rows = rows + unseen_variants(spec, rows)
     frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
                                                columns=names + ["row_id"]))
-    frame = frame.select("*", *[job.value_index(F.col(f["name"]), f["values"]).alias(job.index_name(f["name"]))
-                                for f in spec["features"]])
+    frame = frame.select("*", *[job.value_index(F.col(f.name), list(f.values)).alias(job.index_name(f.name))
+                                for f in features])
     plan = job.plan_bundles(spark, spec)
     from_strings = job.bundle_columns(plan.preprocess, names, "features")
-    indexed = {f["name"]: (F.col(job.index_name(f["name"])), f["values"]) for f in spec["features"]}
+    indexed = {f.name: (F.col(job.index_name(f.name)), list(f.values)) for f in features}
     from_indices = job.bundle_columns(plan.preprocess, names, "features", indexed)
     got = frame.orderBy("row_id").select(F.array(*from_strings).alias("a"), F.array(*from_indices).alias("b")).collect()
     expected = spark_features(spark, job, spec, rows)

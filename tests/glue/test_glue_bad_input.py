@@ -45,12 +45,16 @@ def test_wrong_field_count(run_job, job, tmp_path, car_lines):
     assert "line 4 (6 fields), line 7 (8 fields)" in message
 
 
-def test_empty_fields(run_job, job, tmp_path, car_lines):
+def test_empty_fields_and_missing_markers(run_job, job, tmp_path, car_lines):
+    """car's columns allow no missing cells: an empty cell or a marker (NA, ?, ...) is refused."""
     lines = car_lines[:10]
     lines[1] = "vhigh,,2,2,small,low,unacc"
+    lines[5] = "vhigh,vhigh,?,2,small,low,unacc"
     lines[8] = "vhigh,vhigh,2,2,small,low,"
     message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
-    assert "2 line(s) have empty fields: line 2 (empty: maint), line 9 (empty: class)" in message
+    assert ("3 line(s) have an empty cell or a missing-value marker in a column that allows none (the label, or a "
+            "categorical feature without allow_missing): line 2 (maint=''), line 6 (doors='?'), line 9 (class='')"
+            in message)
 
 
 def test_label_outside_the_spec(run_job, job, tmp_path, car_lines):

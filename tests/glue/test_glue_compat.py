@@ -57,7 +57,7 @@ def test_arguments_without_glue_use_the_same_names(job):
     options = job.parse_options(["--input", "/d/car.csv", "--output", "/o/run", "--run_id", "r1", "--seed", "7",
                                  "--JOB_NAME", "ignored-glue-argument", "x"])
     assert (options.input, options.output, options.run_id, options.seed) == ("/d/car.csv", "/o/run", "r1", 7)
-    assert options.spec["label"]["name"] == "class"
+    assert options.spec["label"] == "class"
 
 
 def test_arguments_on_glue_ask_only_for_what_was_passed(job, monkeypatch):
@@ -134,8 +134,8 @@ def test_a_failure_after_writing_to_s3_deletes_what_the_run_wrote(job, s3, monke
             raise OSError("disk full")
 
     monkeypatch.setattr(job, "make_store", FailingStore)
-    monkeypatch.setattr(job, "plan_bundles", lambda spark, spec: None)
-    monkeypatch.setattr(job, "_build", lambda spark, options, store, *plan: store.put_file("x", "y"))
+    monkeypatch.setattr(job, "plan_bundles", lambda spark, spec, *args: None)
+    monkeypatch.setattr(job, "_build", lambda spark, options, layout, store, *plan: store.put_file("x", "y"))
     options = job.JobOptions(input="s3://artifacts/in.csv", output="s3://artifacts/runs/r2/", run_id="r2",
                              spec=json.loads((REPO_ROOT / "datasets" / "car.json").read_text()))
     with pytest.raises(OSError, match="disk full"):

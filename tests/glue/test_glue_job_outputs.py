@@ -36,8 +36,16 @@ def test_split_row_counts_add_up_to_the_whole_file(car_run, dataset_spec):
     assert rows["test"] == rows["validation"] == pytest.approx(0.15 * 1728, abs=4)
 
 
+def features_of(spec: dict) -> list[dict]:
+    return [c for c in spec["columns"] if c["name"] != spec["label"] and c["type"] != "ignore"]
+
+
+def label_values(spec: dict) -> list[str]:
+    return next(c["values"] for c in spec["columns"] if c["name"] == spec["label"])
+
+
 def test_split_is_stratified_with_exact_counts_per_label(car_run, dataset_spec):
-    labels = dataset_spec["label"]["values"]
+    labels = label_values(dataset_spec)
     by_label = car_run.manifest["rows_by_label"]
     for split in ("train", "validation"):
         counts = collections.Counter(labels[int(r[0])] for r in car_run.csv_rows(split))
@@ -51,7 +59,7 @@ def test_split_is_stratified_with_exact_counts_per_label(car_run, dataset_spec):
 
 def test_training_csvs_are_label_first_with_the_manifest_width(car_run, dataset_spec):
     width = car_run.manifest["feature_width"]
-    assert width == sum(len(f["values"]) for f in dataset_spec["features"]) == 21
+    assert width == sum(len(f["values"]) for f in features_of(dataset_spec)) == 21
     for split in ("train", "validation"):
         for row in car_run.csv_rows(split):
             assert len(row) == 1 + width
@@ -60,7 +68,7 @@ def test_training_csvs_are_label_first_with_the_manifest_width(car_run, dataset_
             vector = [float(x) for x in row[1:]]
             # One-hot: exactly one 1.0 per feature block.
             offset = 0
-            for feature in dataset_spec["features"]:
+            for feature in features_of(dataset_spec):
                 block = vector[offset:offset + len(feature["values"])]
                 assert sorted(block) == [0.0] * (len(block) - 1) + [1.0]
                 offset += len(block)
@@ -68,27 +76,27 @@ def test_training_csvs_are_label_first_with_the_manifest_width(car_run, dataset_
 
 def test_test_split_holds_raw_rows_in_spec_order(car_run, dataset_spec):
     for row in car_run.csv_rows("test"):
-        assert len(row) == len(dataset_spec["features"]) + 1
-        for value, feature in zip(row, dataset_spec["features"]):
+        assert len(row) == len(features_of(dataset_spec)) + 1
+        for value, feature in zip(row, features_of(dataset_spec)):
             assert value in feature["values"]
-        assert row[-1] in dataset_spec["label"]["values"]
+        assert row[-1] in label_values(dataset_spec)
 
 
 def test_written_vectors_are_the_pipeline_transform_of_the_input_rows(car_run, car_data, spark, job, dataset_spec):
     """train + validation CSVs plus the encoded test split = every car row, encoded by the pipeline."""
-    columns = [f["name"] for f in dataset_spec["features"]] + [dataset_spec["label"]["name"]]
-    labels = dataset_spec["label"]["values"]
+    columns = [f["name"] for f in features_of(dataset_spec)] + [dataset_spec["label"]]
+    labels = label_values(dataset_spec)
     raw = pd.read_csv(car_data, header=None, names=columns, dtype=str)
     frame = spark.createDataFrame(raw)
     model = job.build_preprocess_model(spark, dataset_spec, frame)
-    encoded = model.transform(frame).select(dataset_spec["label"]["name"], vector_to_array("features").alias("v")).collect()
+    encoded = model.transform(frame).select(dataset_spec["label"], vector_to_array("features").alias("v")).collect()
     expected = collections.Counter((labels.index(r[0]), tuple(r.v)) for r in encoded)
 
     written = collections.Counter()
     for split in ("train", "validation"):
         written.update((int(r[0]), tuple(float(x) for x in r[1:])) for r in car_run.csv_rows(split))
     test_frame = spark.createDataFrame(pd.DataFrame(car_run.csv_rows("test"), columns=columns))
-    for r in model.transform(test_frame).select(dataset_spec["label"]["name"], vector_to_array("features").alias("v")).collect():
+    for r in model.transform(test_frame).select(dataset_spec["label"], vector_to_array("features").alias("v")).collect():
         written[(labels.index(r[0]), tuple(r.v))] += 1
     assert written == expected
 
@@ -108,7 +116,7 @@ def test_schemas_match_the_serving_contract(car_run, dataset_spec):
     pre = json.loads((car_run.out / "model/preprocess/schema.json").read_text())
     post = json.loads((car_run.out / "model/postprocess/schema.json").read_text())
     assert pre == {
-        "input": [{"name": f["name"], "type": "string"} for f in dataset_spec["features"]],
+        "input": [{"name": f["name"], "type": "string"} for f in features_of(dataset_spec)],
         "output": {"name": "features", "type": "double", "struct": "vector"},
     }
     assert post["input"] == [{"name": "label", "type": "double"}]
@@ -120,9 +128,19 @@ def test_manifest_fields(car_run, dataset_spec):
     m = car_run.manifest
     assert json.loads((car_run.out / "manifest.json").read_text()) == m
     assert m["run_id"] == "test-run"
-    assert m["spec"] == dataset_spec
-    assert m["label_values"] == dataset_spec["label"]["values"]
-    assert m["num_class"] == 4
+    # The spec as used: the file's with every default written out.
+    assert m["spec"] == {**dataset_spec, "missing_values": ["NA", "N/A", "null", "?"],
+                         "columns": [{**c, "allow_missing": False} if c["name"] != "class" else c
+                                     for c in dataset_spec["columns"]],
+                         "quality_gate": {"metric": "accuracy", "threshold": None, "higher_is_better": True}}
+    assert m["dataset"] == "car" and m["problem_type"] == "multiclass"
+    assert m["label_name"] == "class"
+    assert m["label_values"] == label_values(dataset_spec)
+    assert m["num_class"] == 4 and m["binary_threshold"] is None
+    assert m["feature_names"] == ["buying", "maint", "doors", "persons", "lug_boot", "safety"]
+    assert m["feature_types"] == dict.fromkeys(m["feature_names"], "categorical")
+    assert m["learned"] == {} and m["missing_cells"] == {}
+    assert m["quality_gate"] == {"metric": "accuracy", "threshold": None, "higher_is_better": True}
     assert m["seed"] == 42
     assert m["split"] == {"train": 0.7, "validation": 0.15, "test": 0.15}
     assert m["feature_slots"][:4] == ["buying=vhigh", "buying=high", "buying=med", "buying=low"]

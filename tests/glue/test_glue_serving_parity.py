@@ -11,7 +11,7 @@ pytestmark = pytest.mark.spark
 
 
 def spark_features(spark, job, spec, rows: list[dict]) -> list[list[float]]:
-    names = [f["name"] for f in spec["features"]]
+    names = [f.name for f in job.parse_spec(spec).features]
     frame = spark.createDataFrame(pd.DataFrame([{**r, "row_id": i} for i, r in enumerate(rows)], columns=names + ["row_id"]))
     model = job.build_preprocess_model(spark, spec, frame)
     out = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id").collect()
@@ -37,7 +37,7 @@ def test_postprocess_bundle_decodes_every_test_label_like_spark(car_run, spark, 
 
 
 def test_unseen_category_values_give_a_valid_vector_in_spark_and_in_mleap(car_run, spark, job, dataset_spec, mleap_runtime):
-    features = dataset_spec["features"]
+    features = [{"name": f.name, "values": list(f.values)} for f in job.parse_spec(dataset_spec).features]
     names = [f["name"] for f in features]
     known = {f["name"]: f["values"][0] for f in features}
     rows = [{**known, name: "never-seen"} for name in names] + [{name: "" for name in names}, {**known}]
@@ -59,7 +59,7 @@ def test_unseen_category_values_give_a_valid_vector_in_spark_and_in_mleap(car_ru
 def test_runtime_cli_answers_row_errors_in_place_and_benchmarks(car_run, mleap_runtime):
     """The CLI's protocol as the serving tests and benchmarks rely on it."""
     model = car_run.out / "model" / "preprocess"
-    good = dict(zip([f["name"] for f in car_run.manifest["spec"]["features"]], car_run.csv_rows("test")[0][:-1]))
+    good = dict(zip(car_run.manifest["feature_names"], car_run.csv_rows("test")[0][:-1]))
     partial = {k: v for k, v in good.items() if k != "doors"}
     answers = mleap_runtime.transform(model, [good, partial, good])
     assert answers[0] == answers[2] and len(answers[0]["output"]) == car_run.manifest["feature_width"]

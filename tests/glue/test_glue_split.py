@@ -34,16 +34,17 @@ def test_split_is_exact_and_a_partition_with_crowded_buckets(spark, job, dataset
     source = tmp_path / "tripled.csv"
     source.write_text("".join(line + "\n" for line in lines * 3))
     monkeypatch.setattr(job, "SPLIT_BUCKETS", 3)  # about 600 rows per bucket for "unacc"
-    valid = job.validate(spark, dataset_spec, str(source), 42)
+    layout = job.parse_spec(dataset_spec)
+    valid = job.validate(spark, layout, str(source), 42)
     try:
         sizes = job.split_counts(valid.label_counts)
         assert max(valid.bucket_counts.values()) > 500
-        rows = job.assign_split(valid, dataset_spec, sizes).collect()
+        rows = job.assign_split(valid, layout, sizes).collect()
     finally:
         valid.release()
-    label = dataset_spec["label"]["name"]
+    label = dataset_spec["label"]
     got = collections.Counter((r[label], r.split) for r in rows)
     assert got == {(lab, split): n for lab, s in sizes.items() for split, n in s.items() if n}
     # A partition of the input: every line exactly as often as it was given.
-    columns = [f["name"] for f in dataset_spec["features"]] + [label]
+    columns = job.spec_columns(dataset_spec)
     assert collections.Counter(",".join(r[c] for c in columns) for r in rows) == collections.Counter(lines * 3)

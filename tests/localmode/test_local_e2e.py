@@ -72,7 +72,7 @@ def test_approved_run_deploys_a_model_that_answers_raw_rows(account, deployed, d
     production = production_of(account, deployed)
     assert production == {"status": "InService", "config": f"{deployed.run_id}-config"}
     # Raw CSV rows, as a client sends them, come back as the spec's labels.
-    labels = dataset_spec["label"]["values"]
+    labels = next(c["values"] for c in dataset_spec["columns"] if c["name"] == dataset_spec["label"])
     features, truth = account.sample_row(report)
     content_type, answer = account.invoke_endpoint(deployed.production_endpoint, features.encode("utf-8"))
     assert answer.strip() in labels and truth in labels

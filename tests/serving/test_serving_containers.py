@@ -215,9 +215,9 @@ def test_an_unknown_op_fails_at_load_naming_it(serving_artifacts, tmp_path):
     shutil.copytree(serving_artifacts.preprocess_dir, bundle)
     node = next((bundle / "root").glob("VectorAssembler*.node"))
     model = json.loads((node / "model.json").read_text())
-    model["op"] = "imputer"
+    model["op"] = "pca"
     (node / "model.json").write_text(json.dumps(model))
-    with pytest.raises(BundleError, match=r"MLeap op 'imputer' \(node VectorAssembler_\w+\) is not supported"):
+    with pytest.raises(BundleError, match=r"MLeap op 'pca' \(node VectorAssembler_\w+\) is not supported"):
         MleapBundle(bundle)
 
 

@@ -22,7 +22,7 @@ def python_features(artifacts, rows: list[list[str]]) -> list[list[float]]:
 
 
 def spark_features(spark, glue_job, spec, rows: list[list[str]]) -> list[list[float]]:
-    names = [f["name"] for f in spec["features"]]
+    names = [f.name for f in glue_job.parse_spec(spec).features]
     frame = spark.createDataFrame(pd.DataFrame([[*row, i] for i, row in enumerate(rows)], columns=names + ["row_id"]))
     model = glue_job.build_preprocess_model(spark, spec, frame)
     result = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id")
@@ -31,7 +31,7 @@ def spark_features(spark, glue_job, spec, rows: list[list[str]]) -> list[list[fl
 
 def unseen_rows(spec) -> list[list[str]]:
     """Every feature in turn replaced by a value training never saw, plus an all-empty row."""
-    known = [f["values"][0] for f in spec["features"]]
+    known = [c["values"][0] for c in spec["columns"] if c["name"] != spec["label"]]
     rows = [known[:i] + ["never-seen"] + known[i + 1:] for i in range(len(known))]
     return rows + [[""] * len(known), ["VHIGH"] + known[1:]]
 
@@ -129,8 +129,8 @@ def variant_bundles(spark, car_data, dataset_spec, glue_job, tmp_path_factory):
     from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
     from pyspark.sql.types import StringType, StructField, StructType
 
-    names = [f["name"] for f in dataset_spec["features"]]
-    columns = names + [dataset_spec["label"]["name"]]
+    names = [f.name for f in glue_job.parse_spec(dataset_spec).features]
+    columns = glue_job.spec_columns(dataset_spec)
     frame = spark.read.csv(str(car_data), schema=StructType([StructField(c, StringType()) for c in columns]))
     root = tmp_path_factory.mktemp("variants")
     bundles = {}

