@@ -11,6 +11,7 @@ COMMANDS = {
     "run": ("localmode.runner", "run the whole pipeline: the real state machine on moto with local workers"),
     "glue": ("localmode.glue_local", "run the Glue job on local Spark: --data CSV --out DIR"),
     "data": ("localmode.data_cli", "download and verify the dataset, or check a given path"),
+    "spec": ("localmode.spec_draft", "draft a dataset spec from a CSV with a header: draft DATA --label COLUMN"),
     "datasets": ("localmode.datasets", "write the test datasets (penguins, breast-cancer, diabetes): build NAME --out DIR"),
 }
 

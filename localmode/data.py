@@ -73,12 +73,18 @@ def download(spec: dict, cache_dir: Path = CACHE_DIR, timeout: float = 30.0) -> 
 
 
 def resolve(path: str | os.PathLike | None = None, spec: dict | None = None) -> Path:
-    """The data file to use: an explicit path, else $CAR_DATA, else the verified download."""
+    """The data file to use: an explicit path, else (for the car spec) $CAR_DATA, else the spec's
+    verified download."""
     spec = spec or load_spec()
-    chosen = path or os.environ.get(ENV_VAR)
+    # $CAR_DATA is car.data: never a default for another dataset's spec.
+    chosen = path or (os.environ.get(ENV_VAR) if spec.get("name", "car") == "car" else None)
     if chosen:
         resolved = Path(chosen).expanduser().resolve()
         if not resolved.is_file():
             raise DataUnavailable(f"Data file {resolved} does not exist (given by {'DATA' if path else ENV_VAR}).")
         return resolved
+    if "source" not in spec:
+        raise DataUnavailable(
+            f"The spec {spec.get('name')!r} names no download source: pass the data file (`make local DATA=... "
+            f"SPEC=...`); `python -m localmode datasets build {spec.get('name')}` writes the test datasets.")
     return download(spec)

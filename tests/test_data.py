@@ -26,6 +26,16 @@ def test_explicit_path_wins_over_env(tmp_path, monkeypatch):
     assert data.resolve(mine) == mine.resolve()
 
 
+def test_car_data_from_the_environment_is_never_another_datasets_default(tmp_path, monkeypatch):
+    car = tmp_path / "car.data"
+    car.write_text("a,b\n")
+    monkeypatch.setenv(data.ENV_VAR, str(car))
+    assert data.resolve(None, data.load_spec()) == car.resolve()
+    penguins = data.load_spec(data.REPO_ROOT / "datasets" / "penguins.json")
+    with pytest.raises(data.DataUnavailable, match=r"'penguins' names no download source: pass the data file"):
+        data.resolve(None, penguins)
+
+
 def test_missing_path_names_the_path(tmp_path):
     with pytest.raises(data.DataUnavailable, match="does not exist"):
         data.resolve(tmp_path / "nope.csv")

@@ -1,0 +1,300 @@
+"""`python -m localmode spec draft data.csv --label COLUMN [--out spec.json]`: a dataset spec to
+review, drafted from a CSV whose first line holds the column names.
+
+Each column's type comes from its cells: numbers only -> numeric (missing cells are imputed); text
+-> categorical, its values listed when there are few (--max-listed), learned with a cap otherwise,
+`ignore` when every row has its own value (an identifier); a categorical feature with missing cells
+gets allow_missing. The label: text or a few whole numbers -> classification (its classes listed),
+other numbers -> regression (--label-type decides instead). Empty cells and the markers of
+--missing-values are missing.
+
+Where the cells do not say, it refuses and names the column and why, and writes nothing: a column
+with no value at all, numbers mixed with text, a label with one value or with missing cells, rows
+of another length than the header.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Enough distinct values to tell "few" from "many" and to spot identifiers; beyond it only counts grow.
+DISTINCT_LIMIT = 10_000
+DEFAULT_MAX_LISTED = 20
+# A label of at most this many distinct whole numbers is drafted as classes.
+MAX_INTEGER_CLASSES = 10
+# An identifier: every row its own value, and more rows than any listing would hold.
+IDENTIFIER_MIN_ROWS = 50
+EXAMPLES = 3
+
+
+class DraftRefused(ValueError):
+    """The file does not say what a column is; the message names each such column and why."""
+
+
+@dataclass
+class ColumnStats:
+    name: str
+    cells: int = 0
+    missing: int = 0
+    numbers: int = 0
+    integers: int = 0
+    texts: int = 0
+    counts: collections.Counter = field(default_factory=collections.Counter)
+    overflow: bool = False  # more than DISTINCT_LIMIT distinct values
+    number_examples: list = field(default_factory=list)  # (line, value)
+    text_examples: list = field(default_factory=list)
+    missing_lines: list = field(default_factory=list)
+
+    def add(self, value: str, line: int, missing: bool, number_pattern) -> None:
+        self.cells += 1
+        if missing:
+            self.missing += 1
+            if len(self.missing_lines) < EXAMPLES:
+                self.missing_lines.append(line)
+            return
+        if number_pattern.fullmatch(value):
+            self.numbers += 1
+            self.integers += re.fullmatch(r"[+-]?\d+(\.0*)?", value) is not None
+            if len(self.number_examples) < EXAMPLES:
+                self.number_examples.append((line, value))
+        else:
+            self.texts += 1
+            if len(self.text_examples) < EXAMPLES:
+                self.text_examples.append((line, value))
+        if value in self.counts or len(self.counts) < DISTINCT_LIMIT:
+            self.counts[value] += 1
+        else:
+            self.overflow = True
+
+    @property
+    def present(self) -> int:
+        return self.cells - self.missing
+
+    @property
+    def distinct(self) -> str:
+        return f"more than {DISTINCT_LIMIT}" if self.overflow else str(len(self.counts))
+
+
+def _examples(pairs) -> str:
+    return ", ".join(f"{value!r} on line {line}" for line, value in pairs)
+
+
+def _name_from(path: Path) -> str:
+    stem = path.name.split(".")[0].lower()
+    return re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:32].strip("-")
+
+
+def natural_order(values, number_pattern) -> list[str]:
+    values = list(values)
+    if all(number_pattern.fullmatch(v) for v in values):
+        return sorted(values, key=lambda v: (float(v), v))
+    return sorted(values)
+
+
+def read_stats(path: Path, markers: set[str], number_pattern) -> tuple[list[ColumnStats], int]:
+    """Per-column statistics of the file; refuses a file without a usable header or with ragged rows."""
+    problems = []
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise DraftRefused(f"{path}: line 1 should hold the column names, and the file is empty")
+        names = [h.strip() for h in header]
+        stats = [ColumnStats(name) for name in names]
+        ragged: list[int] = []
+        rows = 0
+        for line_number, fields in enumerate(reader, start=2):
+            if not fields or not "".join(fields).strip():
+                continue  # blank lines: the job ignores them too
+            if len(fields) != len(names):
+                if len(ragged) < EXAMPLES:
+                    ragged.append(line_number)
+                rows += 1
+                continue
+            rows += 1
+            for column, raw in zip(stats, fields):
+                value = raw.strip()
+                column.add(value, line_number, value == "" or value in markers, number_pattern)
+    if ragged:
+        problems.append(f"rows of another length than the {len(names)} column names of line 1, e.g. on line(s) "
+                        f"{', '.join(map(str, ragged))}")
+    if rows == 0:
+        problems.append("no data rows after the column names")
+    if problems:
+        raise DraftRefused(f"{path}: " + "; ".join(problems))
+    return stats, rows
+
+
+def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: str | None = None,
+               missing_values: list[str] | None = None, max_listed: int = DEFAULT_MAX_LISTED, job=None) -> tuple[dict, list[str]]:
+    """(spec, review notes); raises DraftRefused naming every column it cannot draft."""
+    if job is None:
+        from localmode.glue_local import load_job
+
+        job = load_job()
+    number_pattern = re.compile(job.NUMBER_PATTERN)
+    markers = list(job.DEFAULT_MISSING_VALUES if missing_values is None else missing_values)
+    stats, rows = read_stats(Path(path), set(markers), number_pattern)
+    names = [s.name for s in stats]
+    refusals, notes = [], []
+    if sum(bool(number_pattern.fullmatch(n)) for n in names) * 2 >= len(names):
+        raise DraftRefused(f"{path}: line 1 holds numbers ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), "
+                           "not column names: spec draft reads the names from line 1; add a header row")
+
+    bad_names = [n for n in names if not job._is_column_name(n) or "__" in n or n in job._RESERVED_COLUMNS]
+    if bad_names:
+        refusals.append(f"column name(s) {bad_names} on line 1 cannot be spec names (no commas, quotes, dots, "
+                        f"backticks, '__', outer spaces; not {', '.join(sorted(job._RESERVED_COLUMNS))}): rename them")
+    lowered = [n.lower() for n in names]
+    duplicates = sorted({n for n in names if lowered.count(n.lower()) > 1})
+    if duplicates:
+        refusals.append(f"column name(s) {duplicates} appear more than once (ignoring case)")
+    if label not in names:
+        refusals.append(f"--label {label!r} is not a column (line 1 names: {', '.join(names)})")
+    if refusals:
+        raise DraftRefused("; ".join(refusals))
+
+    columns = []
+    for column in stats:
+        is_label = column.name == label
+        where = f"{'label ' if is_label else ''}column {column.name!r}"
+        if column.present == 0:
+            refusals.append(f"{where} has no value in any of the {rows} rows (every cell is empty or a missing-value "
+                            "marker): nothing to tell its type from; remove it from the file")
+            continue
+        if column.numbers and column.texts:
+            refusals.append(f"{where} mixes numbers ({column.numbers} cells, e.g. {_examples(column.number_examples)}) "
+                            f"and text ({column.texts} cells, e.g. {_examples(column.text_examples)}): fix the cells, "
+                            "or if the text marks a missing value, pass it in --missing-values")
+            continue
+        numeric = column.texts == 0
+        entry: dict = {"name": column.name}
+        if is_label:
+            if column.missing:
+                refusals.append(f"{where} is missing on {column.missing} row(s) (e.g. line(s) "
+                                f"{', '.join(map(str, column.missing_lines))}): every row needs a label")
+                continue
+            if len(column.counts) < 2 and not column.overflow:
+                only = next(iter(column.counts))
+                refusals.append(f"{where} has a single value ({only!r}) in all {rows} rows: nothing to predict")
+                continue
+            few_whole = numeric and column.integers == column.numbers and not column.overflow \
+                and len(column.counts) <= MAX_INTEGER_CLASSES
+            kind = label_type or ("categorical" if not numeric or few_whole else "numeric")
+            if kind == "numeric" and not numeric:
+                refusals.append(f"{where}: --label-type numeric, but it holds text (e.g. "
+                                f"{_examples(column.text_examples)})")
+                continue
+            entry["type"] = kind
+            if kind == "categorical":
+                if column.overflow or len(column.counts) > job.MAX_LEARNED_CLASSES:
+                    refusals.append(f"{where} has {column.distinct} distinct values: too many classes to list; "
+                                    "pass --label-type numeric for regression")
+                    continue
+                entry["values"] = natural_order(column.counts, number_pattern)
+                if few_whole and label_type is None:
+                    notes.append(f"label {column.name!r} holds {len(column.counts)} whole numbers: drafted as classes "
+                                 "(classification); pass --label-type numeric for regression")
+            columns.append(entry)
+            continue
+        if numeric:
+            entry["type"] = "numeric"
+            entry["impute"] = "mean"
+        elif not column.overflow and len(column.counts) == column.present and column.present >= IDENTIFIER_MIN_ROWS:
+            entry["type"] = "ignore"
+            notes.append(f"column {column.name!r} has a different value on every row (an identifier?): drafted as "
+                         "ignore")
+        else:
+            entry["type"] = "categorical"
+            if not column.overflow and len(column.counts) <= max_listed:
+                entry["values"] = natural_order(column.counts, number_pattern)
+            else:
+                entry["max_categories"] = job.DEFAULT_MAX_CATEGORIES
+                notes.append(f"column {column.name!r} has {column.distinct} distinct values: learned from the "
+                             f"training split, the {job.DEFAULT_MAX_CATEGORIES} most frequent with a slot each")
+            entry["allow_missing"] = column.missing > 0
+        description = f"{column.distinct} distinct values"
+        if column.missing:
+            description += f"; {column.missing} of {rows} cells missing"
+        entry["description"] = description
+        columns.append(entry)
+    if refusals:
+        raise DraftRefused("; ".join(refusals))
+
+    name = name or _name_from(Path(path))
+    spec = {"name": name, "description": f"Drafted by `python -m localmode spec draft` from {Path(path).name} "
+                                         f"({rows} rows): review every column before use.",
+            "header": "yes"}
+    if missing_values is not None:
+        spec["missing_values"] = markers
+    spec["columns"] = columns
+    spec["label"] = label
+    label_entry = next(c for c in columns if c["name"] == label)
+    if label_entry["type"] == "categorical" and len(label_entry["values"]) == 2:
+        spec["binary_threshold"] = job.DEFAULT_BINARY_THRESHOLD
+    metric = job.DEFAULT_GATE_METRIC["regression" if label_entry["type"] == "numeric" else "classification"]
+    spec["quality_gate"] = {"metric": metric, "threshold": None}
+    try:
+        job.parse_spec(spec)
+    except job.InvalidSpec as exc:
+        raise DraftRefused(f"the drafted spec is not valid ({exc}); pass --name if the file name is the problem") from None
+    return spec, notes
+
+
+def render(spec: dict) -> str:
+    """The spec as the committed ones are laid out: one column per line."""
+    lines = ["{"]
+    for key, value in spec.items():
+        if key == "columns":
+            lines.append('  "columns": [')
+            lines.append(",\n".join("    " + json.dumps(c, ensure_ascii=False) for c in value))
+            lines.append("  ],")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},")
+    lines[-1] = lines[-1].rstrip(",")
+    return "\n".join(lines) + "\n}\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localmode spec", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    draft = commands.add_parser("draft", help="draft a spec from a CSV with a header row",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    draft.add_argument("data", type=Path, help="CSV file whose first line holds the column names")
+    draft.add_argument("--label", required=True, help="the column to predict")
+    draft.add_argument("--out", type=Path, help="write the spec here (default: standard output)")
+    draft.add_argument("--name", help="dataset name (default: from the file name)")
+    draft.add_argument("--label-type", choices=["categorical", "numeric"],
+                       help="classification or regression, instead of guessing from the label's cells")
+    draft.add_argument("--missing-values", help="comma-separated missing-value markers besides the empty cell "
+                                                "(default: NA,N/A,null,?)")
+    draft.add_argument("--max-listed", type=int, default=DEFAULT_MAX_LISTED,
+                       help="list a text column's values when it has at most this many (default: %(default)s)")
+    args = parser.parse_args(argv)
+    markers = None if args.missing_values is None else [m.strip() for m in args.missing_values.split(",") if m.strip()]
+    try:
+        spec, notes = draft_spec(args.data, args.label, name=args.name, label_type=args.label_type,
+                                 missing_values=markers, max_listed=args.max_listed)
+    except (DraftRefused, OSError, UnicodeDecodeError, csv.Error) as exc:
+        print(f"error: no spec drafted: {exc}", file=sys.stderr)
+        return 2
+    text = render(spec)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}: review it, then run `make local DATA={args.data} SPEC={args.out}`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

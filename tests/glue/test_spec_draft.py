@@ -1,0 +1,111 @@
+"""`python -m localmode spec draft`: a spec drafted from a CSV with a header row, which the job
+then accepts; and refusals that name the column and why, writing nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localmode import datasets
+from localmode.__main__ import main as localmode_main
+from localmode.spec_draft import DraftRefused, draft_spec
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("draft-data")
+    for name in ("penguins", "diabetes", "breast-cancer"):
+        datasets.build(name, root)
+    return root
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "data.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def column(spec: dict, name: str) -> dict:
+    return next(c for c in spec["columns"] if c["name"] == name)
+
+
+def test_penguins_draft_types_listed_values_and_missing_cells(built, job):
+    spec, notes = draft_spec(built / "penguins.csv", "species", job=job)
+    assert spec["name"] == "penguins" and spec["header"] == "yes" and spec["label"] == "species"
+    assert column(spec, "species") == {"name": "species", "type": "categorical",
+                                       "values": ["Adelie", "Chinstrap", "Gentoo"]}
+    assert column(spec, "island")["values"] == ["Biscoe", "Dream", "Torgersen"]
+    assert column(spec, "island")["allow_missing"] is False
+    assert column(spec, "sex")["allow_missing"] is True and "11 of 344 cells missing" in column(spec, "sex")["description"]
+    assert column(spec, "bill_length_mm")["type"] == "numeric"
+    assert "2 of 344 cells missing" in column(spec, "bill_length_mm")["description"]
+    assert spec["quality_gate"] == {"metric": "accuracy", "threshold": None} and "binary_threshold" not in spec
+    job.parse_spec(spec)
+
+
+def test_diabetes_draft_finds_regression_and_an_identifier(built, job):
+    spec, notes = draft_spec(built / "diabetes.csv", "progression", job=job)
+    assert column(spec, "progression") == {"name": "progression", "type": "numeric"}
+    assert column(spec, "patient_id")["type"] == "ignore" and any("patient_id" in n for n in notes)
+    assert column(spec, "age_group")["values"] == ["10s", "20s", "30s", "40s", "50s", "60s", "70s"]
+    # The file's own marker is N/A, one of the defaults: those cells count as missing, not as text.
+    assert column(spec, "bmi")["type"] == "numeric" and "13 of 442 cells missing" in column(spec, "bmi")["description"]
+    assert spec["quality_gate"]["metric"] == "r2"
+
+
+def test_few_whole_numbers_as_label_are_classes_unless_told_otherwise(tmp_path, job):
+    path = write(tmp_path, "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    spec, notes = draft_spec(path, "y", job=job)
+    assert column(spec, "y") == {"name": "y", "type": "categorical", "values": ["0", "1"]}
+    assert spec["binary_threshold"] == 0.5 and any("--label-type numeric" in n for n in notes)
+    spec, _ = draft_spec(path, "y", label_type="numeric", job=job)
+    assert column(spec, "y")["type"] == "numeric" and spec["quality_gate"]["metric"] == "r2"
+
+
+def test_many_text_values_are_learned_with_a_cap(tmp_path, job):
+    path = write(tmp_path, "city,y\n" + "".join(f"c{i % 30},{'ab'[i % 2]}\n" for i in range(90)))
+    spec, _ = draft_spec(path, "y", job=job)
+    assert column(spec, "city")["max_categories"] == 20 and "values" not in column(spec, "city")
+    spec, _ = draft_spec(path, "y", max_listed=30, job=job)
+    assert len(column(spec, "city")["values"]) == 30
+
+
+@pytest.mark.parametrize("text, label, expected", [
+    ("a,b,y\n1,,x\n2,,z\n", "y", "column 'b' has no value in any of the 2 rows"),
+    ("a,y\n1,x\n2,x\n3,x\n", "y", "label column 'y' has a single value ('x') in all 3 rows: nothing to predict"),
+    ("a,y\n1,x\n2,\n3,z\n", "y", "label column 'y' is missing on 1 row(s) (e.g. line(s) 3): every row needs a label"),
+    ("a,y\n1,x\n2.5,z\nabc,x\n", "y", "column 'a' mixes numbers (2 cells, e.g. '1' on line 2, '2.5' on line 3) and "
+                                      "text (1 cells, e.g. 'abc' on line 4)"),
+    ("a,y\n1,x\n2,z,9\n", "y", "rows of another length than the 2 column names of line 1, e.g. on line(s) 3"),
+    ("a,y\n1,x\n", "z", "--label 'z' is not a column (line 1 names: a, y)"),
+    ("a.b,y\n1,x\n2,z\n", "y", "column name(s) ['a.b'] on line 1 cannot be spec names"),
+    ("a,A,y\n1,2,x\n2,3,z\n", "y", "column name(s) ['A', 'a'] appear more than once"),
+    ("1.5,2,x\n1,2,y\n", "x", "line 1 holds numbers (1.5, 2, x), not column names"),
+    ("", "y", "line 1 should hold the column names, and the file is empty"),
+], ids=["all-empty", "one-class", "label-missing", "mixed", "ragged", "no-label", "bad-name", "duplicate",
+        "no-header", "empty"])
+def test_refusals_name_the_column_and_why(tmp_path, job, text, label, expected):
+    with pytest.raises(DraftRefused) as caught:
+        draft_spec(write(tmp_path, text), label, job=job)
+    assert expected in str(caught.value)
+
+
+def test_the_command_writes_nothing_when_it_refuses_and_a_valid_spec_otherwise(tmp_path, built, capsys):
+    out = tmp_path / "out" / "spec.json"
+    bad = write(tmp_path, "a,y\n1,x\n2,x\n")
+    assert localmode_main(["spec", "draft", str(bad), "--label", "y", "--out", str(out)]) == 2
+    assert "error: no spec drafted: label column 'y' has a single value" in capsys.readouterr().err
+    assert not out.exists()
+    assert localmode_main(["spec", "draft", str(built / "penguins.csv"), "--label", "species", "--out", str(out),
+                           "--name", "birds", "--missing-values", "NA,-"]) == 0
+    spec = json.loads(out.read_text())
+    assert spec["name"] == "birds" and spec["missing_values"] == ["NA", "-"]
+
+
+@pytest.mark.spark
+def test_the_job_accepts_a_drafted_spec_unchanged(built, job, run_job, tmp_path):
+    spec, _ = draft_spec(built / "penguins.csv", "species", job=job)
+    run = run_job(built / "penguins.csv", tmp_path / "run", spec=spec)
+    assert run.manifest["problem_type"] == "multiclass" and run.manifest["rows"]["total"] == 344
+    assert run.manifest["missing_cells"]["sex"] == 11
