@@ -178,8 +178,8 @@ def bench_spark(spark, job_module, model: ServingModel, predictions: list[str], 
     post_input = schemas["postprocess"]["input"][0]["name"]
     post_output = schemas["postprocess"]["output"]["name"]
     sample = spark.createDataFrame(pd.DataFrame([row[:-1] for row in model.test_rows], columns=names))
-    preprocess = job_module.build_preprocess_model(spark, spec, sample)
-    postprocess = job_module.build_postprocess_model(spec)
+    preprocess = job_module.build_preprocess_model(spark, spec, sample, learned=model.manifest.get("learned"))
+    postprocess = job_module.build_postprocess_model(spec, model.manifest["label_values"])
     booster = xgboost.Booster()
     booster.load_model(str(model.model_dirs[1] / "xgboost-model"))
     booster.set_param("nthread", 1)

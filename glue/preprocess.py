@@ -747,12 +747,19 @@ def is_missing(col, column: ColumnSpec):
 
 
 def parse_number(col):
-    """The cell as a double, null unless it is a finite number of NUMBER_PATTERN."""
+    """The cell as a double when it is a number of NUMBER_PATTERN, else null. A pattern number can
+    still overflow to infinity (1e999): is_number tells the finite ones. (Each input column appears
+    once: an expression repeated per cell multiplies the generated code, see classify.)"""
     from pyspark.sql import functions as F
 
-    number = F.when(col.rlike(NUMBER_PATTERN), col.cast("double"))
-    # A pattern number can still overflow to infinity (1e999), which XGBoost and serving refuse.
-    return F.when(~F.isnan(number) & (F.abs(number) < float("inf")), number)
+    return F.when(col.rlike(NUMBER_PATTERN), col.cast("double"))
+
+
+def is_number(value):
+    """A parsed value (parse_number) that XGBoost and serving accept: not null, not infinite."""
+    from pyspark.sql import functions as F
+
+    return value.isNotNull() & (F.abs(value) < float("inf"))
 
 
 def cached_value(col, column: ColumnSpec):
@@ -810,22 +817,19 @@ def classify(lines, layout: Layout):
     value = {c.name: F.col(index_name(c.name)) for c in used}
     label = layout.label
 
+    # A missing cell has a null cached value (listed values exclude the markers: parse_spec), so the
+    # marker comparisons run only for the rare cells without a value: And/Or short-circuit.
     missing_refused = F.lit(False)
     for c in used:
-        if _allows_missing(c, layout):
-            continue
-        if c.type == "categorical" and c.values is not None:
-            # Listed values exclude the markers (parse_spec), so a marker has a null index too.
-            missing_refused = missing_refused | is_missing(F.col(c.name), c)
-        else:
-            missing_refused = missing_refused | value[c.name].isNull() & is_missing(F.col(c.name), c)
+        if not _allows_missing(c, layout):
+            missing_refused = missing_refused | (value[c.name].isNull() & is_missing(F.col(c.name), c))
     listed_ok = F.lit(True)
     numbers_ok = F.lit(True)
     for c in layout.features:
         if c.type == "categorical" and c.values is not None:
             listed_ok = listed_ok & (value[c.name].isNotNull() | is_missing(F.col(c.name), c))
         elif c.type == "numeric":
-            numbers_ok = numbers_ok & (value[c.name].isNotNull() | is_missing(F.col(c.name), c))
+            numbers_ok = numbers_ok & (is_number(value[c.name]) | is_missing(F.col(c.name), c))
     kind = (F.when(F.col("length") == 0, KINDS.index("blank"))
             .when(F.col("undecodable"), KINDS.index("undecodable"))
             .when(F.col("odd_quotes"), KINDS.index("quotes"))
@@ -835,7 +839,7 @@ def classify(lines, layout: Layout):
     if label.type == "categorical" and label.values is not None:
         kind = kind.when(value[label.name].isNull(), KINDS.index("label_value"))
     elif label.type == "numeric":
-        kind = kind.when(value[label.name].isNull(), KINDS.index("label_number"))
+        kind = kind.when(~is_number(value[label.name]), KINDS.index("label_number"))
     kind = (kind.when(~listed_ok, KINDS.index("feature_value"))
             .when(~numbers_ok, KINDS.index("numeric_value"))
             .otherwise(KINDS.index("row")))
@@ -864,7 +868,7 @@ def problem_detail(layout: Layout):
         F.when(~F.col(c.name).isin(list(c.values)) & ~is_missing(F.col(c.name), c), _shown(c.name, F.col(c.name)))
         for c in listed], F.lit(""))
     bad_number = F.coalesce(*[
-        F.when(parse_number(F.col(c.name)).isNull() & ~is_missing(F.col(c.name), c), _shown(c.name, F.col(c.name)))
+        F.when(~is_number(parse_number(F.col(c.name))) & ~is_missing(F.col(c.name), c), _shown(c.name, F.col(c.name)))
         for c in numeric], F.lit(""))
     return (F.when(kind == "field_count", F.concat(F.col("n_fields").cast("string"), F.lit(" fields")))
             .when(kind == "missing_value", missing)
@@ -1907,29 +1911,30 @@ def fit_learned(spark, layout: Layout, train, pool, input_uri: str) -> Learned:
             result[c.name] = (values[:c.max_categories], values[c.max_categories:])
         return result
 
-    def surrogates():
-        found = {}
-        for strategy in IMPUTE_STRATEGIES:
-            group = [c for c in numeric if c.impute == strategy]
-            if not group:
-                continue
-            imputer = Imputer(strategy=strategy, inputCols=[index_name(c.name) for c in group],
-                              outputCols=[imputed_col(c.name) for c in group])
-            try:
-                [row] = imputer.fit(train.select(*[index_name(c.name) for c in group])).surrogateDF.collect()
-            except IllegalArgumentException as exc:
-                raise InvalidInputData(
-                    f"Input data rejected, nothing was trained ({input_uri}): a numeric column has no number in the "
-                    f"training split, nothing to impute from ({str(exc).replace('__value', '')}).",
-                    [{"kind": "impute", "count": 0, "lines": [], "message": str(exc)}]) from None
-            found.update({c.name: float(row[index_name(c.name)]) for c in group})
-        return found
+    def surrogates(strategy: str):
+        group = [c for c in numeric if c.impute == strategy]
+        if not group:
+            return {}
+        imputer = Imputer(strategy=strategy, inputCols=[index_name(c.name) for c in group],
+                          outputCols=[imputed_col(c.name) for c in group])
+        try:
+            [row] = imputer.fit(train.select(*[index_name(c.name) for c in group])).surrogateDF.collect()
+        except IllegalArgumentException as exc:
+            raise InvalidInputData(
+                f"Input data rejected, nothing was trained ({input_uri}): a numeric column has no number in the "
+                f"training split, nothing to impute from ({str(exc).replace('__value', '')}).",
+                [{"kind": "impute", "count": 0, "lines": [], "message": str(exc)}]) from None
+        return {c.name: float(row[index_name(c.name)]) for c in group}
 
-    jobs = [pool.submit(categories), pool.submit(surrogates)]
     from concurrent.futures import wait
 
+    # One Spark job each, at once: on small inputs most of a job's time is the driver planning it.
+    jobs = [pool.submit(categories)] + [pool.submit(surrogates, strategy) for strategy in IMPUTE_STRATEGIES]
     wait(jobs)
-    return Learned(jobs[0].result(), jobs[1].result())
+    found = {}
+    for job in jobs[1:]:
+        found.update(job.result())
+    return Learned(jobs[0].result(), found)
 
 
 def run(spark, options: JobOptions) -> dict:
@@ -1942,11 +1947,34 @@ def run(spark, options: JobOptions) -> dict:
     validation and the bundle plan succeeded, and a failure waits for every write to stop before the
     run's files are removed.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     started = time.monotonic()
     layout = parse_spec(options.spec)
     store = make_store(options.output)
+    # HotSpot does not compile a method over 8000 bytes of bytecode (DontCompileHugeMethods), and the
+    # whole-stage code parsing a wide file (many columns) grows past that and then runs interpreted.
+    # At this limit Spark compiles such a stage per expression instead, in smaller methods, as its
+    # docs suggest for HotSpot (spark.sql.codegen.hugeMethodLimit). Measured: validating 1M rows of
+    # 13 columns (datasets/diabetes.json) took 66 s interpreted and 41-47 s this way; car's stage
+    # (7,786 bytes) is below the limit and unaffected.
+    previous_limit = spark.conf.get(HUGE_METHOD_LIMIT, None) if spark is not None else None
+    if spark is not None:
+        spark.conf.set(HUGE_METHOD_LIMIT, "8000")
+    try:
+        return _run(spark, options, layout, store, started)
+    finally:
+        if spark is not None:
+            if previous_limit is None:
+                spark.conf.unset(HUGE_METHOD_LIMIT)
+            else:
+                spark.conf.set(HUGE_METHOD_LIMIT, previous_limit)
+
+
+HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
+
+
+def _run(spark, options: JobOptions, layout: Layout, store, started: float) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="preprocess") as pool:
         early = None
         if not layout.data_dependent and (layout.label.values is not None or not layout.classification):
@@ -1962,13 +1990,19 @@ def run(spark, options: JobOptions) -> dict:
     return manifest
 
 
+# Up to this many learned values, a learned column's position is a chain of comparisons like a
+# listed column's (value_index); beyond it a broadcast hash join, whose cost does not grow with the list.
+JOIN_ABOVE_VALUES = 64
+
+
 def _learned_positions(spark, frame, layout: Layout, learned: Learned):
-    """`frame` with each learned categorical feature's StringIndexer position (null: never seen in
-    training) as `<name>__position`, by a broadcast join with the (value, position) list."""
+    """`frame` with the StringIndexer position (null: never seen in training) of each learned
+    categorical feature with more than JOIN_ABOVE_VALUES values as `<name>__position`, by a
+    broadcast join with the (value, position) list."""
     from pyspark.sql import functions as F
 
     for c in layout.features:
-        if not c.learned:
+        if not c.learned or len(indexer_labels(c, learned)[0]) <= JOIN_ABOVE_VALUES:
             continue
         labels, _ = indexer_labels(c, learned)
         key = f"{c.name}__key"
@@ -2021,7 +2055,10 @@ def _build(spark, options: JobOptions, layout: Layout, store, early, pool, start
             elif c.values is not None:
                 indexed[c.name] = (F.col(index_name(c.name)), list(c.values))
             elif c is not label:
-                indexed[c.name] = (F.col(f"{c.name}__position"), indexer_labels(c, learned)[0])
+                labels = indexer_labels(c, learned)[0]
+                position = (value_index(F.col(index_name(c.name)), labels) if len(labels) <= JOIN_ABOVE_VALUES
+                            else F.col(f"{c.name}__position"))
+                indexed[c.name] = (position, labels)
         if layout.classification:
             if label.values is None:
                 indexed[label.name] = (value_index(F.col(index_name(label.name)), label_values), label_values)
