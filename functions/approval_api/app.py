@@ -123,31 +123,90 @@ def _e(value) -> str:
     return html.escape(printable(value), quote=True)
 
 
-def summary_html(summary: dict) -> str:
+def _gate(summary: dict) -> dict:
+    # Records written before issue 11 hold accuracy and threshold only.
+    return summary.get("gate") or {"metric": "accuracy", "value": summary.get("accuracy"),
+                                   "threshold": summary.get("threshold"), "higher_is_better": True}
+
+
+def _table(header: list[str], rows: list[list[str]], row_heads: bool = True) -> str:
+    """An HTML table whose cells are already escaped."""
+    head = "".join(f"<th>{cell}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join((f"<th>{cell}</th>" if i == 0 and row_heads else f"<td>{cell}</td>") for i, cell in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def classification_html(summary: dict) -> str:
     labels = summary.get("labels") or []
-    per_class_rows = "".join(
-        f"<tr><th>{_e(label)}</th><td>{format_metric(stats.get('precision'), 3)}</td>"
-        f"<td>{format_metric(stats.get('recall'), 3)}</td><td>{_e(stats.get('support'))}</td></tr>"
-        for label, stats in (summary.get("per_class") or {}).items()
+    html_parts = [
+        "<h2>Classification</h2><dl>"
+        f"<dt>Accuracy</dt><dd>{format_metric(summary.get('accuracy'))}</dd>"
+        f"<dt>Macro F1</dt><dd>{format_metric(summary.get('macro_f1'))}</dd>"
+    ]
+    if summary.get("problem_type") == "binary":
+        html_parts.append(
+            f"<dt>ROC AUC</dt><dd>{format_metric(summary.get('roc_auc'))} (from the endpoint's labels at threshold "
+            f"{format_metric(summary.get('binary_threshold'), 2)} for {_e(summary.get('positive_label'))}: one ROC "
+            "point, equal to balanced accuracy)</dd>"
+        )
+    html_parts.append("</dl>")
+    html_parts.append("<h2>Per class</h2>" + _table(
+        ["class", "precision", "recall", "F1", "support"],
+        [[_e(label), format_metric(stats.get("precision"), 3), format_metric(stats.get("recall"), 3),
+          format_metric(stats.get("f1"), 3), _e(stats.get("support"))]
+         for label, stats in (summary.get("per_class") or {}).items()]))
+    html_parts.append("<h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p>" + _table(
+        ["", *[_e(label) for label in labels]],
+        [[_e(label), *[_e(count) for count in row]] for label, row in zip(labels, summary.get("confusion_matrix") or [])]))
+    return "".join(html_parts)
+
+
+def regression_html(summary: dict) -> str:
+    residuals = summary.get("residuals") or {}
+    quantiles = residuals.get("quantiles") or {}
+    return (
+        "<h2>Regression</h2><dl>"
+        f"<dt>RMSE</dt><dd>{format_metric(summary.get('rmse'))}</dd>"
+        f"<dt>MAE</dt><dd>{format_metric(summary.get('mae'))}</dd>"
+        f"<dt>R-squared</dt><dd>{format_metric(summary.get('r2'))}</dd>"
+        f"<dt>Held-out label</dt><dd>mean {format_metric(summary.get('label_mean'))}, "
+        f"std {format_metric(summary.get('label_std'))}</dd></dl>"
+        f"<h2>Residuals</h2><p>True minus predicted; mean {format_metric(residuals.get('mean'))}.</p>"
+        + _table([_e(name) for name in quantiles], [[format_metric(value) for value in quantiles.values()]], row_heads=False)
+        + "<h2>Largest errors</h2>"
+        + _table(["row", "true", "predicted", "residual", "features"],
+                 [[_e(e.get("row")), format_metric(e.get("truth")), format_metric(e.get("predicted")),
+                   format_metric(e.get("residual")), _e(",".join(e.get("features") or []))]
+                  for e in summary.get("largest_errors") or []])
     )
-    matrix_head = "".join(f"<th>{_e(label)}</th>" for label in labels)
-    matrix_rows = "".join(
-        f"<tr><th>{_e(label)}</th>" + "".join(f"<td>{_e(count)}</td>" for count in row) + "</tr>"
-        for label, row in zip(labels, summary.get("confusion_matrix") or [])
-    )
+
+
+def approval_title(summary: dict) -> str:
+    dataset = f"{summary['dataset']} " if summary.get("dataset") else ""
+    return f"Approve {dataset}run {summary.get('run_id')} for production?"
+
+
+def summary_html(summary: dict) -> str:
+    gate = _gate(summary)
+    comparison = "&ge;" if gate.get("higher_is_better", True) else "&le;"
+    source = f", threshold from {_e(gate['threshold_source'])}" if gate.get("threshold_source") else ""
+    details = regression_html(summary) if summary.get("problem_type") == "regression" else classification_html(summary)
     return (
         "<dl>"
         f"<dt>Run</dt><dd>{_e(summary.get('run_id'))}</dd>"
+        f"<dt>Dataset</dt><dd>{_e(summary.get('dataset') or 'not recorded')} ({_e(summary.get('problem_type') or 'multiclass')}"
+        f"{', label ' + _e(summary.get('label_name')) if summary.get('label_name') else ''})</dd>"
         f"<dt>Input</dt><dd>{_e(summary.get('input_uri'))}</dd>"
         f"<dt>Production endpoint</dt><dd>{_e(summary.get('production_endpoint'))}</dd>"
-        f"<dt>QA accuracy</dt><dd>{format_metric(summary.get('accuracy'))} on {_e(summary.get('rows'))} held-out rows "
-        f"(threshold {format_metric(summary.get('threshold'))})</dd>"
+        f"<dt>Quality gate</dt><dd>{_e(gate.get('metric'))} {format_metric(gate.get('value'))} {comparison} "
+        f"{format_metric(gate.get('threshold'))} on {_e(summary.get('rows'))} held-out rows{source}</dd>"
         f"<dt>QA report</dt><dd>{_e(summary.get('report_uri'))}</dd>"
         "</dl>"
-        "<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>"
-        f"{per_class_rows}</table>"
-        "<h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p>"
-        f"<table><tr><th></th>{matrix_head}</tr>{matrix_rows}</table>"
+        + details
     )
 
 
@@ -483,7 +542,7 @@ def decide(dynamodb, sfn, table: str, reference: str, body: str | None, content_
     summary = record["summary"]
 
     def again(error: str) -> Page:
-        return Page(400, f"Approve run {summary.get('run_id')} for production?",
+        return Page(400, approval_title(summary),
                     summary_html(summary) + form_html(record, error, reason[:MAX_REASON]))
 
     if decision not in DECISIONS:
@@ -569,7 +628,7 @@ def show_request(dynamodb, table: str, reference: str, now=None) -> Page:
     if closed:
         return closed
     summary = record["summary"]
-    return Page(200, f"Approve run {summary.get('run_id')} for production?", summary_html(summary) + form_html(record))
+    return Page(200, approval_title(summary), summary_html(summary) + form_html(record))
 
 
 # ---------------------------------------------------------------- routes

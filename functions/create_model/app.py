@@ -1,7 +1,11 @@
 """Creates the run's inference pipeline model: SparkML Serving (preprocess)
--> XGBoost -> SparkML Serving (postprocess). A retry never creates a second model.
+-> XGBoost -> SparkML Serving (postprocess) for classification (the last
+container turns the class index or probability into the label), SparkML
+Serving (preprocess) -> XGBoost for regression (XGBoost's CSV answer is the
+predicted number; the manifest's postprocess URIs are null). A retry never
+creates a second model.
 
-The model references copies of its three files under `models/<run id>/`
+The model references copies of its files under `models/<run id>/`
 (pipeline_common.models), not the run's own files, which expire with `runs/`."""
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from botocore.exceptions import ClientError
 from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent, ManifestInvalid
-from pipeline_common.manifest import load_manifest
+from pipeline_common.manifest import is_classification, load_manifest
 from pipeline_common.models import ModelFileConflict, keep_model_file, model_file_key
 from pipeline_common.s3 import get_bytes, is_missing_object, parse_s3_uri
 from pipeline_common.sagemaker import ensure_created
@@ -31,12 +35,13 @@ class ModelConflict(Exception):
 
 
 def kept_model_files(s3, run_id: str, manifest: dict, model_artifacts: str, bucket: str) -> dict[str, str]:
-    """The three model files copied where no age-based rule deletes them once deployed."""
+    """The model files (three, or two without postprocess) copied where no age-based rule deletes them once deployed."""
     sources = {
         "preprocess": manifest["uris"]["preprocess_model"],
         "xgboost": model_artifacts,
-        "postprocess": manifest["uris"]["postprocess_model"],
     }
+    if is_classification(manifest):
+        sources["postprocess"] = manifest["uris"]["postprocess_model"]
     try:
         return {part: keep_model_file(s3, uri, bucket, model_file_key(run_id, part)) for part, uri in sources.items()}
     except ModelFileConflict as error:
@@ -67,9 +72,10 @@ def schema_env_value(s3, uri: str) -> str:
     return value
 
 
-def pipeline_containers(model_files: dict[str, str], preprocess_schema: str, postprocess_schema: str,
+def pipeline_containers(model_files: dict[str, str], preprocess_schema: str, postprocess_schema: str | None,
                         sparkml_image: str, xgboost_image: str) -> list[dict]:
-    return [
+    """Three containers; two when there is no postprocess (regression)."""
+    containers = [
         {
             "Image": sparkml_image,
             "ModelDataUrl": model_files["preprocess"],
@@ -80,12 +86,14 @@ def pipeline_containers(model_files: dict[str, str], preprocess_schema: str, pos
             },
         },
         {"Image": xgboost_image, "ModelDataUrl": model_files["xgboost"]},
-        {
+    ]
+    if postprocess_schema is not None:
+        containers.append({
             "Image": sparkml_image,
             "ModelDataUrl": model_files["postprocess"],
             "Environment": {"SAGEMAKER_SPARKML_SCHEMA": postprocess_schema},
-        },
-    ]
+        })
+    return containers
 
 
 def _comparable(containers: list[dict]) -> list[dict]:
@@ -131,7 +139,8 @@ def create_model(s3, sagemaker, event: dict, role_arn: str, sparkml_image: str, 
         raise InvalidEvent(f"the event needs run.run_id, names.model, manifest_uri and an s3:// model_artifacts ({error})") from None
     manifest = load_manifest(s3, manifest_uri, run_id=run_id)
     preprocess_schema = schema_env_value(s3, manifest["uris"]["preprocess_schema"])
-    postprocess_schema = schema_env_value(s3, manifest["uris"]["postprocess_schema"])
+    postprocess_schema = (schema_env_value(s3, manifest["uris"]["postprocess_schema"])
+                          if is_classification(manifest) else None)
     # The models sit in the artifacts bucket, next to the runs they came from.
     bucket, _ = parse_s3_uri(manifest_uri)
     containers = pipeline_containers(

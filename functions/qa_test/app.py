@@ -1,12 +1,18 @@
 """Tests the QA endpoint the way clients will use it: every held-out row as one
 raw CSV record (feature fields only), `text/csv`, and compares the answers
-with the true labels. Writes qa/report.json; below the threshold the run
-fails with QualityBelowThreshold."""
+with the true labels. What is measured follows the manifest's problem_type
+(pipeline_common.metrics): accuracy, per-class precision/recall/F1, macro F1
+and the confusion matrix for classification, ROC AUC too for two classes;
+RMSE, MAE, R-squared and a residual summary for regression. The quality gate
+is the manifest's quality_gate (metric and threshold; a null threshold takes
+the stack's default). Writes qa/report.json; a failed gate fails the run with
+QualityBelowThreshold, naming metric, value, threshold and direction."""
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import math
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
@@ -14,8 +20,16 @@ from botocore.exceptions import ClientError
 
 from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_float, env_int
-from pipeline_common.errors import InvalidEvent
-from pipeline_common.manifest import feature_names, load_manifest, manifest_uri_for
+from pipeline_common.errors import InvalidEvent, ManifestInvalid
+from pipeline_common.manifest import feature_names, load_manifest, manifest_uri_for, problem_type
+from pipeline_common.metrics import (
+    GateInvalid,
+    binary_metrics,
+    classification_metrics,
+    decide_gate,
+    gate_message,
+    regression_metrics,
+)
 from pipeline_common.s3 import list_data_objects, parse_s3_uri, put_json
 from pipeline_common.timeutil import iso, utc_now
 
@@ -27,7 +41,7 @@ _EXAMPLES_KEPT = 5
 
 
 class QualityBelowThreshold(Exception):
-    """The model's accuracy on the held-out rows is below ACCURACY_THRESHOLD."""
+    """The model misses its quality gate on the held-out rows."""
 
 
 class TestDataInvalid(Exception):
@@ -80,47 +94,59 @@ def predict(runtime, endpoint_name: str, features: list[str]) -> str:
     return first_csv_field(response["Body"].read())
 
 
-def compute_metrics(labels: list[str], truths: list[str], predictions: list[str | None]) -> dict:
-    """Accuracy, per-class precision/recall and the confusion matrix (rows =
-    true label, columns = predicted label, both in `labels` order). A
-    prediction outside `labels` (or None: the endpoint refused the row) counts
-    as wrong and is reported under invalid_predictions."""
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    correct = 0
-    invalid = 0
-    for truth, predicted in zip(truths, predictions):
-        if truth not in index:
-            raise TestDataInvalid(f"test label {truth!r} is not one of the manifest's labels {labels}")
-        if predicted == truth:
-            correct += 1
-        if predicted in index:
-            matrix[index[truth]][index[predicted]] += 1
+def number_or_none(text: str | None) -> float | None:
+    """The regression answer as a number; None for text that is not a finite number."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def ask_endpoint(runtime, endpoint_name: str, rows, valid) -> tuple[list, list[dict]]:
+    """Each row's answer (None when the container refused it) and a few
+    examples of answers that are not usable, with why."""
+    answers, examples = [], []
+    for features, truth in rows:
+        try:
+            answer = predict(runtime, endpoint_name, features)
+        except ClientError as error:
+            # The container refused this one row (4xx/5xx from a model): a
+            # wrong answer for this row, not a reason to stop testing the rest.
+            if error.response.get("Error", {}).get("Code") != "ModelError":
+                raise
+            answer, problem = None, error.response.get("Error", {}).get("Message", "ModelError")
         else:
-            invalid += 1
-    rows = len(truths)
-    per_class = {}
-    for i, label in enumerate(labels):
-        true_positive = matrix[i][i]
-        predicted_count = sum(matrix[r][i] for r in range(len(labels)))
-        support = sum(1 for truth in truths if truth == label)
-        per_class[label] = {
-            "precision": round(true_positive / predicted_count, 6) if predicted_count else None,
-            "recall": round(true_positive / support, 6) if support else None,
-            "support": support,
-        }
-    return {
-        "rows": rows,
-        "correct": correct,
-        "accuracy": round(correct / rows, 6) if rows else 0.0,
-        "labels": list(labels),
-        "confusion_matrix": matrix,
-        "per_class": per_class,
-        "invalid_predictions": invalid,
-    }
+            answer, problem = valid(answer)
+        if problem and len(examples) < _EXAMPLES_KEPT:
+            examples.append({"features": features, "truth": truth, "problem": problem})
+        answers.append(answer)
+    return answers, examples
 
 
-def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int) -> dict:
+def score(manifest: dict, rows, answers: list) -> tuple[dict, dict]:
+    """(metrics, exact values for the gate) by problem type."""
+    kind = problem_type(manifest)
+    truths = [truth for _, truth in rows]
+    if kind == "regression":
+        numbers = [number_or_none(truth) for truth in truths]
+        bad = [i for i, value in enumerate(numbers) if value is None]
+        if bad:
+            raise TestDataInvalid(f"test row {bad[0] + 1}: the label {truths[bad[0]]!r} is not a number "
+                                  f"({len(bad)} such rows)")
+        return regression_metrics(numbers, answers, [features for features, _ in rows]), {}
+    labels = manifest["label_values"]
+    try:
+        metrics = (binary_metrics if kind == "binary" else classification_metrics)(labels, truths, answers)
+    except ValueError as error:
+        raise TestDataInvalid(f"test labels do not fit the manifest: {error}") from None
+    # The unrounded ratio: a rounded accuracy could pass a run just below the line.
+    return metrics, {"accuracy": metrics["correct"] / metrics["rows"]}
+
+
+def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_threshold: float = 0.5) -> dict:
+    """`threshold`: the classification gate's default (AccuracyThreshold); `r2_threshold`: the
+    regression gate's (R2Threshold). Either applies only when the manifest's gate has no threshold."""
     try:
         run = event["run"]
         endpoint_name = event["names"]["qa_endpoint"]
@@ -129,59 +155,61 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int) -> dict:
         raise InvalidEvent(f"the event needs run, names.qa_endpoint and manifest_uri ({error})") from None
     report_uri = manifest_uri_for(run) + REPORT_KEY
     manifest = load_manifest(s3, manifest_uri, run_id=run.get("run_id"))
-    labels = manifest["label_values"]
+    kind = problem_type(manifest)
 
     rows = read_test_rows(s3, manifest["uris"]["test"], len(feature_names(manifest)), max_rows)
     if not rows:
         raise TestDataInvalid(f"no test rows under {manifest['uris']['test']}")
 
-    predictions: list[str | None] = []
-    invalid_examples = []
-    for features, truth in rows:
-        try:
-            predicted = predict(runtime, endpoint_name, features)
-        except ClientError as error:
-            # The container refused this one row (4xx/5xx from a model): a
-            # wrong answer for this row, not a reason to stop testing the rest.
-            if error.response.get("Error", {}).get("Code") != "ModelError":
-                raise
-            predicted = None
-            problem = error.response.get("Error", {}).get("Message", "ModelError")
-        else:
-            problem = None if predicted in labels else f"answer {predicted!r} is not a label"
-        if problem and len(invalid_examples) < _EXAMPLES_KEPT:
-            invalid_examples.append({"features": features, "truth": truth, "problem": problem})
-        predictions.append(predicted)
+    if kind == "regression":
+        def valid(answer):
+            number = number_or_none(answer)
+            return number, None if number is not None else f"answer {answer!r} is not a number"
+    else:
+        labels = manifest["label_values"]
 
-    metrics = compute_metrics(labels, [truth for _, truth in rows], predictions)
-    # The unrounded ratio: a rounded accuracy could pass a run just below the line.
-    passed = metrics["correct"] / metrics["rows"] >= threshold
+        def valid(answer):
+            return answer, None if answer in labels else f"answer {answer!r} is not a label"
+
+    answers, invalid_examples = ask_endpoint(runtime, endpoint_name, rows, valid)
+    metrics, exact = score(manifest, rows, answers)
+    try:
+        gate = decide_gate(kind, manifest.get("quality_gate"), metrics, threshold, r2_threshold, exact)
+    except GateInvalid as error:
+        raise ManifestInvalid(f"manifest {manifest_uri}: {error}") from None
     report = {
         **metrics,
         "run_id": run.get("run_id"),
+        "dataset": manifest.get("dataset"),
+        "problem_type": kind,
+        "label_name": manifest.get("label_name"),
+        "binary_threshold": manifest.get("binary_threshold") if kind == "binary" else None,
         "endpoint_name": endpoint_name,
-        "threshold": threshold,
-        "passed": passed,
+        "gate": gate,
+        "threshold": gate["threshold"],
+        "passed": gate["passed"],
         "rows_available": manifest["rows"]["test"],
         "invalid_examples": invalid_examples,
         "tested_at": iso(utc_now()),
     }
     put_json(s3, report_uri, report)
-    logger.info(
-        "QA finished",
-        extra={"accuracy": metrics["accuracy"], "threshold": threshold, "rows": metrics["rows"], "passed": passed},
-    )
-    if not passed:
-        invalid_note = f", {metrics['invalid_predictions']} invalid answers" if metrics["invalid_predictions"] else ""
-        raise QualityBelowThreshold(
-            f"QA accuracy {metrics['accuracy']:.4f} is below the threshold {threshold:.4f} "
-            f"({metrics['correct']}/{metrics['rows']} held-out rows correct{invalid_note}); report: {report_uri}"
-        )
+    logger.info("QA finished", extra={"problem_type": kind, "gate": gate, "rows": metrics["rows"]})
+    if not gate["passed"]:
+        invalid = metrics["invalid_predictions"]
+        detail = (f"{metrics['correct']}/{metrics['rows']} held-out rows correct" if kind != "regression"
+                  else f"{metrics['scored_rows']} of {metrics['rows']} held-out rows answered with a number")
+        invalid_note = f", {invalid} invalid answers" if invalid and kind != "regression" else ""
+        raise QualityBelowThreshold(f"{gate_message(gate, kind, metrics)} ({detail}{invalid_note}); report: {report_uri}")
     return {
-        "accuracy": metrics["accuracy"],
-        "threshold": threshold,
+        "problem_type": kind,
+        "metric": gate["metric"],
+        "value": gate["value"],
+        "threshold": gate["threshold"],
+        "higher_is_better": gate["higher_is_better"],
+        # null for regression; kept for what read accuracy before issue 11.
+        "accuracy": metrics.get("accuracy"),
+        "correct": metrics.get("correct"),
         "rows": metrics["rows"],
-        "correct": metrics["correct"],
         "rows_available": manifest["rows"]["test"],
         "report_uri": report_uri,
         "passed": True,
@@ -198,4 +226,5 @@ def lambda_handler(event, context):
         event,
         threshold=env_float("ACCURACY_THRESHOLD", minimum=0.0, maximum=1.0),
         max_rows=env_int("QA_MAX_ROWS", 5000, minimum=1),
+        r2_threshold=env_float("R2_THRESHOLD", 0.5, maximum=1.0),
     )

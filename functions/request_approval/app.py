@@ -33,23 +33,40 @@ _SUBJECT_LIMIT = 99
 
 
 def approval_summary(event: dict, report: dict) -> dict:
-    """What the person sees (email and page): run, endpoints and QA results."""
+    """What the person sees (email and page): run, dataset, endpoints, the
+    gate and the QA results that fit the problem type."""
     run, names, qa = event["run"], event["names"], event["qa"]
-    return {
+    dataset = event.get("dataset") if isinstance(event.get("dataset"), dict) else {}
+    kind = report.get("problem_type") or qa.get("problem_type") or "multiclass"
+    summary = {
         "run_id": run.get("run_id"),
+        "dataset": dataset.get("name") or report.get("dataset"),
         "input_uri": run.get("input_uri"),
         "started_at": run.get("started_at"),
         "production_endpoint": names.get("production_endpoint"),
         "qa_endpoint": names.get("qa_endpoint"),
-        "accuracy": qa.get("accuracy"),
-        "threshold": qa.get("threshold"),
+        "problem_type": kind,
+        "label_name": report.get("label_name"),
+        "gate": report.get("gate") or gate_of(qa),
         "rows": qa.get("rows"),
         "report_uri": qa.get("report_uri"),
-        "labels": report.get("labels", []),
-        "confusion_matrix": report.get("confusion_matrix", []),
-        "per_class": report.get("per_class", {}),
         "invalid_predictions": report.get("invalid_predictions", 0),
     }
+    if kind == "regression":
+        keys = ("rmse", "mae", "r2", "label_mean", "label_std", "residuals", "largest_errors", "scored_rows")
+    else:
+        keys = ("accuracy", "macro_f1", "labels", "confusion_matrix", "per_class")
+        if kind == "binary":
+            keys += ("roc_auc", "roc_auc_basis", "positive_label", "binary_threshold")
+    summary.update({key: report.get(key) for key in keys})
+    return summary
+
+
+def gate_of(qa: dict) -> dict:
+    """The gate as a QA result from before issue 11 states it (accuracy only)."""
+    return {"metric": qa.get("metric") or "accuracy", "value": qa.get("value", qa.get("accuracy")),
+            "threshold": qa.get("threshold"), "higher_is_better": qa.get("higher_is_better", True),
+            "threshold_source": None}
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
@@ -58,38 +75,84 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def approval_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
-    # Every value from the run (the S3 key above all) on one visible line: a
-    # newline in it would otherwise start a line of its own, e.g. a fake link.
-    summary = printable_tree(summary)
-    labels = summary["labels"]
-    subject = f"Approve run {summary['run_id']} for production? QA accuracy {format_metric(summary['accuracy'])}"
+def classification_lines(summary: dict) -> list[str]:
+    labels = summary.get("labels") or []
     per_class = text_table(
-        ["class", "precision", "recall", "support"],
+        ["class", "precision", "recall", "f1", "support"],
         [
-            [label, format_metric(stats.get("precision"), 3), format_metric(stats.get("recall"), 3), str(stats.get("support"))]
-            for label, stats in summary["per_class"].items()
+            [label, format_metric(stats.get("precision"), 3), format_metric(stats.get("recall"), 3),
+             format_metric(stats.get("f1"), 3), str(stats.get("support"))]
+            for label, stats in (summary.get("per_class") or {}).items()
         ],
     )
     matrix = text_table(
         ["true \\ predicted", *labels],
-        [[label, *[str(count) for count in row]] for label, row in zip(labels, summary["confusion_matrix"])],
+        [[label, *[str(count) for count in row]] for label, row in zip(labels, summary.get("confusion_matrix") or [])],
     )
+    lines = [f"Accuracy:   {format_metric(summary.get('accuracy'))}    macro F1: {format_metric(summary.get('macro_f1'))}"]
+    if summary.get("problem_type") == "binary":
+        lines.append(f"ROC AUC:    {format_metric(summary.get('roc_auc'))} (from the endpoint's labels at threshold "
+                     f"{format_metric(summary.get('binary_threshold'), 2)} for {summary.get('positive_label')}: "
+                     "one ROC point, = balanced accuracy)")
+    return [*lines, "", per_class, "", "Confusion matrix (rows: true class, columns: predicted class)", matrix]
+
+
+def regression_lines(summary: dict) -> list[str]:
+    residuals = summary.get("residuals") or {}
+    quantiles = residuals.get("quantiles") or {}
+    lines = [
+        f"RMSE:       {format_metric(summary.get('rmse'))}    MAE: {format_metric(summary.get('mae'))}    "
+        f"R-squared: {format_metric(summary.get('r2'))}",
+        f"Label:      mean {format_metric(summary.get('label_mean'))}, std {format_metric(summary.get('label_std'))} "
+        f"on the held-out rows",
+        "",
+        "Residuals (true - predicted): mean " + format_metric(residuals.get("mean")),
+        text_table(list(quantiles), [[format_metric(value) for value in quantiles.values()]]) if quantiles else "(none)",
+        "",
+        "Largest errors",
+        text_table(
+            ["row", "true", "predicted", "residual", "features"],
+            [[str(e.get("row")), format_metric(e.get("truth")), format_metric(e.get("predicted")),
+              format_metric(e.get("residual")), shorten(",".join(e.get("features") or []))]
+             for e in summary.get("largest_errors") or []],
+        ),
+    ]
+    return lines
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def gate_line(summary: dict) -> str:
+    gate = summary.get("gate") or {}
+    comparison = ">=" if gate.get("higher_is_better", True) else "<="
+    source = f", threshold from {gate['threshold_source']}" if gate.get("threshold_source") else ""
+    return (f"Gate:       {gate.get('metric')} {format_metric(gate.get('value'))} {comparison} "
+            f"{format_metric(gate.get('threshold'))} on {summary.get('rows')} held-out rows{source}")
+
+
+def approval_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
+    # Every value from the run (the S3 key above all) on one visible line: a
+    # newline in it would otherwise start a line of its own, e.g. a fake link.
+    summary = printable_tree(summary)
+    gate = summary.get("gate") or {}
+    dataset = f"{summary['dataset']} " if summary.get("dataset") else ""
+    subject = (f"Approve {dataset}run {summary['run_id']} for production? "
+               f"QA {gate.get('metric')} {format_metric(gate.get('value'))}")
+    details = regression_lines(summary) if summary.get("problem_type") == "regression" else classification_lines(summary)
     link = f"{base_url.rstrip('/')}/approvals/{reference}"
     message = "\n".join(
         [
             f"Run {summary['run_id']} passed QA and waits for your decision before it replaces",
             f"production endpoint {summary['production_endpoint']}.",
             "",
+            f"Dataset:    {summary.get('dataset')} ({summary.get('problem_type')}, label {summary.get('label_name')})",
             f"Input:      {summary['input_uri']}",
-            f"Accuracy:   {format_metric(summary['accuracy'])} on {summary['rows']} held-out rows "
-            f"(threshold {format_metric(summary['threshold'])})",
+            gate_line(summary),
             f"QA report:  {summary['report_uri']}",
             "",
-            per_class,
-            "",
-            "Confusion matrix (rows: true class, columns: predicted class)",
-            matrix,
+            *details,
             "",
             "Each link opens a confirmation page where you choose; nothing is decided until you submit it.",
             f"Approve: {link}?decision=approve",

@@ -20,15 +20,30 @@ def make_run(run_id: str = "car-0123456789ab", started_at: str = "2025-01-02T03:
     }
 
 
+def _features(spec: dict) -> list[dict]:
+    """The model's input columns: the file's columns without the label and ignored ones."""
+    return [c for c in spec["columns"] if c["name"] != spec["label"] and c["type"] != "ignore"]
+
+
 def make_manifest(spec: dict, run: dict) -> dict:
+    """The manifest the Glue job writes for a spec whose categories and classes are all listed (car)."""
     prefix = run["run_prefix"]
-    labels = spec["label"]["values"]
+    label = next(c for c in spec["columns"] if c["name"] == spec["label"])
+    labels = label["values"]
+    features = _features(spec)
     return {
         "run_id": run["run_id"],
+        "dataset": spec["name"],
         "spec": spec,
+        "problem_type": "binary" if len(labels) == 2 else "multiclass",
+        "label_name": label["name"],
         "label_values": labels,
-        "feature_width": sum(len(f["values"]) for f in spec["features"]),
         "num_class": len(labels),
+        "binary_threshold": 0.5 if len(labels) == 2 else None,
+        "feature_names": [c["name"] for c in features],
+        "feature_types": {c["name"]: c["type"] for c in features},
+        "feature_width": sum(len(c["values"]) for c in features),
+        "quality_gate": {"metric": "accuracy", "threshold": None, "higher_is_better": True},
         "rows": {"total": 1728, "train": 1210, "validation": 259, "test": 259},
         "uris": {
             "train": prefix + "data/train/",
@@ -40,7 +55,7 @@ def make_manifest(spec: dict, run: dict) -> dict:
             "postprocess_schema": prefix + "model/postprocess/schema.json",
             "training_output": prefix + "training/",
         },
-        "versions": {"spark": "3.3.4", "mleap": "0.20.0", "python": "3.10"},
+        "versions": {"spark": "3.5.6", "mleap": "0.20.0", "python": "3.11"},
         "seed": 42,
         "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
     }
@@ -48,7 +63,8 @@ def make_manifest(spec: dict, run: dict) -> dict:
 
 def schemas(spec: dict) -> tuple[dict, dict]:
     preprocess = {
-        "input": [{"name": f["name"], "type": "string"} for f in spec["features"]],
+        "input": [{"name": c["name"], "type": "string" if c["type"] == "categorical" else "double"}
+                  for c in _features(spec)],
         "output": {"name": "features", "type": "double", "struct": "vector"},
     }
     postprocess = {"input": [{"name": "label", "type": "double"}], "output": {"name": "label_string", "type": "string"}}
@@ -59,3 +75,72 @@ def put(s3, uri: str, body) -> None:
     bucket, key = uri[len("s3://"):].split("/", 1)
     data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode("utf-8")
     s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+
+# ---- issue 11: the manifest as the contract with the Glue job defines it (ISSUE11 contract, "The manifest")
+
+CONTRACT_DATASETS = {
+    "multiclass": {
+        "dataset": "car", "label_name": "class", "label_values": ["unacc", "acc", "good", "vgood"],
+        "features": {"buying": "categorical", "maint": "categorical", "doors": "categorical",
+                     "persons": "categorical", "lug_boot": "categorical", "safety": "categorical"},
+        "quality_gate": {"metric": "accuracy", "threshold": None, "higher_is_better": True},
+    },
+    "binary": {
+        "dataset": "breast-cancer", "label_name": "diagnosis", "label_values": ["benign", "malignant"],
+        "features": {"mean_radius": "numeric", "mean_texture": "numeric", "site": "categorical"},
+        "quality_gate": {"metric": "roc_auc", "threshold": 0.9, "higher_is_better": True},
+    },
+    "regression": {
+        "dataset": "diabetes", "label_name": "progression", "label_values": None,
+        "features": {"age": "numeric", "sex": "categorical", "bmi": "numeric"},
+        "quality_gate": {"metric": "r2", "threshold": None, "higher_is_better": True},
+    },
+}
+
+
+def contract_manifest(kind: str, run: dict, **changes) -> dict:
+    """A manifest with every field the pipeline side reads, for one problem type (`kind`)."""
+    problem_type = kind
+    prefix = run["run_prefix"]
+    shape = CONTRACT_DATASETS[problem_type]
+    labels = shape["label_values"]
+    classification = problem_type != "regression"
+    manifest = {
+        "run_id": run["run_id"],
+        "dataset": shape["dataset"],
+        "spec": {"name": shape["dataset"], "label": shape["label_name"],
+                 "columns": [{"name": n, "type": t} for n, t in shape["features"].items()]
+                 + [{"name": shape["label_name"], "type": "categorical" if classification else "numeric"}]},
+        "problem_type": problem_type,
+        "label_name": shape["label_name"],
+        "label_values": labels,
+        "num_class": len(labels) if classification else None,
+        "binary_threshold": 0.5 if problem_type == "binary" else None,
+        "feature_names": list(shape["features"]),
+        "feature_types": dict(shape["features"]),
+        "feature_width": 12,
+        "quality_gate": dict(shape["quality_gate"]),
+        "rows": {"total": 1000, "train": 700, "validation": 150, "test": 150},
+        "uris": {
+            "train": prefix + "data/train/",
+            "validation": prefix + "data/validation/",
+            "test": prefix + "data/test/",
+            "preprocess_model": prefix + "model/preprocess/model.tar.gz",
+            "preprocess_schema": prefix + "model/preprocess/schema.json",
+            "postprocess_model": prefix + "model/postprocess/model.tar.gz" if classification else None,
+            "postprocess_schema": prefix + "model/postprocess/schema.json" if classification else None,
+            "training_output": prefix + "training/",
+        },
+        "schemas": {},
+        "versions": {"spark": "3.5.6", "mleap": "0.20.0", "python": "3.11"},
+        "seed": 42,
+        "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
+    }
+    manifest.update(changes)
+    return manifest
+
+
+def dataset_answer(name: str = "car", endpoint: str = "car-evaluation-prod") -> dict:
+    """What ResolveDataset hands to the later states."""
+    return {"name": name, "spec_uri": f"s3://{ARTIFACTS}/deps/datasets/{name}.json", "production_endpoint": endpoint}

@@ -55,7 +55,7 @@ def test_pipeline_model_has_three_containers_in_order(create_model, stored_run, 
     ]
     # The schema env holds the schema documents themselves.
     assert json.loads(pre["Environment"]["SAGEMAKER_SPARKML_SCHEMA"])["input"] == [
-        {"name": f["name"], "type": "string"} for f in manifest["spec"]["features"]
+        {"name": name, "type": "string"} for name in manifest["feature_names"]
     ]
     assert pre["Environment"]["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
     assert json.loads(post["Environment"]["SAGEMAKER_SPARKML_SCHEMA"])["input"] == [{"name": "label", "type": "double"}]
@@ -247,3 +247,41 @@ def test_endpoint_config_bad_event(create_config, context, aws):
     with pytest.raises(Exception) as raised:
         create_config.lambda_handler({"names": {}}, context)
     assert type(raised.value).__name__ == "InvalidEvent"
+
+
+@pytest.mark.parametrize("kind, parts", [
+    ("regression", ("preprocess", "xgboost")),
+    ("binary", ("preprocess", "xgboost", "postprocess")),
+])
+def test_containers_follow_the_problem_type(create_model, s3, context, kind, parts):
+    """Regression: preprocess -> XGBoost, whose CSV answer is the number (no postprocess in the
+    manifest); classification keeps the third container that turns the answer into the label."""
+    from lambda_fixtures import contract_manifest, make_run
+
+    run = make_run(f"{kind}-model-run")
+    manifest = contract_manifest(kind, run)
+    preprocess_schema = {"input": [{"name": n, "type": "double" if t == "numeric" else "string"}
+                                   for n, t in manifest["feature_types"].items()],
+                         "output": {"name": "features", "type": "double", "struct": "vector"}}
+    put(s3, manifest["uris"]["preprocess_schema"], preprocess_schema)
+    if kind != "regression":
+        put(s3, manifest["uris"]["postprocess_schema"],
+            {"input": [{"name": "probability", "type": "double"}], "output": {"name": "predicted_label", "type": "string"}})
+        put(s3, manifest["uris"]["postprocess_model"], b"post")
+    put(s3, manifest["uris"]["preprocess_model"], b"pre")
+    artifacts = run["run_prefix"] + f"training/{run['run_id']}-train/output/model.tar.gz"
+    put(s3, artifacts, b"trees")
+    put(s3, run["run_prefix"] + "manifest.json", manifest)
+    event = {"run": run, "names": {"model": f"{run['run_id']}-model"}, "manifest_uri": run["run_prefix"] + "manifest.json",
+             "model_artifacts": artifacts}
+
+    create_model.lambda_handler(event, context)
+    described = boto3.client("sagemaker", region_name=REGION).describe_model(ModelName=event["names"]["model"])
+    containers = described["Containers"]
+    assert [c["ModelDataUrl"] for c in containers] == [
+        f"s3://{ARTIFACTS}/models/{run['run_id']}/{part}/model.tar.gz" for part in parts]
+    assert [c["Image"] for c in containers] == [SPARKML_IMAGE, XGBOOST_IMAGE, SPARKML_IMAGE][:len(parts)]
+    assert json.loads(containers[0]["Environment"]["SAGEMAKER_SPARKML_SCHEMA"]) == preprocess_schema
+    # Only the kept files exist under models/ (no postprocess copy for regression).
+    kept = s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=f"models/{run['run_id']}/")["Contents"]
+    assert sorted(item["Key"].split("/")[2] for item in kept) == sorted(parts)

@@ -114,7 +114,7 @@ def test_metrics_and_report(qa, stored_run, s3, held_out_rows, monkeypatch):
     assert per_class["unacc"]["precision"] == round((counts["unacc"] - 3) / (counts["unacc"] - 3 + 1), 6)
     assert per_class["acc"]["recall"] == round((counts["acc"] - 1) / counts["acc"], 6)
     assert per_class["acc"]["precision"] == round((counts["acc"] - 1) / (counts["acc"] - 1 + 3), 6)
-    assert per_class["good"] == {"precision": 1.0, "recall": 1.0, "support": counts["good"]}
+    assert per_class["good"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": counts["good"]}
     assert report["invalid_predictions"] == 0
     assert report["passed"] is True
 
@@ -141,10 +141,13 @@ def test_below_threshold_fails_with_the_numbers_and_keeps_the_report(qa, stored_
 
 
 def test_exactly_at_the_threshold_passes(qa):
-    metrics = qa.compute_metrics(["a", "b"], ["a"] * 7 + ["b"] * 3, ["a"] * 7 + ["a"] * 3)
+    manifest = {"problem_type": "binary", "label_values": ["a", "b"]}
+    rows = [([], truth) for truth in ["a"] * 7 + ["b"] * 3]
+    metrics, exact = qa.score(manifest, rows, ["a"] * 10)
     assert metrics["correct"] == 7 and metrics["rows"] == 10
     # 0.7 * 10 is 7.000000000000001 in floating point; the check must still pass 7/10.
-    assert metrics["correct"] / metrics["rows"] >= 0.7
+    gate = qa.decide_gate("binary", {"metric": "accuracy", "threshold": 0.7}, metrics, 0.9, 0.5, exact)
+    assert gate["passed"] is True
 
 
 def test_refused_rows_and_non_label_answers_count_as_wrong(qa, stored_run, s3, held_out_rows):
@@ -215,7 +218,7 @@ def test_no_test_rows(qa, stored_run, s3):
 
 def test_unknown_true_label(qa):
     with pytest.raises(Exception, match="'maybe'") as raised:
-        qa.compute_metrics(["a", "b"], ["a", "maybe"], ["a", "b"])
+        qa.score({"label_values": ["a", "b"]}, [([], "a"), ([], "maybe")], ["a", "b"])
     assert type(raised.value).__name__ == "TestDataInvalid"
 
 
@@ -226,3 +229,118 @@ def test_handler_bad_event_and_bad_threshold(qa, context, monkeypatch, aws):
     monkeypatch.setenv("ACCURACY_THRESHOLD", "1.5")
     with pytest.raises(Exception, match="ACCURACY_THRESHOLD"):
         qa.lambda_handler({"run": {}}, context)
+
+
+# ---------------------------------------------------------------- issue 11: QA follows the label
+
+def contract_run(s3, kind: str, rows: list[list[str]], **changes) -> dict:
+    from lambda_fixtures import contract_manifest, make_run
+
+    run = make_run(f"{kind}-qa-run")
+    manifest = contract_manifest(kind, run, **changes)
+    put(s3, run["run_prefix"] + "manifest.json", manifest)
+    write_test_split(s3, manifest, rows, parts=1)
+    return {"run": run, "manifest": manifest, "manifest_uri": run["run_prefix"] + "manifest.json"}
+
+
+def test_binary_qa_reports_roc_auc_from_the_labels_and_gates_on_it(qa, s3):
+    """The spec's gate (roc_auc >= 0.9) decides, not accuracy; the report says what the AUC is made of."""
+    truths = ["malignant"] * 10 + ["benign"] * 30
+    rows = [[f"{10 + i}.5", "", "left", truth] for i, truth in enumerate(truths)]  # a missing numeric field stays empty
+    answers = ["malignant"] * 9 + ["benign"] + ["benign"] * 27 + ["malignant"] * 3
+    stored = contract_run(s3, "binary", rows)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, answers)
+        result = qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=5000)
+        stub.assert_no_pending_responses()
+    # TPR 0.9, FPR 0.1: the one-point ROC curve's area is 0.9 (= balanced accuracy).
+    assert result["metric"] == "roc_auc" and result["value"] == pytest.approx(0.9) and result["threshold"] == 0.9
+    assert result["problem_type"] == "binary" and result["accuracy"] == 0.9
+    report = read_report(s3, stored)
+    assert report["gate"] == {"metric": "roc_auc", "threshold": 0.9, "threshold_source": "spec",
+                              "higher_is_better": True, "value": 0.9, "passed": True}
+    assert report["problem_type"] == "binary" and report["positive_label"] == "malignant"
+    assert "balanced accuracy" in report["roc_auc_basis"]
+    assert report["confusion_matrix"] == [[27, 3], [1, 9]]
+
+
+def regression_rows(n: int = 30) -> list[list[str]]:
+    return [[str(40 + i), "1" if i % 2 else "", f"{20 + i * 0.5}", f"{100 + 5 * i}"] for i in range(n)]
+
+
+def test_regression_qa_measures_numbers_and_summarises_the_residuals(qa, s3, monkeypatch):
+    rows = regression_rows()
+    truths = [float(row[-1]) for row in rows]
+    predictions = [t + (8.0 if i == 7 else (-1.0) ** i) for i, t in enumerate(truths)]
+    stored = contract_run(s3, "regression", rows)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, [repr(p) for p in predictions])
+        result = qa.qa_test(s3, runtime, event, threshold=0.95, max_rows=5000, r2_threshold=0.6)
+        stub.assert_no_pending_responses()
+    residuals = [t - p for t, p in zip(truths, predictions)]
+    rmse = (sum(r * r for r in residuals) / len(rows)) ** 0.5
+    assert result["metric"] == "r2" and result["threshold"] == 0.6 and result["accuracy"] is None
+    report = read_report(s3, stored)
+    assert report["gate"]["threshold_source"] == "R2Threshold" and report["gate"]["passed"] is True
+    assert report["rmse"] == pytest.approx(rmse, abs=1e-5)
+    assert report["largest_errors"][0]["row"] == 8 and report["largest_errors"][0]["residual"] == -8.0
+    assert report["largest_errors"][0]["features"] == rows[7][:-1]
+    assert "confusion_matrix" not in report and report["label_name"] == "progression"
+
+
+def test_regression_gate_failure_names_metric_value_threshold_and_direction(qa, s3):
+    rows = regression_rows(10)
+    stored = contract_run(s3, "regression", rows, quality_gate={"metric": "rmse", "threshold": 2.0,
+                                                                "higher_is_better": False})
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, [str(float(row[-1]) + 3) for row in rows])
+        with pytest.raises(Exception) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.95, max_rows=5000)
+    assert type(raised.value).__name__ == "QualityBelowThreshold"
+    assert str(raised.value).startswith("QA rmse 3.0000 is above the threshold 2.0000 (lower is better; threshold from spec)")
+    assert read_report(s3, stored)["gate"]["passed"] is False
+
+
+def test_a_regression_answer_that_is_not_a_number_fails_the_run(qa, s3):
+    rows = regression_rows(4)
+    stored = contract_run(s3, "regression", rows, quality_gate={"metric": "mae", "threshold": 100.0,
+                                                                "higher_is_better": False})
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, [row[-1] for row in rows[:3]] + ["unacc"])
+        with pytest.raises(Exception, match="1 of 4 held-out rows got no numeric answer"):
+            qa.qa_test(s3, runtime, event, threshold=0.95, max_rows=5000)
+    report = read_report(s3, stored)
+    assert report["invalid_predictions"] == 1 and report["invalid_examples"][0]["problem"] == "answer 'unacc' is not a number"
+
+
+def test_a_regression_label_that_is_not_a_number_is_test_data_invalid(qa, s3):
+    rows = regression_rows(3)
+    rows[1][-1] = "high"
+    stored = contract_run(s3, "regression", rows)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = qa_event(stored)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, ["1.0"] * 3)
+        with pytest.raises(Exception, match="test row 2: the label 'high' is not a number") as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.95, max_rows=5000)
+    assert type(raised.value).__name__ == "TestDataInvalid"
+
+
+def test_the_handler_takes_the_regression_default_from_r2_threshold(qa, s3, context, monkeypatch):
+    rows = regression_rows(6)
+    stored = contract_run(s3, "regression", rows)
+    monkeypatch.setenv("R2_THRESHOLD", "0.999")
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, f"{stored['run']['run_id']}-qa", rows, [str(float(r[-1]) + 2) for r in rows])
+        monkeypatch.setattr(qa.boto3, "client", lambda name, **_: runtime if name == "sagemaker-runtime" else s3)
+        with pytest.raises(Exception, match="threshold 0.9990 .*R2Threshold"):
+            qa.lambda_handler(qa_event(stored), context)

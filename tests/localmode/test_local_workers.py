@@ -332,7 +332,7 @@ def test_this_projects_training_request_passes(monkeypatch):
     request = prepare.training_request("job", manifest, prepare.training_settings_from_env())
     plan = plan_training(request["HyperParameters"])
     assert plan.params == {"objective": "multi:softmax", "num_class": 4, "eval_metric": ["merror"], "eta": 0.2,
-                           "max_depth": 6}
+                           "max_depth": 4}
     assert (plan.num_round, plan.early_stopping_rounds, plan.early_stopping_metric) == (200, 10, "merror")
 
 

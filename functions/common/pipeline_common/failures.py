@@ -131,8 +131,19 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
                            "Nothing to undo. Fix what the reviewer pointed out and upload the data again to retrain.")
     if error == "QualityBelowThreshold":
         return Explanation(f"The new model did not pass QA: {detail}",
-                           "Read the QA report (confusion matrix) named above; improve the data or, if the bar is "
-                           "too high, lower AccuracyThreshold; then upload again.")
+                           "Read the QA report named above (confusion matrix for classification, residuals and the "
+                           "largest errors for regression); improve the data or, if the bar is too high, set "
+                           "quality_gate.threshold in the dataset spec (or the stack default AccuracyThreshold / "
+                           "R2Threshold); then upload again.")
+    if error == "UnknownDataset":
+        return Explanation(f"The run's dataset has no spec: {detail}",
+                           "Nothing was computed. Upload the file under the folder of a dataset that has a spec "
+                           "(input/<dataset>/<file>), or add datasets/<dataset>.json and run make deploy, then "
+                           "upload again.")
+    if error == "DatasetSpecInvalid":
+        return Explanation(f"The dataset's spec in the artifacts bucket cannot be used: {detail}",
+                           "Nothing was computed. Fix datasets/<dataset>.json, run make deploy to upload it, then "
+                           "upload the file again.")
     if error == "Superseded":
         return Explanation(f"A newer upload reached production first: {detail}",
                            "Nothing to do: production serves the newer run's model, which is what you want.")

@@ -6,10 +6,12 @@ columns, data and model locations) from here, never from constants.
 from __future__ import annotations
 
 import json
+import math
 
 from botocore.exceptions import ClientError
 
 from pipeline_common.errors import InvalidEvent, ManifestInvalid, ManifestMissing
+from pipeline_common.metrics import PROBLEM_TYPES, metric_fits
 from pipeline_common.s3 import get_bytes, is_access_denied, is_missing_object, object_listed, parse_s3_uri
 
 MANIFEST_NAME = "manifest.json"
@@ -23,6 +25,7 @@ REQUIRED_URIS = (
     "postprocess_schema",
     "training_output",
 )
+POSTPROCESS_URIS = ("postprocess_model", "postprocess_schema")
 
 
 def manifest_uri_for(run: dict) -> str:
@@ -52,32 +55,54 @@ def _fail(uri: str, problem: str):
     raise ManifestInvalid(f"manifest {uri}: {problem}")
 
 
+def problem_type(manifest: dict) -> str:
+    """binary, multiclass or regression. A manifest written before issue 11
+    (every label categorical and listed) has no problem_type: multiclass."""
+    return manifest.get("problem_type") or "multiclass"
+
+
+def is_classification(manifest: dict) -> bool:
+    return problem_type(manifest) != "regression"
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def validate_manifest(manifest, uri: str, run_id: str | None = None) -> None:
     if not isinstance(manifest, dict):
         _fail(uri, "is not a JSON object")
     if run_id is not None and manifest.get("run_id") != run_id:
         _fail(uri, f"run_id is {manifest.get('run_id')!r}, expected {run_id!r}")
 
+    kind = manifest.get("problem_type", "multiclass")
+    if kind not in PROBLEM_TYPES:
+        _fail(uri, f"problem_type must be one of {', '.join(PROBLEM_TYPES)}, got {kind!r}")
     labels = manifest.get("label_values")
-    if (
-        not isinstance(labels, list)
-        or len(labels) < 2
-        or not all(isinstance(label, str) and label for label in labels)
-        or len(set(labels)) != len(labels)
-    ):
-        _fail(uri, "label_values must list at least two distinct non-empty strings")
     num_class = manifest.get("num_class")
-    if not isinstance(num_class, int) or isinstance(num_class, bool) or num_class != len(labels):
-        _fail(uri, f"num_class is {num_class!r} but label_values has {len(labels)} entries")
-    width = manifest.get("feature_width")
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        _fail(uri, f"feature_width must be a positive integer, got {width!r}")
-
-    features = (manifest.get("spec") or {}).get("features") if isinstance(manifest.get("spec"), dict) else None
-    if not isinstance(features, list) or not features or not all(
-        isinstance(f, dict) and isinstance(f.get("name"), str) and f["name"] for f in features
-    ):
-        _fail(uri, "spec.features must list the feature columns with their names")
+    if kind == "regression":
+        if labels is not None or num_class is not None:
+            _fail(uri, "a regression manifest has label_values and num_class null (the label is a number)")
+    else:
+        if (
+            not isinstance(labels, list)
+            or len(labels) < 2
+            or not all(isinstance(label, str) and label for label in labels)
+            or len(set(labels)) != len(labels)
+        ):
+            _fail(uri, "label_values must list at least two distinct non-empty strings")
+        if not isinstance(num_class, int) or isinstance(num_class, bool) or num_class != len(labels):
+            _fail(uri, f"num_class is {num_class!r} but label_values has {len(labels)} entries")
+        if (kind == "binary") != (len(labels) == 2):
+            _fail(uri, f"problem_type {kind} does not fit {len(labels)} label values")
+    if not _positive_int(manifest.get("feature_width")):
+        _fail(uri, f"feature_width must be a positive integer, got {manifest.get('feature_width')!r}")
+    try:
+        names = feature_names(manifest)
+    except (KeyError, TypeError):
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        _fail(uri, "feature_names must list the feature columns in model input order")
 
     rows = manifest.get("rows")
     if not isinstance(rows, dict):
@@ -91,11 +116,34 @@ def validate_manifest(manifest, uri: str, run_id: str | None = None) -> None:
     if not isinstance(uris, dict):
         _fail(uri, "uris is missing")
     for name in REQUIRED_URIS:
+        value = uris.get(name)
+        if kind == "regression" and name in POSTPROCESS_URIS:
+            # Regression has no postprocess container: XGBoost's answer is the number.
+            if value is not None:
+                _fail(uri, f"uris.{name} must be null for regression, got {value!r}")
+            continue
         try:
-            parse_s3_uri(uris.get(name))
+            parse_s3_uri(value)
         except ValueError:
-            _fail(uri, f"uris.{name} must be an s3:// URI, got {uris.get(name)!r}")
+            _fail(uri, f"uris.{name} must be an s3:// URI, got {value!r}")
+
+    gate = manifest.get("quality_gate")
+    if gate is not None:
+        if not isinstance(gate, dict) or not isinstance(gate.get("metric"), str):
+            _fail(uri, f"quality_gate must be an object naming its metric, got {gate!r}")
+        if not metric_fits(gate["metric"], kind):
+            _fail(uri, f"quality_gate.metric {gate['metric']!r} does not measure a {kind} model")
+        threshold = gate.get("threshold")
+        if threshold is not None and (
+            not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold)
+        ):
+            _fail(uri, f"quality_gate.threshold must be a number or null, got {threshold!r}")
 
 
 def feature_names(manifest: dict) -> list[str]:
+    """The model's input columns, in the order a client sends them."""
+    names = manifest.get("feature_names")
+    if names is not None:
+        return names
+    # Manifests written before issue 11 name them only in the spec's features.
     return [feature["name"] for feature in manifest["spec"]["features"]]
