@@ -14,7 +14,7 @@ MVN := mvn -q -B
 .PHONY: help setup test test-large lint mutation local glue-local data bench deploy clean
 
 help:
-	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path)"
+	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path, SPEC=datasets/<name>.json)"
 	@echo "make test        every test (sets itself up)"
 	@echo "make test-large  the Glue job on a ~1 GB synthetic file (about 20 min on 2 cores; not in make test)"
 	@echo "make lint        cfn-lint, sam validate --lint, asl-validator, checkov"
@@ -22,7 +22,7 @@ help:
 	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
 	@echo "make data        download and verify car.data into .cache/data/"
 	@echo "make bench       benchmarks -> bench/results.json"
-	@echo "make deploy      sam build + sam deploy + upload the dataset spec"
+	@echo "make deploy      sam build + sam deploy + upload the dataset specs (datasets/*.json)"
 
 $(UV):
 	python3 -m venv $(BOOTSTRAP)
@@ -78,7 +78,7 @@ mutation: setup
 # AUTO_APPROVE=1, REJECT=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
 # environment (make exports command-line variables); `python -m localmode run --help` explains them.
 local: setup
-	$(PY) -m localmode run $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT))
+	$(PY) -m localmode run $(if $(DATA),--data $(DATA)) $(if $(SPEC),--spec $(SPEC)) $(if $(OUT),--out $(OUT))
 
 glue-local: setup
 	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make glue-local DATA=<csv> OUT=<dir>"; exit 2; }
@@ -88,8 +88,8 @@ glue-local: setup
 bench: setup
 	$(PY) -m bench $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
 
-# sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload the dataset spec
-# to the artifacts bucket. Needs python3.13 on PATH and AWS credentials. Tear down with:
+# sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload every dataset
+# spec (datasets/*.json) to the artifacts bucket. Needs python3.13 on PATH and AWS credentials. Tear down with:
 # $(PY) scripts/deploy.py teardown
 deploy: .venv/.synced
 	$(PY) scripts/deploy.py deploy

@@ -293,8 +293,10 @@ class Resources:
     spec_uri: str
 
 
-def create_resources(stack, spec_path) -> Resources:
-    """What `sam deploy` (and `make deploy`'s uploads) would have created, in moto."""
+def create_resources(stack, spec_paths) -> Resources:
+    """What `sam deploy` (and `make deploy`'s uploads) would have created, in moto.
+    `spec_paths`: the dataset specs `make deploy` uploads (every datasets/*.json), and a
+    spec given with --spec; each goes to deps/datasets/<its name>.json, as on AWS."""
     s3 = boto3.client("s3")
     [input_id] = [k for k, r in stack.resources_of_type("AWS::S3::Bucket").items() if "Input" in k]
     [artifacts_id] = [k for k, r in stack.resources_of_type("AWS::S3::Bucket").items() if "Artifacts" in k]
@@ -326,9 +328,11 @@ def create_resources(stack, spec_path) -> Resources:
     mailbox_arn = sqs.get_queue_attributes(QueueUrl=mailbox_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=mailbox_arn)
 
+    for path in [spec_paths] if isinstance(spec_paths, (str, os.PathLike)) else spec_paths:
+        name = json.loads(open(path, encoding="utf-8").read())["name"]
+        s3.upload_file(str(path), artifacts_bucket, f"deps/datasets/{name}.json")
+    # The Glue job's default --spec (the default dataset's), which every run overrides with its own.
     spec_uri = stack.glue_default_arguments().get("--spec", f"s3://{artifacts_bucket}/deps/datasets/car.json")
-    bucket, key = spec_uri[5:].split("/", 1)
-    s3.upload_file(str(spec_path), bucket, key)
 
     return Resources(
         input_bucket=input_bucket,

@@ -7,6 +7,12 @@ real handlers in functions/, and the endpoints it creates are served by a
 local inference server. The data is uploaded to the (moto) input bucket and
 the real start_run Lambda starts the execution, as S3 -> EventBridge would.
 
+`--spec datasets/<name>.json` (SPEC=) picks the dataset (default: car); the
+file is uploaded as `input/<name>/<file>`, the key convention that names the
+dataset on AWS (car, the default dataset, goes directly under `input/`, as
+always). A spec outside datasets/ is uploaded too, as
+`deps/datasets/<its name>.json`, as `make deploy` would.
+
 The approval email is printed as the reviewer would read it; open its link
 in a browser to approve or reject. AUTO_APPROVE=1 / --auto-approve follows the
 link as a browser would and approves; REJECT=1 / --reject rejects. After an
@@ -27,6 +33,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -35,6 +42,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localmode import REPO_ROOT, data
+
+SPEC_DIR = REPO_ROOT / "datasets"
+# A dataset spec's name rule (functions/common/pipeline_common/datasets.py; glue/preprocess.py).
+DATASET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 
 if TYPE_CHECKING:  # the session pulls in moto, boto3 and Spark glue: not needed for --help
     from localmode.faults import Faults
@@ -55,7 +66,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", default=os.environ.get("DATA") or None,
-                        help="training data file (default: $DATA, else $CAR_DATA, else the verified download)")
+                        help="training data file (default: $DATA; for car, else $CAR_DATA, else the verified download; "
+                             "for another dataset, the download its spec's source names)")
+    parser.add_argument("--spec", default=os.environ.get("SPEC") or None,
+                        help="the dataset spec (default: $SPEC, else datasets/car.json)")
     decision = parser.add_mutually_exclusive_group()
     decision.add_argument("--auto-approve", action="store_true", default=_truthy("AUTO_APPROVE"),
                           help="approve through the approval page like a browser, then exit after a smoke prediction "
@@ -81,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     out = (Path(args.out) if args.out else DEFAULT_OUT / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     try:
-        data_path = data.resolve(args.data)
-    except data.DataUnavailable as exc:
+        spec_path, dataset = dataset_of(args.spec)
+        data_path = data_for(args.data, spec_path, dataset)
+    except (data.DataUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from localmode.asl import definition_tasks
@@ -101,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     SparkProvider.warm(out, input_bytes=input_size(data_path))
     from localmode.session import EXIT_INTERRUPTED, LocalPipeline
     say = _printer()
-    say(f"local mode: data {data_path}, logs in {out}")
+    say(f"local mode: dataset {dataset} ({spec_path}), data {data_path}, logs in {out}")
     parameters = {"ApprovalWindowSeconds": args.approval_timeout} if args.approval_timeout else {}
     started = time.monotonic()
+    extra = [] if spec_path.resolve().parent == SPEC_DIR.resolve() else [spec_path]
     try:
-        with LocalPipeline(out, say=say, parameters=parameters) as pipeline:
-            exit_code, report_path = execute(pipeline, args, data_path, faults, started)
+        with LocalPipeline(out, say=say, parameters=parameters, extra_specs=extra) as pipeline:
+            exit_code, report_path = execute(pipeline, args, data_path, faults, started, dataset=dataset)
     except KeyboardInterrupt:
         say("interrupted")
         print(out)
@@ -115,8 +131,36 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
+def dataset_of(spec: str | None) -> tuple[Path, str]:
+    """The spec file and the dataset it names (its `name`, which names its upload folder and endpoint)."""
+    path = Path(spec).expanduser() if spec else data.DEFAULT_SPEC
+    if not path.is_file():
+        raise ValueError(f"spec {path} does not exist (the specs are datasets/<name>.json)")
+    try:
+        name = data.load_spec(path).get("name")
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"spec {path} is not a JSON object: {exc}") from None
+    if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
+        raise ValueError(f"spec {path} names dataset {name!r}: a name is 1-32 lower-case letters, digits or inner hyphens")
+    if path.resolve().parent == SPEC_DIR.resolve() and path.stem != name:
+        raise ValueError(f"{path} names dataset {name!r}; make deploy uploads it only as datasets/{name}.json")
+    return path, name
+
+
+def data_for(given: str | None, spec_path: Path, dataset: str) -> Path:
+    """DATA if given; car's data comes from $CAR_DATA or its verified download; another dataset's from
+    its spec's download source, if it has one."""
+    if given or dataset == "car":
+        return data.resolve(given)
+    spec = data.load_spec(spec_path)
+    if isinstance(spec.get("source"), dict) and spec["source"].get("urls"):
+        return data.download(spec)
+    raise data.DataUnavailable(f"dataset {dataset}: pass its data file with DATA=path (make local) or --data "
+                               f"(its spec {spec_path} names no download source)")
+
+
 def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, faults: Faults,
-            started: float | None = None) -> tuple[int, Path]:
+            started: float | None = None, dataset: str | None = None) -> tuple[int, Path]:
     """One run on a set-up pipeline, as the command does it: progress, summary, smoke
     prediction, serving (when a person approves), report.json. Returns (exit status, report path)."""
     say = pipeline.say
@@ -126,7 +170,7 @@ def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, 
         say(f"injected faults: {', '.join(faults.describe())}")
     say(f"setup done in {pipeline.timings['setup_seconds']:.1f}s; inference server {pipeline.inference_url}, "
         f"approval page {pipeline.approval_url}")
-    result = pipeline.run(data_path, decision=decision, faults=faults, reason=args.reason)
+    result = pipeline.run(data_path, decision=decision, faults=faults, reason=args.reason, dataset=dataset)
     result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
     _summarize(say, result)
     report_path = pipeline.workdir / "report.json"
@@ -157,7 +201,8 @@ def _summarize(say, result: RunResult) -> None:
             say(f"  {name:<28} {seconds:8.2f}s")
     if report.get("qa"):
         qa = report["qa"]
-        say(f"QA accuracy {qa.get('accuracy')} on {qa.get('rows')} held-out rows (threshold {qa.get('threshold')})")
+        say(f"QA {qa.get('metric')} {qa.get('value')} on {qa.get('rows')} held-out rows (threshold {qa.get('threshold')}, "
+            f"{qa.get('problem_type')})")
     failure = report.get("failure")
     if failure:
         say(f"failed in {failure.get('state')}: {failure.get('error')}: {failure.get('message')}")

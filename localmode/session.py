@@ -83,8 +83,11 @@ class LocalPipeline:
         parameters: dict[str, Any] | None = None,
         region: str = aws.REGION,
         inference_server: Callable[[str], Any] | None = None,
+        extra_specs: list[Path] | None = None,
     ):
+        """`extra_specs`: dataset specs to upload besides datasets/*.json (a spec of your own)."""
         self.workdir = Path(workdir)
+        self.extra_specs = [Path(p) for p in extra_specs or []]
         self.say = say
         self.region = region
         self.stack = LocalStack.from_file(region=region, parameter_overrides={**LOCAL_PARAMETERS, **(parameters or {})})
@@ -103,7 +106,9 @@ class LocalPipeline:
             self._exit.enter_context(aws.local_aws(self.region))
             SparkProvider.warm(self.workdir)  # the JVM starts while the rest is set up
             self._exit.enter_context(sfn.install(retry_time_scale=RETRY_TIME_SCALE))
-            self.resources = aws.create_resources(self.stack, REPO_ROOT / "datasets" / "car.json")
+            # What make deploy uploads (every datasets/*.json), and a spec given with --spec.
+            self.resources = aws.create_resources(
+                self.stack, sorted((REPO_ROOT / "datasets").glob("*.json")) + self.extra_specs)
             self._lambda_log = self._exit.enter_context(open(self.workdir / "lambdas.log", "a", encoding="utf-8"))
             self.lambdas = LocalLambdas(
                 region=self.region,
@@ -206,10 +211,17 @@ class LocalPipeline:
         return machine
 
     # --- one upload ------------------------------------------------------------------
-    def upload(self, data_path: Path) -> dict:
+    def upload_key(self, data_path: Path, dataset: str | None = None) -> str:
+        """Where a user uploads a file of `dataset` (the AWS convention): `<prefix><dataset>/<file>`,
+        or `<prefix><file>` for the default dataset (as every car upload was)."""
+        if dataset is None or dataset == self.stack.parameter("DefaultDataset"):
+            return f"{self.resources.input_prefix}{Path(data_path).name}"
+        return f"{self.resources.input_prefix}{dataset}/{Path(data_path).name}"
+
+    def upload(self, data_path: Path, dataset: str | None = None) -> dict:
         """Put the file under the input prefix, as a user would, and return the S3 event EventBridge would carry."""
         s3 = boto3.client("s3")
-        key = f"{self.resources.input_prefix}{Path(data_path).name}"
+        key = self.upload_key(data_path, dataset)
         with open(data_path, "rb") as body:
             response = s3.put_object(Bucket=self.resources.input_bucket, Key=key, Body=body)
         size = Path(data_path).stat().st_size
@@ -245,15 +257,17 @@ class LocalPipeline:
         faults: Faults | None = None,
         reason: str = "Rejected from the command line (REJECT=1).",
         timeout: float = 3600.0,
+        dataset: str | None = None,
     ) -> RunResult:
-        """Upload, let start_run start the execution, follow it to the end, and report."""
+        """Upload (as a file of `dataset`, default: the stack's DefaultDataset), let start_run
+        start the execution, follow it to the end, and report."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}")
         self.faults = faults or Faults()
         aws.endpoint_updates.rollback_next = self.faults.rollback
         aws.read_mailbox(self.resources.mailbox_url)  # an earlier run's mail is not this run's
         started = time.monotonic()
-        event = self.upload(data_path)
+        event = self.upload(data_path, dataset)
         started_run = self.lambdas.invoke("start_run", event)
         if started_run.get("action") not in ("started", "duplicate"):
             raise RuntimeError(f"start_run did not start an execution: {started_run}")
@@ -383,7 +397,9 @@ class LocalPipeline:
         manifest = self._read_json(f"{data['run']['run_prefix']}manifest.json") if data.get("run") else None
         qa_report = self._read_json(qa["report_uri"]) if qa and qa.get("report_uri") else None
         endpoints = self.endpoints()
-        production = names.get("production_endpoint") or self.stack.parameter("ProductionEndpointName")
+        resolved = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
+        production = (names.get("production_endpoint") or resolved.get("production_endpoint")
+                      or self.stack.parameter("ProductionEndpointName"))
         # What TrainXGBoost returned, or the wait loop after a lost answer found.
         training = data.get("training") if isinstance(data.get("training"), dict) else {}
         return {
@@ -394,7 +410,8 @@ class LocalPipeline:
             "started_at": description["startDate"].isoformat(),
             "ended_at": description["stopDate"].isoformat() if description.get("stopDate") else None,
             "seconds": round(seconds, 2),
-            "data": {"path": str(data_path), "input_uri": uploaded_uri(event)},
+            "data": {"path": str(data_path), "input_uri": uploaded_uri(event), "dataset": resolved.get("name"),
+                     "spec_uri": resolved.get("spec_uri")},
             "faults": self.faults.describe(),
             "states": [r.to_json() for r in tracker.records],
             "state_seconds": tracker.breakdown(),

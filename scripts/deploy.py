@@ -1,19 +1,21 @@
 """Deploy the pipeline to AWS in one command (`make deploy`), and take it down.
 
-    python scripts/deploy.py deploy      # sam build, sam deploy, upload the dataset spec
-    python scripts/deploy.py teardown    # delete the production endpoint, stop access logs, empty the buckets, sam delete
+    python scripts/deploy.py deploy      # sam build, sam deploy, upload the dataset specs
+    python scripts/deploy.py teardown    # delete the production endpoints, stop access logs, empty the buckets, sam delete
 
 `sam deploy` packages the Lambda code and the Glue script (which writes its
-MLeap bundles itself: no jar), but not the dataset spec (`--spec`) that the
-Glue job reads from `s3://<ArtifactsBucket>/deps/`: this script uploads it once
-the stack exists. Region and credentials come
+MLeap bundles itself: no jar), but not the dataset specs that runs read from
+`s3://<ArtifactsBucket>/deps/datasets/<dataset>.json` (each run's `--spec`):
+this script uploads every `datasets/*.json` once the stack exists. Region and credentials come
 from the usual AWS settings (AWS_PROFILE, AWS_REGION, or what
 `sam deploy --guided` saved in samconfig.toml).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,18 +27,20 @@ from typing import Callable, Sequence
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMCONFIG = REPO_ROOT / "samconfig.toml"
 TEMPLATE = REPO_ROOT / "template.yaml"
-SPEC = REPO_ROOT / "datasets" / "car.json"
+DATASETS = REPO_ROOT / "datasets"
 
 # One pin for every place that runs the SAM CLI (scripts/lint.py imports it).
 SAM_CLI_VERSION = "1.170.0"
 LAMBDA_PYTHON = "python3.13"
 
-# Where the template's Glue job looks for the dataset spec (DefaultArguments).
-SPEC_KEY = "deps/datasets/car.json"
+# Where runs look for a dataset's spec (pipeline_common.datasets.spec_key; the Glue job's default --spec).
+SPEC_PREFIX = "deps/datasets/"
+# A dataset spec's name rule (pipeline_common.datasets.DATASET_NAME, glue/preprocess.py).
+DATASET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 
 # Stack outputs this script reads (tests check template.yaml declares them).
 OUTPUTS_USED = ("ArtifactsBucketName", "InputBucketName", "AccessLogsBucketName", "ProductionEndpointName",
-                "StateMachineArn", "UploadCommand", "ApprovalApiUrl")
+                "StateMachineArn", "UploadCommand", "ApprovalApiUrl", "StateTableName")
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -113,10 +117,37 @@ def require(outputs: dict[str, str], key: str, stack_name: str) -> str:
     return outputs[key]
 
 
-def upload_glue_dependencies(s3, outputs: dict[str, str], stack_name: str, spec: Path) -> list[str]:
+def dataset_specs(directory: Path = DATASETS) -> dict[str, Path]:
+    """Every datasets/*.json by dataset name. The file's stem must be the spec's
+    name: a run finds the spec by the name its upload key says, and the name
+    decides the production endpoint. Checked before anything is uploaded."""
+    specs, problems = {}, []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            name = json.loads(path.read_text(encoding="utf-8")).get("name")
+        except (ValueError, AttributeError) as error:
+            problems.append(f"{path.name} is not a JSON object ({error})")
+            continue
+        if name != path.stem or not DATASET_NAME.fullmatch(path.stem):
+            problems.append(f"{path.name} names dataset {name!r}: the file must be datasets/<name>.json with a name of "
+                            "1-32 lower-case letters, digits or inner hyphens")
+            continue
+        specs[name] = path
+    if problems:
+        raise DeployError("dataset specs not uploaded: " + "; ".join(problems))
+    if not specs:
+        raise DeployError(f"no dataset specs in {directory}")
+    return specs
+
+
+def upload_glue_dependencies(s3, outputs: dict[str, str], stack_name: str, specs: dict[str, Path]) -> list[str]:
     bucket = require(outputs, "ArtifactsBucketName", stack_name)
-    s3.upload_file(str(spec), bucket, SPEC_KEY, ExtraArgs={"ContentType": "application/json"})
-    return [f"s3://{bucket}/{SPEC_KEY}"]
+    uploaded = []
+    for name, path in sorted(specs.items()):
+        key = f"{SPEC_PREFIX}{name}.json"
+        s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "application/json"})
+        uploaded.append(f"s3://{bucket}/{key}")
+    return uploaded
 
 
 def boto3_session(settings: dict):
@@ -128,6 +159,7 @@ def boto3_session(settings: dict):
 def deploy(run: Runner = run_command, session_factory=boto3_session, guided: bool | None = None,
            which: Callable[[str], str | None] = shutil.which) -> int:
     check_lambda_python(which)
+    specs = dataset_specs()  # a misnamed spec stops the deploy before anything changes
     settings = deploy_settings(samconfig())
     if guided is None:
         guided = not settings["has_parameters"]
@@ -139,7 +171,7 @@ def deploy(run: Runner = run_command, session_factory=boto3_session, guided: boo
         raise DeployError("samconfig.toml names no stack_name after sam deploy")
     session = session_factory(settings)
     outputs = stack_outputs(session.client("cloudformation"), settings["stack_name"])
-    for uri in upload_glue_dependencies(session.client("s3"), outputs, settings["stack_name"], SPEC):
+    for uri in upload_glue_dependencies(session.client("s3"), outputs, settings["stack_name"], specs):
         print(f"uploaded {uri}")
     print(
         "\nDeployed. Next:\n"
@@ -166,6 +198,28 @@ def empty_bucket(s3, bucket: str) -> int:
                 raise DeployError(f"could not delete s3://{bucket}/{first['Key']}: {first.get('Message')}")
             deleted += len(chunk)
     return deleted
+
+
+def production_endpoints(dynamodb, table: str, default_endpoint: str) -> list[str]:
+    """Every production endpoint the pipeline has deployed: one per dataset, each
+    with its lock item production#<endpoint> (deploy_production writes it first)."""
+    found = {default_endpoint}
+    request = {"TableName": table, "FilterExpression": "begins_with(pk, :p)",
+               "ExpressionAttributeValues": {":p": {"S": "production#"}}, "ProjectionExpression": "pk"}
+    for page in dynamodb.get_paginator("scan").paginate(**request):
+        found |= {item["pk"]["S"][len("production#"):] for item in page.get("Items", [])}
+    return sorted(found)
+
+
+def delete_dataset_alarms(cloudwatch, stack_name: str, keep: set[str]) -> list[str]:
+    """The rollback alarms deploy_production created for dataset endpoints
+    (<stack>-production-<endpoint>-5xx/-latency); CloudFormation deletes its own (`keep`)."""
+    names = []
+    for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=f"{stack_name}-production-"):
+        names += [alarm["AlarmName"] for alarm in page.get("MetricAlarms", []) if alarm["AlarmName"] not in keep]
+    for start in range(0, len(names), 100):
+        cloudwatch.delete_alarms(AlarmNames=names[start:start + 100])
+    return names
 
 
 def delete_production_endpoint(sagemaker, endpoint_name: str) -> bool:
@@ -222,18 +276,24 @@ def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: 
         raise DeployError("samconfig.toml names no stack_name: nothing to tear down")
     session = session_factory(settings)
     outputs = stack_outputs(session.client("cloudformation"), stack_name)
-    endpoint = require(outputs, "ProductionEndpointName", stack_name)
+    endpoints = production_endpoints(session.client("dynamodb"), require(outputs, "StateTableName", stack_name),
+                                     require(outputs, "ProductionEndpointName", stack_name))
     buckets = [require(outputs, key, stack_name) for key in ("InputBucketName", "ArtifactsBucketName", "AccessLogsBucketName")]
     if not assume_yes:
         answer = confirm(
-            f"Delete production endpoint {endpoint}, every object in {', '.join(buckets)} and stack {stack_name}? "
-            "Type the stack name to confirm: "
+            f"Delete production endpoints {', '.join(endpoints)}, every object in {', '.join(buckets)} and stack "
+            f"{stack_name}? Type the stack name to confirm: "
         )
         if answer.strip() != stack_name:
             print("teardown: not confirmed, nothing deleted")
             return 1
-    if delete_production_endpoint(session.client("sagemaker"), endpoint):
-        print(f"deleting endpoint {endpoint}")
+    sagemaker = session.client("sagemaker")
+    for endpoint in endpoints:
+        if delete_production_endpoint(sagemaker, endpoint):
+            print(f"deleting endpoint {endpoint}")
+    for alarm in delete_dataset_alarms(session.client("cloudwatch"), stack_name,
+                                       {f"{stack_name}-production-5xx", f"{stack_name}-production-latency"}):
+        print(f"deleted alarm {alarm}")
     s3 = session.client("s3")
     input_bucket, artifacts_bucket, log_bucket = buckets
     stop_access_logs(s3, [input_bucket, artifacts_bucket], log_bucket)
@@ -251,10 +311,10 @@ def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the dataset spec")
+    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the dataset specs")
     deploy_parser.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
                                help="force (or skip) sam deploy --guided; default: guided until parameters are saved")
-    teardown_parser = commands.add_parser("teardown", help="delete the production endpoint, empty the buckets, sam delete")
+    teardown_parser = commands.add_parser("teardown", help="delete the production endpoints, empty the buckets, sam delete")
     teardown_parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
     try:

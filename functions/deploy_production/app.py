@@ -14,6 +14,15 @@ model that was production before but is neither any more becomes
 stays production through the baking period and after a rollback; a model
 replaced by a successful update stays production until the next deployment
 starts, the rollback window.
+
+Each dataset has its own production endpoint (pipeline_common.datasets), and
+each endpoint its own rollback alarms: the default dataset's endpoint uses
+the template's two alarms (ROLLBACK_ALARM_NAMES); any other endpoint gets
+the same two alarms on its own metrics, created here before its first
+deployment (PutMetricAlarm, which replaces an alarm of the same name) and
+named `<ALARM_NAME_PREFIX><endpoint>-5xx` / `-latency`. An alarm watching
+another endpoint would roll back an update for that endpoint's errors and
+miss this one's.
 """
 from __future__ import annotations
 
@@ -131,8 +140,39 @@ def deploy(sagemaker, endpoint_name: str, config_name: str, bake_seconds: int, a
     return "updated"
 
 
-def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names: list[str],
+def endpoint_alarms(endpoint_name: str, prefix: str, latency_microseconds: int) -> list[dict]:
+    """The PutMetricAlarm requests for an endpoint's rollback alarms: the
+    template's ProductionErrorsAlarm and ProductionLatencyAlarm, on this endpoint."""
+    dimensions = [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    common = {"Namespace": "AWS/SageMaker", "Dimensions": dimensions, "Period": 60, "TreatMissingData": "notBreaching"}
+    return [
+        {**common, "AlarmName": f"{prefix}{endpoint_name}-5xx", "MetricName": "Invocation5XXErrors",
+         "AlarmDescription": f"The production endpoint {endpoint_name} answered with 5xx errors.",
+         "Statistic": "Sum", "EvaluationPeriods": 1, "Threshold": 1.0,
+         "ComparisonOperator": "GreaterThanOrEqualToThreshold"},
+        {**common, "AlarmName": f"{prefix}{endpoint_name}-latency", "MetricName": "ModelLatency",
+         "AlarmDescription": f"The production endpoint {endpoint_name} is slower than {latency_microseconds} "
+                             "microseconds on average.",
+         "Statistic": "Average", "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+         "Threshold": float(latency_microseconds), "ComparisonOperator": "GreaterThanThreshold"},
+    ]
+
+
+def rollback_alarms(cloudwatch, endpoint_name: str, default_endpoint: str, default_alarms: list[str], prefix: str,
+                    latency_microseconds: int) -> list[str]:
+    """The alarm names that roll an update of `endpoint_name` back (creating them for a dataset endpoint)."""
+    if endpoint_name == default_endpoint:
+        return default_alarms
+    names = []
+    for request in endpoint_alarms(endpoint_name, prefix, latency_microseconds):
+        cloudwatch.put_metric_alarm(**request)
+        names.append(request["AlarmName"])
+    return names
+
+
+def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names,
                       wait_seconds: int = 3600, now=None) -> dict:
+    """`alarm_names`: the rollback alarms, or a function from the endpoint name to them."""
     try:
         run = event["run"]
         endpoint_name = event["names"]["production_endpoint"]
@@ -147,7 +187,8 @@ def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds
     if not is_sagemaker_name(endpoint_name) or not is_sagemaker_name(config_name):
         raise InvalidEvent("names.production_endpoint and endpoint_config_name must be valid SageMaker names")
     claim_production(dynamodb, table, endpoint_name, run)
-    action = deploy(sagemaker, endpoint_name, config_name, bake_seconds, alarm_names)
+    alarms = alarm_names(endpoint_name) if callable(alarm_names) else alarm_names
+    action = deploy(sagemaker, endpoint_name, config_name, bake_seconds, alarms)
     logger.info("production deployment started", extra={"endpoint_name": endpoint_name, "action": action, "run_id": run["run_id"]})
     # How long the state machine waits for InService: an update also bakes before it completes.
     limit = wait_seconds + (bake_seconds if action == "updated" else 0)
@@ -208,14 +249,18 @@ def lambda_handler(event, context):
         raise ConfigurationError(f"ROLLBACK_ALARM_NAMES lists {len(alarms)} alarms; SageMaker accepts at most {_MAX_ALARMS}")
     dynamodb = boto3.client("dynamodb", config=CLIENT_CONFIG)
     sagemaker = boto3.client("sagemaker", config=CLIENT_CONFIG)
+    cloudwatch = boto3.client("cloudwatch", config=CLIENT_CONFIG)
     table = env_str("STATE_TABLE")
+    default_endpoint = env_str("PRODUCTION_ENDPOINT_NAME")
+    prefix = env_str("ALARM_NAME_PREFIX")
+    latency = env_int("MODEL_LATENCY_ALARM_MICROSECONDS", 500000, minimum=1)
     result = deploy_production(
         dynamodb,
         sagemaker,
         event,
         table=table,
         bake_seconds=env_int("BAKE_SECONDS", 600, minimum=0, maximum=3600),
-        alarm_names=alarms,
+        alarm_names=lambda endpoint: rollback_alarms(cloudwatch, endpoint, default_endpoint, alarms, prefix, latency),
         wait_seconds=env_int("ENDPOINT_WAIT_SECONDS", 3600, minimum=60),
     )
     retain_production_models(boto3.client("s3", config=CLIENT_CONFIG), sagemaker, dynamodb, table, result["endpoint_name"],

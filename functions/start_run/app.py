@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
 from pipeline_common.config import env_str
+from pipeline_common.datasets import dataset_from_key
 from pipeline_common.errors import InvalidEvent
 from pipeline_common.names import run_id_from_parts
 from pipeline_common.s3 import s3_uri
@@ -80,6 +81,7 @@ def ignore_reason(key: str, input_prefix: str) -> str | None:
 
 
 def execution_name(identity: dict) -> str:
+    # The file's stem only, not its dataset folder: names stay as they were for car uploads.
     stem = identity["key"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return run_id_from_parts(
         stem,
@@ -97,7 +99,7 @@ def execution_arn_for(state_machine_arn: str, name: str) -> str:
     return f"{head}:execution:{machine}:{name}"
 
 
-def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str, s3=None) -> dict:
+def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str, s3=None, default_dataset: str = "car") -> dict:
     identity = object_identity(event)
     identity["key"] = resolve_key(s3, identity)
     reason = ignore_reason(identity["key"], input_prefix)
@@ -107,14 +109,16 @@ def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str, s3=No
 
     name = execution_name(identity)
     input_uri = s3_uri(identity["bucket"], identity["key"])
-    result = {"execution_name": name, "input_uri": input_uri}
+    # Checked by the run itself (ResolveDataset), so an unknown one fails with an email, not here in silence.
+    dataset = dataset_from_key(identity["key"], input_prefix, default_dataset)
+    result = {"execution_name": name, "input_uri": input_uri, "dataset": dataset}
     try:
         # Same name and same input while running: Step Functions answers with
         # the running execution itself; after it ended: ExecutionAlreadyExists.
         response = sfn.start_execution(
             stateMachineArn=state_machine_arn,
             name=name,
-            input=json.dumps({"input_uri": input_uri}),
+            input=json.dumps({"input_uri": input_uri, "dataset": dataset}),
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
@@ -134,4 +138,5 @@ def lambda_handler(event, context):
         state_machine_arn=env_str("STATE_MACHINE_ARN"),
         input_prefix=env_str("INPUT_PREFIX", ""),
         s3=boto3.client("s3"),
+        default_dataset=env_str("DEFAULT_DATASET", "car"),
     )

@@ -21,6 +21,10 @@ def deploy(load_function, monkeypatch):
     monkeypatch.setenv("STATE_TABLE", TABLE)
     monkeypatch.setenv("BAKE_SECONDS", "900")
     monkeypatch.setenv("ROLLBACK_ALARM_NAMES", ",".join(ALARMS))
+    # ENDPOINT is the default dataset's endpoint: the template's alarms guard it.
+    monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.setenv("ALARM_NAME_PREFIX", "stack-production-")
+    monkeypatch.setenv("MODEL_LATENCY_ALARM_MICROSECONDS", "250000")
     return load_function("deploy_production")
 
 
@@ -215,3 +219,67 @@ def test_too_many_alarms_is_a_configuration_error(deploy, state_table, context, 
     monkeypatch.setenv("ROLLBACK_ALARM_NAMES", ",".join(f"alarm-{i}" for i in range(11)))
     with pytest.raises(Exception, match="at most 10"):
         deploy.lambda_handler(event_for(NEWER), context)
+
+
+def test_another_datasets_endpoint_is_rolled_back_by_alarms_on_its_own_metrics(deploy, state_table, context):
+    """A penguins update must not be rolled back by car's errors, nor go unwatched: the
+    handler puts two alarms on penguins-prod's metrics and the update names them."""
+    penguins = "penguins-prod"
+    event = {**event_for(NEWER), "names": {"production_endpoint": penguins}}
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    alarms = ["stack-production-penguins-prod-5xx", "stack-production-penguins-prod-latency"]
+    with Stubber(sagemaker) as stub:
+        stub.add_response("describe_endpoint", {**endpoint_description("InService", "car-previous-config"),
+                                                "EndpointName": penguins})
+        stub.add_response("update_endpoint", {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{penguins}"}, {
+            "EndpointName": penguins,
+            "EndpointConfigName": f"{NEWER['run_id']}-config",
+            "DeploymentConfig": deploy.deployment_config(900, alarms),
+        })
+        deploy.deploy_production(
+            state_table, sagemaker, event, TABLE, 900,
+            lambda endpoint: deploy.rollback_alarms(cloudwatch, endpoint, ENDPOINT, ALARMS, "stack-production-", 250000))
+        stub.assert_no_pending_responses()
+    described = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix="stack-production-")["MetricAlarms"]}
+    assert sorted(described) == sorted(alarms)
+    for alarm in described.values():
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"EndpointName": penguins, "VariantName": "AllTraffic"}
+        assert alarm["Namespace"] == "AWS/SageMaker"
+    errors, latency = described[alarms[0]], described[alarms[1]]
+    assert (errors["MetricName"], errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == (
+        "Invocation5XXErrors", "Sum", 1.0, "GreaterThanOrEqualToThreshold")
+    assert (latency["MetricName"], latency["Statistic"], latency["Threshold"], latency["EvaluationPeriods"]) == (
+        "ModelLatency", "Average", 250000.0, 2)
+    # Its lock is its own: car's lock item is untouched.
+    assert state_table.get_item(TableName=TABLE, Key={"pk": {"S": f"production#{penguins}"}})["Item"]["run_id"]["S"] == NEWER["run_id"]
+    assert lock_item(state_table) is None
+
+
+@pytest.fixture
+def template_resources():
+    from localmode.stack import load_template
+
+    return load_template()["Resources"]
+
+
+def test_the_dataset_alarms_match_the_templates_alarms(deploy, template_resources):
+    """The run-time pair is the template's pair on another endpoint (same metric, statistic,
+    period, threshold and comparison), so every dataset's update is guarded alike."""
+    created = {a["MetricName"]: a for a in deploy.endpoint_alarms("penguins-prod", "p-", 500000)}
+    for logical_id in ("ProductionErrorsAlarm", "ProductionLatencyAlarm"):
+        props = template_resources[logical_id]["Properties"]
+        alarm = created[props["MetricName"]]
+        for key in ("Namespace", "Statistic", "Period", "EvaluationPeriods", "ComparisonOperator", "TreatMissingData"):
+            assert alarm[key] == props[key], (logical_id, key)
+        assert alarm.get("DatapointsToAlarm") == props.get("DatapointsToAlarm")
+        assert [d["Name"] for d in alarm["Dimensions"]] == [d["Name"] for d in props["Dimensions"]]
+    assert created["ModelLatency"]["Threshold"] == 500000.0 and created["Invocation5XXErrors"]["Threshold"] == 1.0
+
+
+def test_the_default_datasets_endpoint_keeps_the_templates_alarms(deploy):
+    class NoCloudWatch:
+        def put_metric_alarm(self, **_):
+            raise AssertionError("the template's alarms guard the default endpoint; nothing is created")
+
+    assert deploy.rollback_alarms(NoCloudWatch(), ENDPOINT, ENDPOINT, ALARMS, "p-", 1) == ALARMS

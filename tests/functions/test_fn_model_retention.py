@@ -22,6 +22,8 @@ def deploy(load_function, monkeypatch):
     monkeypatch.setenv("STATE_TABLE", TABLE)
     monkeypatch.setenv("BAKE_SECONDS", "0")
     monkeypatch.setenv("ROLLBACK_ALARM_NAMES", "")
+    monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", "car-evaluation")
+    monkeypatch.setenv("ALARM_NAME_PREFIX", "stack-production-")
     return load_function("deploy_production")
 
 

@@ -68,7 +68,8 @@ def test_upload_starts_one_execution_with_the_object_as_input(start_run, state_m
     [execution] = executions(sfn, arn)
     assert execution["name"] == result["execution_name"]
     described = sfn.describe_execution(executionArn=execution["executionArn"])
-    assert json.loads(described["input"]) == {"input_uri": "s3://input-bucket/input/car.data"}
+    # A file directly under the prefix is a run of the default dataset (DEFAULT_DATASET, car when unset).
+    assert json.loads(described["input"]) == {"input_uri": "s3://input-bucket/input/car.data", "dataset": "car"}
 
 
 def test_the_same_event_delivered_twice_starts_one_execution(start_run, state_machine, context):
@@ -196,7 +197,7 @@ def test_an_encoded_key_starts_a_run_on_the_object_itself(start_run, state_machi
     assert result["input_uri"] == f"s3://input-bucket/{AWKWARD_KEY}"
     [execution] = executions(sfn, arn)
     described = sfn.describe_execution(executionArn=execution["executionArn"])
-    assert json.loads(described["input"]) == {"input_uri": f"s3://input-bucket/{AWKWARD_KEY}"}
+    assert json.loads(described["input"]) == {"input_uri": f"s3://input-bucket/{AWKWARD_KEY}", "dataset": "car"}
 
 
 def test_a_key_that_arrives_as_stored_is_found_too(start_run, state_machine, input_bucket, context):
@@ -219,3 +220,19 @@ def test_s3_uris_keep_every_character_of_the_key(load_function):
 
     for key in (AWKWARD_KEY, "input/what?.csv", "input/#1.csv", "input/a%20b.csv"):
         assert parse_s3_uri(s3_uri("input-bucket", key)) == ("input-bucket", key)
+
+
+@pytest.mark.parametrize("key, default, dataset", [
+    ("input/penguins/penguins.csv", "car", "penguins"),
+    ("input/diabetes/2025/01/export.csv", "car", "diabetes"),
+    ("input/export.csv", "wine", "wine"),
+    # Not a usable name: the run itself fails with a message (resolve_dataset), so it is passed on as given.
+    ("input/My+Data/x.csv", "car", "My Data"),
+])
+def test_the_key_names_the_dataset(start_run, state_machine, input_bucket, context, monkeypatch, key, default, dataset):
+    sfn, arn = state_machine
+    monkeypatch.setenv("DEFAULT_DATASET", default)
+    result = start_run.lambda_handler(s3_event(key), context)
+    assert result["dataset"] == dataset
+    [execution] = executions(sfn, arn)
+    assert json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])["dataset"] == dataset

@@ -80,13 +80,13 @@ def test_approved_run_deploys_a_model_that_answers_raw_rows(account, deployed, d
     assert account.invoke_endpoint(deployed.production_endpoint, unseen.encode("utf-8"))[1].strip() in labels
     # Every state that ran is accounted for, in order, with its timing.
     names = [state["name"] for state in report["states"]]
-    assert names[:3] == ["ValidateInput", "Initialize", "PreprocessWithGlue"] and names[-1] == "Succeeded"
+    assert names[:4] == ["ValidateInput", "Initialize", "ResolveDataset", "PreprocessWithGlue"] and names[-1] == "Succeeded"
     assert all(state["outcome"] == "succeeded" for state in report["states"])
     assert report["artifacts"]["model_artifacts"].endswith(f"/training/{deployed.run_id}-train/output/model.tar.gz")
     assert report["artifacts"]["manifest"]["test"].startswith("s3://")
     # What the command showed: progress, the approval email, the smoke prediction and a curl to try.
     shown = "\n".join(account.lines)
-    assert "PreprocessWithGlue done in" in shown and "EMAIL  Subject: Approve run" in shown
+    assert "PreprocessWithGlue done in" in shown and "EMAIL  Subject: Approve car run" in shown
     assert "AUTO_APPROVE: opening the approve link" in shown
     assert report["smoke"]["prediction"] in labels
     assert f"curl -s -X POST {report['endpoints']['production']['url']}" in shown
@@ -101,7 +101,7 @@ def test_rejection_leaves_production_on_the_previous_model(account, deployed, ca
     assert "numbers look wrong to me" in result.report["failure"]["cause"]
     assert result.report["approval"]["decided"] and result.report["approval"]["response_status"] == 200
     # The approval email is in the report, its single-use reference is not.
-    [request] = [m for m in result.report["notifications"] if m["subject"].startswith("Approve run")]
+    [request] = [m for m in result.report["notifications"] if m["subject"].startswith("Approve car run")]
     assert "/approvals/<reference>?decision=reject" in request["message"]
     assert_production_unchanged(account, deployed)
 

@@ -18,6 +18,7 @@ business.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import threading
 from dataclasses import dataclass, field
@@ -100,6 +101,8 @@ class World:
     lost_responses: set[str] = field(default_factory=set)
     accuracy: float = 0.97
     threshold: float = 0.95
+    # The dataset specs in the artifacts bucket (deps/datasets/<name>.json), by name.
+    dataset_specs: dict[str, dict] = field(default_factory=lambda: {"car": {"name": "car"}})
     approval: str = "approve"  # approve | reject | none
     approval_timeout_seconds: int = 60
     endpoint_wait_seconds: int = 3600
@@ -163,6 +166,10 @@ class World:
             raise lambda_failure(type(exc).__name__, str(exc)) from exc
         return lambdas.lambda_invoke_result(json.loads(json.dumps(result)))
 
+    def fn_resolve_dataset(self, payload: dict, request: sfn.TaskRequest) -> dict:
+        return function_module("resolve_dataset").resolve_dataset(
+            WorldS3(self), payload, "artifacts", "uploads/", "car", PRODUCTION, "-prod")
+
     def fn_prepare_training(self, payload: dict, request: sfn.TaskRequest) -> dict:
         run_id = payload["run"]["run_id"]
         names = {
@@ -170,7 +177,7 @@ class World:
             "model": f"{run_id}-model",
             "endpoint_config": f"{run_id}-config",
             "qa_endpoint": f"{run_id}-qa",
-            "production_endpoint": PRODUCTION,
+            "production_endpoint": payload["dataset"]["production_endpoint"],
         }
         training = {
             "TrainingJobName": names["training_job"],
@@ -214,7 +221,9 @@ class World:
         assert self.endpoints[qa].status == "InService", "QA ran against an endpoint that is not InService"
         if self.accuracy < self.threshold:
             raise lambda_failure("QualityBelowThreshold", f"accuracy {self.accuracy} is below the threshold {self.threshold}")
-        return {"accuracy": self.accuracy, "threshold": self.threshold, "rows": 346, "report_uri": "s3://artifacts/qa/report.json"}
+        return {"problem_type": "multiclass", "metric": "accuracy", "value": self.accuracy, "threshold": self.threshold,
+                "higher_is_better": True, "accuracy": self.accuracy, "rows": 346,
+                "report_uri": "s3://artifacts/qa/report.json"}
 
     def fn_request_approval(self, payload: dict, request: sfn.TaskRequest) -> dict:
         token = payload["task_token"]
@@ -367,6 +376,23 @@ class WorldSageMaker:
                 raise client_error("ValidationException", f"Could not find endpoint \"{EndpointName}\".", "DeleteEndpoint")
             self.world._pending.pop(EndpointName, None)
         return {}
+
+
+class WorldS3:
+    """The artifacts bucket's dataset specs, with S3's answers for a missing key."""
+
+    def __init__(self, world: World):
+        self.world = world
+
+    def get_object(self, Bucket, Key):
+        name = Key.removeprefix("deps/datasets/").removesuffix(".json")
+        if name not in self.world.dataset_specs or not Key.startswith("deps/datasets/"):
+            raise client_error("NoSuchKey", "The specified key does not exist.", "GetObject", 404)
+        return {"Body": io.BytesIO(json.dumps(self.world.dataset_specs[name]).encode())}
+
+    def list_objects_v2(self, Bucket, Prefix, MaxKeys=1000):
+        keys = sorted(f"deps/datasets/{name}.json" for name in self.world.dataset_specs)
+        return {"Contents": [{"Key": k, "Size": 10} for k in keys if k.startswith(Prefix)][:MaxKeys]}
 
 
 class WorldDynamoDb:

@@ -104,8 +104,8 @@ def test_happy_path_creates_production_and_removes_qa_before_the_approval_wait(s
     assert len(outcome.calls("CheckQAEndpoint")) == 2
     assert len(outcome.calls("CheckProduction")) == 2
     mail = the_mail(outcome)
-    assert mail["Subject"] == "Pipeline run run-0001 deployed"
-    assert PRODUCTION in mail["Message"] and "0.97" in mail["Message"]
+    assert mail["Subject"] == "Pipeline run run-0001 deployed (car)"
+    assert PRODUCTION in mail["Message"] and "QA accuracy 0.97 (threshold 0.95)" in mail["Message"]
     assert not outcome.calls("CleanupAfterFailure")
 
 
@@ -425,7 +425,7 @@ def test_failing_failure_notification_still_fails_the_execution_with_the_origina
     assert QA not in outcome.world.endpoints
 
 
-@pytest.mark.parametrize("execution_input", [{}, {"input_uri": 42}])
+@pytest.mark.parametrize("execution_input", [{}, {"input_uri": 42}, {"input_uri": "s3://input/uploads/x.csv", "dataset": 7}])
 def test_input_without_an_s3_uri_fails_before_anything_runs(sfn_local, execution_input):
     outcome = standins.run(World(), execution_input=execution_input)
 
@@ -433,3 +433,37 @@ def test_input_without_an_s3_uri_fails_before_anything_runs(sfn_local, execution
     assert outcome.error == "Pipeline.InvalidInput"
     assert outcome.dispatcher.calls == []
     assert outcome.notifications() == []
+
+
+# ---------------------------------------------------------------- issue 11: one dataset per run
+
+def test_a_run_of_another_dataset_deploys_to_its_own_endpoint_and_leaves_car_alone(sfn_local):
+    world = world_with_production(dataset_specs={"car": {"name": "car"}, "penguins": {"name": "penguins"}})
+    outcome = standins.run(world, execution_input={"input_uri": "s3://input/uploads/penguins/p.csv", "dataset": "penguins"})
+
+    assert outcome.status == "SUCCEEDED", outcome.states
+    assert outcome.world.endpoints == {PRODUCTION: standins.Endpoint(PREVIOUS_CONFIG, "InService"),
+                                       "penguins-prod": standins.Endpoint("run-0001-config", "InService")}
+    [glue] = outcome.calls("PreprocessWithGlue")
+    assert glue.request.parameters["Arguments"]["--spec"] == "s3://artifacts/deps/datasets/penguins.json"
+    assert outcome.output["dataset"] == {"name": "penguins", "spec_uri": "s3://artifacts/deps/datasets/penguins.json",
+                                         "production_endpoint": "penguins-prod"}
+    assert the_mail(outcome)["Subject"] == "Pipeline run run-0001 deployed (penguins)"
+
+
+def test_the_upload_key_names_the_dataset_when_the_input_does_not(sfn_local):
+    world = World(dataset_specs={"car": {"name": "car"}, "diabetes": {"name": "diabetes"}})
+    outcome = standins.run(world, execution_input={"input_uri": "s3://input/uploads/diabetes/d.csv"})
+    assert outcome.status == "SUCCEEDED"
+    assert outcome.output["production"]["endpoint_name"] == "diabetes-prod"
+
+
+def test_an_unknown_dataset_fails_at_once_naming_it_and_where_specs_live(sfn_local):
+    outcome = standins.run(World(), execution_input={"input_uri": "s3://input/uploads/wine/w.csv"})
+
+    text = assert_failed_cleanly(outcome, "ResolveDataset", "UnknownDataset")
+    # Nothing was computed: no Glue job, no training job, no endpoint.
+    assert not outcome.calls("PreprocessWithGlue") and not outcome.world.training_jobs
+    assert outcome.world.endpoints == {}
+    assert "dataset 'wine' has no spec at s3://artifacts/deps/datasets/wine.json" in text
+    assert "datasets there now: car" in text and "make deploy" in text

@@ -15,6 +15,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
 if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
+# The Lambdas' shared layer: template tests compare the template with its constants (spec_key, ...).
+_COMMON = str(REPO_ROOT / "functions" / "common")
+if _COMMON not in sys.path:
+    sys.path.insert(0, _COMMON)
 
 # One imagined deployment: what the resolver substitutes for pseudo parameters.
 STACK = "car-ml-pipeline"

@@ -21,7 +21,20 @@ def outputs_for(artifacts="art-bucket", input_bucket="in-bucket", logs="log-buck
         "ArtifactsBucketName": artifacts, "InputBucketName": input_bucket, "AccessLogsBucketName": logs,
         "ProductionEndpointName": "car-evaluation", "StateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:x",
         "UploadCommand": f"aws s3 cp car.data s3://{input_bucket}/input/car.csv", "ApprovalApiUrl": "https://x",
+        "StateTableName": "state-table",
     }
+
+
+def state_table(locks=("car-evaluation",)):
+    """The stack's state table with a production lock per endpoint the pipeline deployed."""
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(TableName="state-table", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+    for endpoint in locks:
+        dynamodb.put_item(TableName="state-table", Item={"pk": {"S": f"production#{endpoint}"}, "run_id": {"S": "r"}})
+    dynamodb.put_item(TableName="state-table", Item={"pk": {"S": "approval#abc"}, "status": {"S": "pending"}})
+    return dynamodb
 
 
 def stubbed_cloudformation(outputs: dict):
@@ -50,20 +63,42 @@ def test_the_script_reads_only_outputs_the_template_declares(template):
     assert set(deploy.OUTPUTS_USED) <= set(template["Outputs"])
 
 
-def test_uploads_land_where_the_glue_job_reads_them(template, resolver, tmp_path):
+def test_uploads_land_where_runs_read_them(template, resolver, tmp_path):
+    """Every datasets/*.json goes to deps/datasets/<name>.json: where resolve_dataset looks for a run's
+    spec (pipeline_common.datasets.spec_key) and where the Glue job's default --spec points."""
+    from pipeline_common.datasets import SPEC_PREFIX, spec_key
+
     job_args = template["Resources"]["PreprocessJob"]["Properties"]["DefaultArguments"]
-    assert job_args["--spec"] == {"Fn::Sub": f"s3://${{ArtifactsBucket}}/{deploy.SPEC_KEY}"}
+    assert job_args["--spec"] == {"Fn::Sub": f"s3://${{ArtifactsBucket}}/{deploy.SPEC_PREFIX}${{DefaultDataset}}.json"}
+    assert deploy.SPEC_PREFIX == SPEC_PREFIX
+    specs = deploy.dataset_specs()
+    assert "car" in specs and all(path.parent == REPO_ROOT / "datasets" for path in specs.values())
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="art-bucket")
-        uploaded = deploy.upload_glue_dependencies(s3, outputs_for(), STACK, deploy.SPEC)
-        assert uploaded == [f"s3://art-bucket/{deploy.SPEC_KEY}"]
-        assert s3.get_object(Bucket="art-bucket", Key=deploy.SPEC_KEY)["Body"].read() == deploy.SPEC.read_bytes()
+        uploaded = deploy.upload_glue_dependencies(s3, outputs_for(), STACK, specs)
+        assert uploaded == [f"s3://art-bucket/{spec_key(name)}" for name in sorted(specs)]
+        for name, path in specs.items():
+            assert s3.get_object(Bucket="art-bucket", Key=spec_key(name))["Body"].read() == path.read_bytes()
 
 
 def test_a_stack_without_the_outputs_is_refused_by_name():
     with pytest.raises(deploy.DeployError, match="no output ArtifactsBucketName"):
-        deploy.upload_glue_dependencies(None, {}, STACK, deploy.SPEC)
+        deploy.upload_glue_dependencies(None, {}, STACK, deploy.dataset_specs())
+
+
+@pytest.mark.parametrize("file_name, content, problem", [
+    ("wine.json", {"name": "red-wine"}, "wine.json names dataset 'red-wine'"),
+    ("Wine.json", {"name": "Wine"}, "Wine.json names dataset 'Wine'"),
+    ("wine.json", ["not", "an", "object"], "wine.json is not a JSON object"),
+])
+def test_a_misnamed_spec_stops_the_deploy_before_anything_is_uploaded(tmp_path, file_name, content, problem):
+    """A run finds its spec by the name the upload key says; a file named otherwise would never be found
+    (or would deploy to another dataset's endpoint)."""
+    (tmp_path / "car.json").write_text(json.dumps({"name": "car"}))
+    (tmp_path / file_name).write_text(json.dumps(content))
+    with pytest.raises(deploy.DeployError, match=problem):
+        deploy.dataset_specs(tmp_path)
 
 
 def test_missing_python_313_stops_before_anything_runs(monkeypatch):
@@ -88,7 +123,7 @@ def test_deploy_builds_deploys_then_uploads(monkeypatch, tmp_path):
     # sam build && sam deploy, then the spec: nothing is built or uploaded for the Glue job besides its script.
     assert [c[c.index("sam") + 1] for c in commands] == ["build", "deploy"]
     assert "--guided" in commands[1], "no saved parameters: the first deploy must ask for them"
-    assert keys == [deploy.SPEC_KEY]
+    assert keys == [f"{deploy.SPEC_PREFIX}{name}.json" for name in sorted(deploy.dataset_specs())]
     assert f"aws-sam-cli=={deploy.SAM_CLI_VERSION}" in commands[0]
 
 
@@ -108,6 +143,8 @@ def test_samconfig_keeps_the_prefix_the_glue_role_reads(template):
 
 
 def test_teardown_deletes_production_empties_every_version_then_sam_delete(monkeypatch, tmp_path):
+    """Every dataset's production endpoint goes (the locks name them), and the rollback alarms
+    deploy_production created for them; CloudFormation deletes its own two alarms."""
     commands = []
     config = tmp_path / "samconfig.toml"
     config.write_text('version = 0.1\n[default.deploy.parameters]\nstack_name = "car-ml-pipeline"\n')
@@ -120,15 +157,25 @@ def test_teardown_deletes_production_empties_every_version_then_sam_delete(monke
             for body in (b"v1", b"v2"):
                 s3.put_object(Bucket=bucket, Key="runs/a/manifest.json", Body=body)
             s3.delete_object(Bucket=bucket, Key="runs/a/manifest.json")  # leaves a delete marker
+        state_table(locks=("car-evaluation", "penguins-prod"))
+        cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+        alarm = {"MetricName": "ModelLatency", "Namespace": "AWS/SageMaker", "Statistic": "Average", "Period": 60,
+                 "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"}
+        for name in (f"{STACK}-production-5xx", f"{STACK}-production-penguins-prod-latency", "other-stack-production-x"):
+            cloudwatch.put_metric_alarm(AlarmName=name, **alarm)
         deleted = []
         monkeypatch.setattr(deploy, "delete_production_endpoint", lambda client, name: deleted.append(name) or True)
         session = FakeSession(stubbed_cloudformation(outputs_for()))
+        prompts = []
         assert deploy.teardown(run=commands.append, session_factory=lambda s: session,
-                               confirm=lambda prompt: "car-ml-pipeline") == 0
+                               confirm=lambda prompt: prompts.append(prompt) or "car-ml-pipeline") == 0
         for bucket in ("art-bucket", "in-bucket", "log-bucket"):
             listing = s3.list_object_versions(Bucket=bucket)
             assert not listing.get("Versions") and not listing.get("DeleteMarkers"), bucket
-    assert deleted == ["car-evaluation"]
+        remaining = sorted(a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"])
+    assert deleted == ["car-evaluation", "penguins-prod"]
+    assert "car-evaluation, penguins-prod" in prompts[0]
+    assert remaining == [f"{STACK}-production-5xx", "other-stack-production-x"]
     sam_args = commands[-1][commands[-1].index("sam") + 1:]
     assert sam_args[:3] == ["delete", "--stack-name", STACK]
 
@@ -139,6 +186,7 @@ def test_teardown_without_confirmation_deletes_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(deploy, "samconfig", lambda path=None: deploy.tomllib.loads(config.read_text()))
     commands = []
     with mock_aws():
+        state_table()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="art-bucket")
         s3.put_object(Bucket="art-bucket", Key="deps/x", Body=b"x")
@@ -183,6 +231,7 @@ def test_teardown_survives_access_logs_that_arrive_after_emptying(monkeypatch, t
     teardown_config(monkeypatch, tmp_path)
     commands, sleeps = [], []
     with mock_aws():
+        state_table()
         s3 = boto3.client("s3", region_name="us-east-1")
         logged_buckets(s3)
 
@@ -217,6 +266,7 @@ def test_teardown_gives_up_with_what_to_do_after_its_attempts(monkeypatch, tmp_p
         raise deploy.DeployError("`sam delete` failed with exit code 1")
 
     with mock_aws():
+        state_table()
         logged_buckets(boto3.client("s3", region_name="us-east-1"))
         session = FakeSession(stubbed_cloudformation(outputs_for()))
         with pytest.raises(deploy.DeployError, match="run teardown once more"):

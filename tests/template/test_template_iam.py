@@ -20,7 +20,7 @@ NO_RESOURCE_LEVEL = {
 DOCUMENTED_ON_STAR = {"StateMachineRole": {"sagemaker:ListTags"}}
 # Lambda role -> the function folder whose "Calls:" section in docs/architecture.md it implements.
 LAMBDA_ROLES = {
-    "StartRunRole": "start_run", "PrepareTrainingRole": "prepare_training", "CreateModelRole": "create_model",
+    "StartRunRole": "start_run", "ResolveDatasetRole": "resolve_dataset", "PrepareTrainingRole": "prepare_training", "CreateModelRole": "create_model",
     "CreateEndpointConfigRole": "create_endpoint_config", "QATestRole": "qa_test",
     "RequestApprovalRole": "request_approval", "ApprovalApiRole": "approval_api",
     "DeployProductionRole": "deploy_production", "CleanupRole": "cleanup",

@@ -87,7 +87,13 @@ def test_prepare_training_builds_its_plan_from_the_template_environment(template
 def test_glue_job_is_glue_5_1_running_only_the_packaged_script(template, resolver):
     job = resolver.resolve(template["Resources"]["PreprocessJob"]["Properties"])
     # Glue 5.1 = Spark 3.5.6, Python 3.11, Java 17: https://docs.aws.amazon.com/glue/latest/dg/release-notes.html
-    assert job["GlueVersion"] == "5.1" and job["WorkerType"] == "G.1X" and job["NumberOfWorkers"] == 2
+    assert job["GlueVersion"] == "5.1" and job["WorkerType"] == "G.1X" and int(job["NumberOfWorkers"]) == 2
+    # The worker count is the GlueWorkerCount parameter, between Glue's minimum for a Spark job (2) and the
+    # API's maximum for G.1X ("The maximum number of workers you can define are 299 for G.1X",
+    # JobRun.NumberOfWorkers, https://docs.aws.amazon.com/glue/latest/dg/aws-glue-api-jobs-runs.html).
+    assert template["Resources"]["PreprocessJob"]["Properties"]["NumberOfWorkers"] == {"Ref": "GlueWorkerCount"}
+    count = template["Parameters"]["GlueWorkerCount"]
+    assert (count["MinValue"], count["MaxValue"]) == (2, 299)
     assert job["Command"]["Name"] == "glueetl"
     assert (REPO_ROOT / job["Command"]["ScriptLocation"]).is_file(), "sam package uploads this path"
     artifacts = resolver.ref("ArtifactsBucket")
@@ -108,8 +114,10 @@ def test_glue_script_accepts_the_arguments_the_pipeline_passes(template, resolve
     preprocess = load_module(REPO_ROOT / "glue" / "preprocess.py", "template_test_preprocess")
     defaults = resolver.resolve(template["Resources"]["PreprocessJob"]["Properties"]["DefaultArguments"])
     per_run = definition["States"]["PreprocessWithGlue"]["Parameters"]["Arguments"]
+    artifacts = resolver.ref("ArtifactsBucket")
+    # --spec per run: ResolveDataset's spec_uri for the dataset the upload names (here car).
     run_values = {"--input.$": "s3://input-bucket/input/car.csv", "--output.$": "s3://artifacts/runs/car-1/",
-                  "--run_id.$": "car-1"}
+                  "--run_id.$": "car-1", "--spec.$": f"s3://{artifacts}/deps/datasets/car.json"}
     assert set(per_run) == set(run_values), "the definition passes arguments this test does not know"
     argv = []
     for name, value in defaults.items():
@@ -239,7 +247,7 @@ def test_notifications_are_encrypted_and_go_to_the_email_parameter(template):
 
 def test_every_log_group_has_retention_and_the_stack_key(template):
     groups = {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
-    assert len(groups) == 15  # 12 functions, 2 state machines, the API access log
+    assert len(groups) == 16  # 13 functions, 2 state machines, the API access log
     for name, props in groups.items():
         assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         assert props["KmsKeyId"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}, name
@@ -252,3 +260,35 @@ def test_parameters_the_brief_promises_exist_with_their_defaults(template):
     for name in ("NotificationEmail", "TrainingInstanceType", "EndpointInstanceType", "UseSpotTraining",
                  "ProductionEndpointName", "InputPrefix", "PollSeconds", "EndpointWaitSeconds"):
         assert name in params, name
+    # Issue 11: scale and datasets.
+    assert params["TrainingInstanceCount"]["Default"] == 1 and params["TrainingInstanceCount"]["MinValue"] == 1
+    assert params["GlueWorkerCount"]["Default"] == 2
+    assert params["R2Threshold"]["Default"] == 0.5 and params["R2Threshold"]["MaxValue"] == 1
+    assert params["DefaultDataset"]["Default"] == "car"
+    assert params["ProductionEndpointName"]["Default"] == "car-evaluation"  # existing deployments keep their endpoint
+    assert params["ProductionEndpointSuffix"]["Default"] == "-prod"
+
+
+def test_the_parameters_reach_the_functions_that_use_them(template, resolver):
+    env = {k: resolver.resolve(v["Properties"].get("Environment", {}).get("Variables", {}))
+           for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    params = template["Parameters"]
+    assert env["PrepareTrainingFunction"]["TRAINING_INSTANCE_COUNT"] == str(params["TrainingInstanceCount"]["Default"])
+    assert env["QATestFunction"]["R2_THRESHOLD"] == str(params["R2Threshold"]["Default"])
+    for function in ("StartRunFunction", "ResolveDatasetFunction"):
+        assert env[function]["DEFAULT_DATASET"] == "car", function
+    assert env["ResolveDatasetFunction"]["PRODUCTION_ENDPOINT_SUFFIX"] == "-prod"
+    assert env["ResolveDatasetFunction"]["INPUT_PREFIX"] == env["StartRunFunction"]["INPUT_PREFIX"]
+    assert env["DeployProductionFunction"]["PRODUCTION_ENDPOINT_NAME"] == "car-evaluation"
+    # The run-time alarms are named where the execution role and the function may read them.
+    assert env["DeployProductionFunction"]["ALARM_NAME_PREFIX"].endswith("-production-")
+
+
+@pytest.mark.parametrize("suffix, valid", [("-prod", True), ("-live-2", True), ("prod", False), ("-qa", False),
+                                           ("-x-qa", False), ("-Prod", False), ("-" + "a" * 24, False)])
+def test_the_endpoint_suffix_can_never_make_a_qa_like_name(template, suffix, valid):
+    """Cleanup may delete, and qa_test invoke, endpoints named *-qa: no production endpoint may be."""
+    import re
+
+    pattern = template["Parameters"]["ProductionEndpointSuffix"]["AllowedPattern"]
+    assert bool(re.match(pattern, suffix)) is valid

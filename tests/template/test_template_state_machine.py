@@ -58,7 +58,7 @@ def test_substitutions_point_at_the_resources_they_name(substitutions, resolver)
         if name.endswith("FunctionArn"):
             assert value.startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"), (name, value)
     expected_functions = {
-        "PrepareTrainingFunctionArn": "prepare_training", "CreateModelFunctionArn": "create_model",
+        "ResolveDatasetFunctionArn": "resolve_dataset", "PrepareTrainingFunctionArn": "prepare_training", "CreateModelFunctionArn": "create_model",
         "CreateEndpointConfigFunctionArn": "create_endpoint_config", "QATestFunctionArn": "qa_test",
         "RequestApprovalFunctionArn": "request_approval", "DeployProductionFunctionArn": "deploy_production",
         "CleanupFunctionArn": "cleanup",
@@ -91,13 +91,19 @@ def run_state(template, resolver, substitutions, monkeypatch_module):
             "test": f"{run_prefix}data/test/", "training_output": f"{run_prefix}training/",
         },
     }
-    names = prepare.resource_names(run_id, env["PRODUCTION_ENDPOINT_NAME"])
+    # ResolveDataset's answer for car under the template's own parameters.
+    resolve_env = resolver.resolve(template["Resources"]["ResolveDatasetFunction"]["Properties"]["Environment"]["Variables"])
+    dataset = {"name": resolve_env["DEFAULT_DATASET"],
+               "spec_uri": f"s3://{artifacts}/deps/datasets/{resolve_env['DEFAULT_DATASET']}.json",
+               "production_endpoint": resolve_env["PRODUCTION_ENDPOINT_NAME"]}
+    names = prepare.resource_names(run_id, dataset["production_endpoint"])
     training = prepare.training_request(names["training_job"], manifest, prepare.training_settings_from_env())
     return {
         "input_uri": f"s3://input-bucket/input/car.csv",
         "run": {"run_id": run_id, "execution_arn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:sm:{run_id}",
                 "started_at": "2025-01-01T00:00:00.000Z", "input_uri": "s3://input-bucket/input/car.csv",
                 "run_prefix": run_prefix},
+        "dataset": dataset,
         "glue": {"job_run_id": "jr_0123456789abcdef", "state": "SUCCEEDED"},
         "plan": {"names": names, "training": training, "manifest_uri": f"{run_prefix}manifest.json",
                  "poll_seconds": int(env["POLL_SECONDS"]), "approval_timeout_seconds": int(env["APPROVAL_TIMEOUT_SECONDS"])},
@@ -108,7 +114,8 @@ def run_state(template, resolver, substitutions, monkeypatch_module):
         "endpoint_config": {"endpoint_config_name": names["endpoint_config"]},
         "qa_endpoint": {"endpoint_name": names["qa_endpoint"], "wait_until": "2025-01-01T03:00:00Z",
                         "status": "InService", "ready": True},
-        "qa": {"accuracy": 0.97, "threshold": 0.95, "rows": 260, "report_uri": f"{run_prefix}qa/report.json"},
+        "qa": {"problem_type": "multiclass", "metric": "accuracy", "value": 0.97, "accuracy": 0.97, "threshold": 0.95,
+               "rows": 260, "report_uri": f"{run_prefix}qa/report.json"},
         "qa_cleanup": {"qa_endpoint": names["qa_endpoint"], "action": "deleted", "pending": False},
         "approval": {"decision": "approve", "reason": "looks good", "decided_at": "2025-01-01T01:00:00Z"},
         "production": {"endpoint_name": names["production_endpoint"], "action": "updated",
@@ -131,7 +138,8 @@ def monkeypatch_module():
 
 CONTEXT = {
     "Execution": {"Id": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:sm:car-8f14e45fceea", "Name": "car-8f14e45fceea",
-                  "StartTime": "2025-01-01T00:00:00.000Z"},
+                  "StartTime": "2025-01-01T00:00:00.000Z",
+                  "Input": {"input_uri": "s3://input-bucket/input/car.csv", "dataset": "car"}},
     "Task": {"Token": "AQCEAAAAKgAAAA" + "x" * 600},
 }
 
