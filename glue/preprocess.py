@@ -134,6 +134,11 @@ _QUOTE_AWARE_COMMA = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 # Malformed UTF-8 bytes become U+FFFD when the JVM decodes the line for a regex.
 _UNDECODABLE = "\ufffd"
 _RESERVED_COLUMNS = {FEATURES_COL, POSTPROCESS_INPUT, POSTPROCESS_OUTPUT, LABEL_INDEX_COL}
+# SageMaker caps each container environment value at 1024 characters (botocore's SageMaker model:
+# EnvironmentValue, max 1024), and SparkML Serving reads a CSV request's schema only from the
+# SAGEMAKER_SPARKML_SCHEMA variable: the feature names must fit in it (functions/create_model checks
+# the written schema against the same number).
+MAX_ENVIRONMENT_VALUE = 1024
 
 
 class InvalidInputData(ValueError):
@@ -467,6 +472,14 @@ def parse_spec(spec) -> Layout:
             problems.append(f"binary_threshold applies to a two-class label; {label.name!r} lists "
                             f"{len(label.values)} classes")
     gate = _parse_gate(spec.get("quality_gate"), label, problems)
+    if label is not None and not problems:
+        schema = preprocess_schema([c.name for c in columns if c is not label and c.type != "ignore"])
+        length = environment_value_length(schema)
+        if length > MAX_ENVIRONMENT_VALUE:
+            problems.append(
+                f"the preprocess container's schema (SAGEMAKER_SPARKML_SCHEMA, one entry per feature column) would be "
+                f"{length} characters, and SageMaker allows {MAX_ENVIRONMENT_VALUE} in a container environment "
+                f"value: use fewer feature columns (type \"ignore\") or shorter column names")
     if problems:
         raise InvalidSpec("dataset spec " + (f"{name!r} " if isinstance(name, str) else "") + "is invalid: "
                           + "; ".join(problems))
@@ -1375,6 +1388,19 @@ def build_postprocess_model(spec, label_values: list[str] | None = None):
     return PipelineModel(stages=[IndexToString(inputCol=POSTPROCESS_INPUT, outputCol=POSTPROCESS_OUTPUT, labels=labels)])
 
 
+def preprocess_schema(feature_names: list[str]) -> dict:
+    """The preprocess container's SAGEMAKER_SPARKML_SCHEMA document (see sparkml_schemas)."""
+    return {
+        "input": [{"name": name, "type": "string"} for name in feature_names],
+        "output": {"name": FEATURES_COL, "type": "double", "struct": "vector"},
+    }
+
+
+def environment_value_length(schema: dict) -> int:
+    """The schema's length as create_model puts it in the container environment (compact JSON)."""
+    return len(json.dumps(schema, separators=(",", ":")))
+
+
 def sparkml_schemas(spec) -> dict[str, dict | None]:
     """The SAGEMAKER_SPARKML_SCHEMA documents of the serving containers (postprocess: None for regression).
 
@@ -1384,10 +1410,7 @@ def sparkml_schemas(spec) -> dict[str, dict | None]:
     """
     layout = _as_layout(spec)
     schemas = {
-        "preprocess": {
-            "input": [{"name": c.name, "type": "string"} for c in layout.features],
-            "output": {"name": FEATURES_COL, "type": "double", "struct": "vector"},
-        },
+        "preprocess": preprocess_schema([c.name for c in layout.features]),
         "postprocess": None,
     }
     if layout.classification:

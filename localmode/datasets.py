@@ -7,7 +7,7 @@ seeded, documented changes, so the same command writes the same bytes everywhere
 | name | source | label | what it exercises |
 |---|---|---|---|
 | penguins | palmerpenguins 0.1.6, `data/penguins.csv` as shipped | species (first column), 3 classes, learned | header row, NA cells, learned categories with a cap (island: 2 + "other"), a categorical with missing cells (sex), mean and median imputing |
-| breast-cancer | scikit-learn 1.9.1, `load_breast_cancer` | diagnosis (last column), benign/malignant | no header, 30 numeric columns, missing cells as "", NA and ? |
+| breast-cancer | scikit-learn 1.9.1, `load_breast_cancer` (its 10 `mean_*` measurements) | diagnosis (last column), benign/malignant | no header, 10 numeric columns, missing cells as "", NA and ? |
 | diabetes | scikit-learn 1.9.1, `load_diabetes(scaled=False)` | progression (a number, 7th of 14 columns) | regression, an ignored id column, a listed categorical with missing cells, a learned one with a cap, the spec's own missing marker (N/A) |
 """
 from __future__ import annotations
@@ -62,17 +62,22 @@ def build_penguins(path: Path) -> None:
 
 
 def build_breast_cancer(path: Path) -> None:
-    """Wisconsin diagnostic breast cancer: 30 measurements, then the diagnosis; no header row.
-    About 4% of the cells of five columns are blanked (seeded) with "", NA or ?."""
+    """Wisconsin diagnostic breast cancer: the 10 mean measurements, then the diagnosis; no header row.
+    About 4% of the cells of three columns are blanked (seeded) with "", NA or ?.
+
+    Only the 10 `mean_*` columns of the 30: the preprocess container reads its input schema from one
+    environment variable, which SageMaker caps at 1024 characters, and the 30 names need 1369."""
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
+    columns = [str(n).replace(" ", "_") for n in data.feature_names]
+    kept = [i for i, n in enumerate(columns) if n.startswith("mean_")]
     # sklearn's target: 0 = malignant, 1 = benign (data.target_names).
     names = [str(n) for n in data.target_names]
-    rows = [[_number(v) for v in features] + [names[int(target)]] for features, target in zip(data.data, data.target)]
-    columns = [str(n).replace(" ", "_") for n in data.feature_names]
-    blanked = [columns.index(n) for n in ("mean_texture", "mean_smoothness", "area_error", "worst_concavity",
-                                          "worst_symmetry")]
+    rows = [[_number(features[i]) for i in kept] + [names[int(target)]]
+            for features, target in zip(data.data, data.target)]
+    columns = [columns[i] for i in kept]
+    blanked = [columns.index(n) for n in ("mean_texture", "mean_smoothness", "mean_concavity")]
     _blank_cells(rows, blanked, 0.04, ["", "NA", "?"], SEED)
     _write_rows(path, rows, header=None)
 

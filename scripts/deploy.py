@@ -117,6 +117,18 @@ def require(outputs: dict[str, str], key: str, stack_name: str) -> str:
     return outputs[key]
 
 
+def glue_job():
+    """glue/preprocess.py as a module (its spec check needs no Spark)."""
+    import importlib.util
+
+    if "glue_preprocess" not in sys.modules:
+        module_spec = importlib.util.spec_from_file_location("glue_preprocess", REPO_ROOT / "glue" / "preprocess.py")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules["glue_preprocess"] = module
+        module_spec.loader.exec_module(module)
+    return sys.modules["glue_preprocess"]
+
+
 def dataset_specs(directory: Path = DATASETS) -> dict[str, Path]:
     """Every datasets/*.json by dataset name. The file's stem must be the spec's
     name: a run finds the spec by the name its upload key says, and the name
@@ -131,6 +143,13 @@ def dataset_specs(directory: Path = DATASETS) -> dict[str, Path]:
         if name != path.stem or not DATASET_NAME.fullmatch(path.stem):
             problems.append(f"{path.name} names dataset {name!r}: the file must be datasets/<name>.json with a name of "
                             "1-32 lower-case letters, digits or inner hyphens")
+            continue
+        try:
+            # The Glue job's own check: a spec it would refuse (one too wide for the serving
+            # container's schema variable, say) is refused here, before the stack changes.
+            glue_job().parse_spec(json.loads(path.read_text(encoding="utf-8")))
+        except ValueError as error:
+            problems.append(f"{path.name}: {error}")
             continue
         specs[name] = path
     if problems:

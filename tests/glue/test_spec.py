@@ -165,3 +165,54 @@ def test_a_spec_file_that_is_not_json_is_named(job, tmp_path):
     path.write_text("{", encoding="utf-8")
     with pytest.raises(job.InvalidSpec, match=r"broken.json is not valid JSON"):
         job.load_spec(str(path))
+
+
+def _environment_value_max() -> int:
+    """SageMaker's limit on one container environment value, from botocore's SageMaker model
+    (shape EnvironmentValue), not from the project's own constant."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return model.shape_for("EnvironmentValue").metadata["max"]
+
+
+def _schema_length(feature_names: list[str]) -> int:
+    """What create_model would put in SAGEMAKER_SPARKML_SCHEMA for these features (compact JSON)."""
+    document = {"input": [{"name": n, "type": "string"} for n in feature_names],
+                "output": {"name": "features", "type": "double", "struct": "vector"}}
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_refused_before_any_data(job):
+    # SparkML Serving reads a CSV request's schema only from SAGEMAKER_SPARKML_SCHEMA
+    # (aws/sagemaker-sparkml-serving-container, SerializationUtils / the README's "Schema"), and
+    # CreateModel refuses an environment value over the limit: such a spec would train and then
+    # fail at CreatePipelineModel. The 30 measurements of scikit-learn's breast-cancer set did.
+    limit = _environment_value_max()
+    assert limit == 1024
+    from sklearn.datasets import load_breast_cancer
+
+    measurements = [str(n).replace(" ", "_") for n in load_breast_cancer().feature_names]
+    assert _schema_length(measurements) > limit
+    wide = spec_with(columns=[{"name": n, "type": "numeric"} for n in measurements]
+                     + [{"name": "diagnosis", "type": "categorical", "values": ["benign", "malignant"]}],
+                     label="diagnosis")
+    message = problems(job, wide)
+    assert f"would be {_schema_length(measurements)} characters" in message
+    assert "SageMaker allows 1024" in message and "SAGEMAKER_SPARKML_SCHEMA" in message
+
+    # Ignored columns are not in the schema: the same file with 20 columns ignored is accepted.
+    narrowed = copy.deepcopy(wide)
+    for column in narrowed["columns"][10:30]:
+        column["type"] = "ignore"
+    job.parse_spec(narrowed)
+
+    # The boundary: a feature name that makes the schema exactly `limit` characters is accepted, one more is not.
+    fixed = _schema_length(["colour", ""])
+    at_limit = spec_with(columns=[BASE["columns"][0], {"name": "w" * (limit - fixed), "type": "numeric"},
+                                  BASE["columns"][2]])
+    assert _schema_length(["colour", "w" * (limit - fixed)]) == limit
+    job.parse_spec(at_limit)
+    over = copy.deepcopy(at_limit)
+    over["columns"][1]["name"] += "w"
+    assert f"would be {limit + 1} characters" in problems(job, over)

@@ -95,10 +95,24 @@ def test_a_stack_without_the_outputs_is_refused_by_name():
 def test_a_misnamed_spec_stops_the_deploy_before_anything_is_uploaded(tmp_path, file_name, content, problem):
     """A run finds its spec by the name the upload key says; a file named otherwise would never be found
     (or would deploy to another dataset's endpoint)."""
-    (tmp_path / "car.json").write_text(json.dumps({"name": "car"}))
+    (tmp_path / "car.json").write_bytes((REPO_ROOT / "datasets" / "car.json").read_bytes())
     (tmp_path / file_name).write_text(json.dumps(content))
     with pytest.raises(deploy.DeployError, match=problem):
         deploy.dataset_specs(tmp_path)
+
+
+def test_a_spec_the_glue_job_would_refuse_stops_the_deploy_before_anything_is_uploaded(tmp_path):
+    """40 features need a longer SAGEMAKER_SPARKML_SCHEMA than SageMaker's 1024 characters per container
+    environment value (botocore's SageMaker model, EnvironmentValue): such a dataset would train, then fail
+    at CreatePipelineModel. The deploy names the limit instead of uploading the spec."""
+    (tmp_path / "car.json").write_bytes((REPO_ROOT / "datasets" / "car.json").read_bytes())
+    wide = {"name": "wide", "header": "no", "label": "y",
+            "columns": [{"name": f"measurement_{i:02d}", "type": "numeric"} for i in range(40)]
+            + [{"name": "y", "type": "numeric"}]}
+    (tmp_path / "wide.json").write_text(json.dumps(wide))
+    with pytest.raises(deploy.DeployError, match=r"wide\.json: .*SageMaker allows 1024 in a container environment value"):
+        deploy.dataset_specs(tmp_path)
+    assert set(deploy.dataset_specs(REPO_ROOT / "datasets")) >= {"car", "penguins", "breast-cancer", "diabetes"}
 
 
 def test_missing_python_313_stops_before_anything_runs(monkeypatch):
