@@ -208,6 +208,16 @@ def test_the_configured_modules_are_the_decision_path(repo_root):
     assert "functions/common/pipeline_common" in config["source_paths"]
 
 
+def test_every_function_reaches_the_mutants_copy(repo_root):
+    """mutmut's stats run executes tests/functions in its own copy of the tree: a function that is neither
+    mutated nor in also_copy is missing there, its tests fail and the run stops before any mutant."""
+    config = mutation.mutmut_config(repo_root / "pyproject.toml")
+    copied = set(config["source_paths"]) | set(config.get("also_copy", []))
+    functions = {f"functions/{d.name}" for d in (repo_root / "functions").iterdir() if (d / "app.py").is_file()}
+    assert functions - copied == set()
+    assert "functions/recover_training" in config["source_paths"]
+
+
 # --- one real mutmut run, on a project laid out like this one -------------------------------
 
 MINI = {
