@@ -94,8 +94,11 @@ def prepare_serving_model(run_dir: Path, manifest: dict, workdir: Path) -> Servi
         artifacts = job["ModelArtifacts"]["S3ModelArtifacts"]
         [tarball] = s3util.download(s3, artifacts, workdir / "xgboost-archive")
         env = environments["create_model"]
+        # The local copies stand in for the models/<run id>/ copies create_model makes on AWS.
+        model_files = {"preprocess": remote["uris"]["preprocess_model"], "xgboost": artifacts,
+                       "postprocess": remote["uris"]["postprocess_model"]}
         definitions = create_model.pipeline_containers(
-            remote, artifacts,
+            model_files,
             create_model.schema_env_value(s3, remote["uris"]["preprocess_schema"]),
             create_model.schema_env_value(s3, remote["uris"]["postprocess_schema"]),
             env["SPARKML_IMAGE_URI"], env["XGBOOST_IMAGE_URI"])

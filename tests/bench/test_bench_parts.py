@@ -5,6 +5,7 @@ import shlex
 from pathlib import Path
 
 from bench.glue import by_label, findings, spark_jobs, submit_args_with_event_log
+from bench import report
 from bench.local import summarize_local_report
 from bench.machine import cpu_model_from, memory_bytes_from
 from bench.suite import parse_pytest_summary
@@ -111,3 +112,18 @@ def test_machine_facts_are_read_from_proc_files():
     assert cpu_model_from("Hardware\t: BCM2835\n") == "BCM2835"
     assert cpu_model_from("") is None
     assert memory_bytes_from("MemTotal:       24576000 kB\nMemFree: 1 kB\n") == 24576000 * 1024
+
+
+def test_a_missed_glue_target_says_whether_cpu_or_waiting_bounds_it():
+    glue = {
+        "rows_per_s_1m": 40_000, "rows_per_s_idle_bound_1m": 80_000, "cpu_us_per_row_1m": 25.0, "task_cpu_us_per_row_1m": 12.0,
+        "rows_per_s_10m": 60_000, "rows_per_s_idle_bound_10m": 180_000, "cpu_us_per_row_10m": 11.0, "task_cpu_us_per_row_10m": 9.0,
+        "runs": [{"name": "car.data", "seconds": 22.0, "cpu_s": 24.0}, {"name": "car.data (warm JVM)", "seconds": 5.0, "cpu_s": 6.0}],
+    }
+    one_m, ten_m, car = report.glue_cpu_bounds(glue, cores=2)
+    assert "at most 80,000 rows/s" in one_m and "even idle cores would miss" in one_m
+    assert "at most 180,000 rows/s" in ten_m and "waiting for a core" in ten_m
+    assert "18.0 CPU-s are the JVM warming up" in car and "at least 12.0 s" in car and "a warm one does." in car
+    met = dict(glue, rows_per_s_1m=120_000, runs=[{"name": "car.data", "seconds": 7.0, "cpu_s": 9.0},
+                                                  {"name": "car.data (warm JVM)", "seconds": 5.0, "cpu_s": 6.0}])
+    assert [line[:4] for line in report.glue_cpu_bounds(met, cores=2)] == ["10M "]
