@@ -1,0 +1,331 @@
+"""qa_test's decisions one by one: which held-out rows are tested, how each
+is sent and its answer read, which refusals count as a wrong answer and which
+stop the test, and what the report and the state machine are told.
+
+A row skipped or cut short makes QA judge the model on a subset; an answer
+misread makes a good model fail (or a bad one pass); a report field lost is a
+fact the approver no longer sees. The endpoint is botocore's Stubber on a real
+sagemaker-runtime client (or a plain object where a call's own error is the
+point); S3 is moto."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from lambda_fixtures import ARTIFACTS, REGION, contract_manifest, make_run, put
+
+
+@pytest.fixture
+def qa(load_function):
+    return load_function("qa_test")
+
+
+def body(text: str) -> StreamingBody:
+    data = text.encode("utf-8")
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+def stored(s3, kind: str, lines: str, run_id: str = "qa-run", **changes) -> dict:
+    run = make_run(run_id)
+    manifest = contract_manifest(kind, run, **changes)
+    put(s3, run["run_prefix"] + "manifest.json", manifest)
+    put(s3, manifest["uris"]["test"] + "part-00000.csv", lines)
+    return {"run": run, "names": {"qa_endpoint": f"{run_id}-qa"}, "manifest_uri": run["run_prefix"] + "manifest.json"}
+
+
+def report(s3, event) -> dict:
+    bucket, key = (event["run"]["run_prefix"] + "qa/report.json")[5:].split("/", 1)
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def answering(runtime, stub, endpoint: str, records: list[str], answers: list[str]) -> None:
+    for record, answer in zip(records, answers):
+        stub.add_response("invoke_endpoint", {"Body": body(answer), "ContentType": "text/csv"},
+                          {"EndpointName": endpoint, "ContentType": "text/csv", "Accept": "text/csv",
+                           "Body": record.encode("utf-8")})
+
+
+BINARY_ROWS = "1.5,2,left,benign\n2.5,3,right,malignant\n3.5,4,left,benign\n4.5,5,right,malignant\n"
+BINARY_RECORDS = ["1.5,2,left", "2.5,3,right", "3.5,4,left", "4.5,5,right"]
+
+
+# ---------------------------------------------------------------- reading the test split
+
+def test_blank_lines_anywhere_are_skipped(qa, s3):
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    put(s3, uri + "part-00000.csv", "a,b,yes\n\nc,d,no\r\n\r\ne,f,yes\n")
+    put(s3, uri + "part-00001.csv", "\ng,h,no\n")
+    assert qa.read_test_rows(s3, uri, 2, 100) == [(["a", "b"], "yes"), (["c", "d"], "no"), (["e", "f"], "yes"),
+                                                   (["g", "h"], "no")]
+
+
+def test_the_row_cap_is_exact_across_parts(qa, s3):
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    put(s3, uri + "part-00000.csv", "a,yes\nb,no\n")
+    put(s3, uri + "part-00001.csv", "c,yes\nd,no\n")
+    assert [truth for _, truth in qa.read_test_rows(s3, uri, 1, 3)] == ["yes", "no", "yes"]
+    assert len(qa.read_test_rows(s3, uri, 1, 2)) == 2
+    assert len(qa.read_test_rows(s3, uri, 1, 1)) == 1
+
+
+def test_a_row_with_the_wrong_field_count_is_named_by_part_and_row(qa, s3):
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    put(s3, uri + "part-00000.csv", "a,b,yes\n\na,b,c,no\n")
+    with pytest.raises(qa.TestDataInvalid, match=re.escape(
+            f"{uri}part-00000.csv row 3: 4 fields, expected 2 features and the label")):
+        qa.read_test_rows(s3, uri, 2, 100)
+
+
+def test_non_ascii_fields_are_read_as_utf8(qa, s3):
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    put(s3, uri + "part-00000.csv", "Zürich,ja\n".encode("utf-8"))
+    assert qa.read_test_rows(s3, uri, 1, 10) == [(["Zürich"], "ja")]
+
+
+# ---------------------------------------------------------------- one request, one answer
+
+def test_a_record_is_one_csv_line_quoted_only_where_needed(qa):
+    assert qa.csv_record(["a", "b c", "1,5", 'say "hi"', "", "ü"]) == 'a,b c,"1,5","say ""hi""",,ü'.encode("utf-8")
+
+
+@pytest.mark.parametrize("answer, expected", [(b"acc\n", "acc"), (b"  acc  \r\n", "acc"), (b"", ""), (b"\n \n", ""),
+                                              (b'"good"\n', "good"), (b"acc,0.93\nunacc\n", "acc"),
+                                              (b' "v good" ,x', "v good"), ("ü\n".encode("utf-8"), "ü")])
+def test_the_answer_is_the_first_field_of_the_first_line(qa, answer, expected):
+    assert qa.first_csv_field(answer) == expected
+
+
+@pytest.mark.parametrize("text, expected", [("3.5", 3.5), (" -2 ", -2.0), ("1e3", 1000.0), ("nan", None), ("inf", None),
+                                            ("-inf", None), ("", None), ("high", None), (None, None)])
+def test_a_regression_answer_is_a_finite_number_or_nothing(qa, text, expected):
+    assert qa.number_or_none(text) == expected
+
+
+class _Refusing:
+    """A runtime whose every call fails with `error` (a ClientError response dict)."""
+
+    def __init__(self, error: dict):
+        self.error = error
+        self.calls = 0
+
+    def invoke_endpoint(self, **_):
+        self.calls += 1
+        raise ClientError(self.error, "InvokeEndpoint")
+
+
+def test_a_model_error_is_a_wrong_answer_with_its_message_and_only_five_examples_kept(qa):
+    rows = [([str(i)], "yes") for i in range(7)]
+    runtime = _Refusing({"Error": {"Code": "ModelError", "Message": "Received client error (400)"}})
+    answers, examples = qa.ask_endpoint(runtime, "ep", rows, lambda a: (a, None))
+    assert answers == [None] * 7 and runtime.calls == 7
+    assert examples == [{"features": [str(i)], "truth": "yes", "problem": "Received client error (400)"} for i in range(5)]
+
+
+def test_a_model_error_without_a_message_says_model_error(qa):
+    answers, examples = qa.ask_endpoint(_Refusing({"Error": {"Code": "ModelError"}}), "ep", [(["1"], "y")],
+                                        lambda a: (a, None))
+    assert answers == [None] and examples[0]["problem"] == "ModelError"
+
+
+@pytest.mark.parametrize("error", [{"Error": {"Code": "ThrottlingException", "Message": "slow"}},
+                                   {"Error": {"Code": "ValidationException", "Message": "no endpoint"}}, {}])
+def test_any_other_endpoint_error_stops_the_test(qa, error):
+    runtime = _Refusing(error)
+    with pytest.raises(ClientError):
+        qa.ask_endpoint(runtime, "ep", [(["1"], "y"), (["2"], "n")], lambda a: (a, None))
+    assert runtime.calls == 1
+
+
+def test_valid_answers_leave_no_examples_and_invalid_ones_keep_the_validators_answer(qa):
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "ep", ["1", "2"], ["yes\n", "maybe\n"])
+        answers, examples = qa.ask_endpoint(runtime, "ep", [(["1"], "yes"), (["2"], "no")],
+                                            lambda a: (a.upper(), None if a == "yes" else f"{a} is not a label"))
+    assert answers == ["YES", "MAYBE"]
+    assert examples == [{"features": ["2"], "truth": "no", "problem": "maybe is not a label"}]
+
+
+# ---------------------------------------------------------------- the whole test
+
+def test_the_report_and_the_answer_carry_every_fact_of_the_run(qa, s3, monkeypatch):
+    event = stored(s3, "binary", BINARY_ROWS, quality_gate={"metric": "accuracy", "threshold": 0.75})
+    monkeypatch.setattr(qa, "utc_now", lambda: datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc))
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", BINARY_RECORDS, ["benign\n", "malignant\n", "benign\n", "benign\n"])
+        result = qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=100)
+        stub.assert_no_pending_responses()
+    report_uri = f"s3://{ARTIFACTS}/runs/qa-run/qa/report.json"
+    # 3 of 4 right: exactly the spec's 0.75, which passes.
+    assert result == {"problem_type": "binary", "metric": "accuracy", "value": 0.75, "threshold": 0.75,
+                      "higher_is_better": True, "accuracy": 0.75, "correct": 3, "rows": 4, "rows_available": 150,
+                      "report_uri": report_uri, "passed": True}
+    got = report(s3, event)
+    assert {key: got[key] for key in ("run_id", "dataset", "problem_type", "label_name", "binary_threshold",
+                                      "endpoint_name", "threshold", "passed", "rows_available", "invalid_examples",
+                                      "tested_at", "rows", "correct")} == {
+        "run_id": "qa-run", "dataset": "breast-cancer", "problem_type": "binary", "label_name": "diagnosis",
+        "binary_threshold": 0.5, "endpoint_name": "qa-run-qa", "threshold": 0.75, "passed": True,
+        "rows_available": 150, "invalid_examples": [], "tested_at": "2025-03-04T05:06:07Z", "rows": 4, "correct": 3}
+    assert got["gate"] == {"metric": "accuracy", "threshold": 0.75, "threshold_source": "spec",
+                           "higher_is_better": True, "value": 0.75, "passed": True}
+    assert got["roc_auc"] == 0.75 and got["positive_label"] == "malignant"
+
+
+def test_a_multiclass_report_has_no_binary_threshold(qa, s3):
+    event = stored(s3, "multiclass", "a,b,c,d,e,f,unacc\n", binary_threshold=0.5)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", ["a,b,c,d,e,f"], ["unacc\n"])
+        qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    got = report(s3, event)
+    assert got["binary_threshold"] is None and got["label_name"] == "class" and got["gate"]["threshold_source"] == "AccuracyThreshold"
+
+
+def test_the_manifest_must_belong_to_the_run_under_test(qa, s3):
+    event = stored(s3, "binary", BINARY_ROWS)
+    put(s3, event["manifest_uri"], contract_manifest("binary", make_run("another-run")))
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime):
+        with pytest.raises(Exception, match="run_id is 'another-run', expected 'qa-run'") as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    assert type(raised.value).__name__ == "ManifestInvalid"
+
+
+def test_a_classification_failure_counts_right_rows_and_invalid_answers(qa, s3):
+    event = stored(s3, "binary", BINARY_ROWS)  # gate: roc_auc >= 0.9 from the spec
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", BINARY_RECORDS, ["benign\n", "0.93\n", "benign\n", "malignant\n"])
+        with pytest.raises(qa.QualityBelowThreshold) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    assert str(raised.value) == (
+        "QA roc_auc 0.7500 is below the threshold 0.9000 (higher is better; threshold from spec) "
+        f"(3/4 held-out rows correct, 1 invalid answers); report: s3://{ARTIFACTS}/runs/qa-run/qa/report.json")
+
+
+def test_a_classification_failure_without_invalid_answers_says_none(qa, s3):
+    event = stored(s3, "binary", BINARY_ROWS)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", BINARY_RECORDS, ["benign\n"] * 4)
+        with pytest.raises(qa.QualityBelowThreshold) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    assert "(2/4 held-out rows correct); report: " in str(raised.value)
+
+
+def test_a_regression_failure_counts_the_rows_answered_with_a_number(qa, s3):
+    event = stored(s3, "regression", "40,1,20.5,100\n41,,21,110\n42,1,21.5,120\n",
+                   quality_gate={"metric": "mae", "threshold": 1.0})
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", ["40,1,20.5", "41,,21", "42,1,21.5"], ["103\n", "oops\n", "117\n"])
+        with pytest.raises(qa.QualityBelowThreshold) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    message = str(raised.value)
+    assert message.startswith("QA mae 3.0000 is above the threshold 1.0000 (lower is better; threshold from spec) "
+                              "(2 of 3 held-out rows answered with a number); report: ")
+    assert "invalid answers" not in message
+    got = report(s3, event)
+    assert got["binary_threshold"] is None and got["invalid_examples"] == [
+        {"features": ["41", "", "21"], "truth": "110", "problem": "answer 'oops' is not a number"}]
+
+
+def test_a_passing_regression_reports_no_accuracy(qa, s3):
+    event = stored(s3, "regression", "40,1,20.5,100\n41,,21,110\n42,1,21.5,120\n")
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", ["40,1,20.5", "41,,21", "42,1,21.5"], ["100\n", "110\n", "120\n"])
+        result = qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=100, r2_threshold=0.9)
+    assert result["metric"] == "r2" and result["value"] == 1.0 and result["threshold"] == 0.9
+    assert result["accuracy"] is None and result["correct"] is None and result["rows"] == 3
+
+
+def test_labels_outside_the_manifest_are_test_data_invalid(qa):
+    with pytest.raises(qa.TestDataInvalid, match=r"^test labels do not fit the manifest: true labels \['x'\]"):
+        qa.score({"problem_type": "binary", "label_values": ["a", "b"]}, [([], "x")], ["a"])
+
+
+def test_a_regression_label_that_is_not_a_number_counts_every_such_row(qa):
+    rows = [([], "1"), ([], "high"), ([], "nan"), ([], "2")]
+    with pytest.raises(qa.TestDataInvalid, match=re.escape("test row 2: the label 'high' is not a number (2 such rows)")):
+        qa.score({"problem_type": "regression"}, rows, [1.0] * 4)
+
+
+def test_the_gate_sees_the_unrounded_accuracy(qa):
+    rows = [([], "a")] * 2 + [([], "b")]
+    metrics, exact = qa.score({"problem_type": "binary", "label_values": ["a", "b"]}, rows, ["a", "a", "a"])
+    assert metrics["accuracy"] == 0.666667 and exact == {"accuracy": 2 / 3}
+    metrics, exact = qa.score({"problem_type": "regression"}, [([], "1")], [1.0])
+    assert exact == {}
+
+
+def test_a_misfit_gate_is_a_manifest_error_naming_the_manifest(qa, s3, monkeypatch):
+    event = stored(s3, "binary", BINARY_ROWS)
+    # A manifest that passed validation but whose gate decide_gate refuses (e.g. an older validator).
+    monkeypatch.setattr(qa, "decide_gate", lambda *a, **k: (_ for _ in ()).throw(qa.GateInvalid("bad metric")))
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", BINARY_RECORDS, ["benign\n"] * 4)
+        with pytest.raises(Exception, match=re.escape(f"manifest {event['manifest_uri']}: bad metric")) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    assert type(raised.value).__name__ == "ManifestInvalid"
+
+
+@pytest.mark.parametrize("event", [None, {}, {"run": {}}, {"run": {}, "names": {}, "manifest_uri": "s3://b/m"},
+                                   {"run": {}, "names": {"qa_endpoint": "e"}}])
+def test_an_incomplete_event_names_what_it_needs(qa, event):
+    with pytest.raises(Exception, match=r"the event needs run, names\.qa_endpoint and manifest_uri") as raised:
+        qa.qa_test(None, None, event, threshold=0.5, max_rows=10)
+    assert type(raised.value).__name__ == "InvalidEvent"
+
+
+def test_a_quoted_field_keeps_its_line_break(qa, s3):
+    # Spark's CSV writer quotes a value holding a line break; the record sent must keep it.
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    put(s3, uri + "part-00000.csv", b'a,"two\nlines",yes\r\nb,c,no\n')
+    rows = qa.read_test_rows(s3, uri, 2, 10)
+    assert rows == [(["a", "two\nlines"], "yes"), (["b", "c"], "no")]
+
+
+def test_a_line_holding_only_an_empty_quoted_field_is_blank(qa, s3):
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    put(s3, uri + "part-00000.csv", b'a,yes\n""\nb,no\n')
+    assert qa.read_test_rows(s3, uri, 1, 10) == [(["a"], "yes"), (["b"], "no")]
+
+
+def test_just_below_the_line_fails_even_when_the_rounded_accuracy_reaches_it(qa, s3):
+    # 2/3 = 0.6666666..., reported as 0.666667: above a 0.6666667 threshold, but the model is not.
+    event = stored(s3, "binary", "1,2,x,benign\n2,3,y,benign\n3,4,z,malignant\n",
+                   quality_gate={"metric": "accuracy", "threshold": 0.6666667})
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", ["1,2,x", "2,3,y", "3,4,z"], ["benign\n"] * 3)
+        with pytest.raises(qa.QualityBelowThreshold, match=r"^QA accuracy 0\.6667 is below the threshold 0\.6667 "):
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+    assert report(s3, event)["accuracy"] == 0.666667
+
+
+def test_the_regression_default_bar_is_an_r2_of_one_half(qa, s3):
+    # R2Threshold's default (template.yaml) when the spec's gate has no threshold: a constant answer (r2 0) fails, r2 0.91 passes.
+    event = stored(s3, "regression", "40,1,20.5,100\n41,,21,110\n42,1,21.5,120\n")
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", ["40,1,20.5", "41,,21", "42,1,21.5"], ["110\n", "110\n", "110\n"])
+        with pytest.raises(qa.QualityBelowThreshold, match=r"^QA r2 0\.0000 is below the threshold 0\.5000 "):
+            qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=100)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", ["40,1,20.5", "41,,21", "42,1,21.5"], ["103\n", "110\n", "117\n"])
+        result = qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=100)
+    # r2 = 1 - (18 / 3) / (200 / 3) = 0.91
+    assert result["threshold"] == 0.5 and result["value"] == 0.91 and result["passed"] is True
