@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+
+import boto3
+from botocore.stub import Stubber
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ARTIFACTS = "artifacts-bucket"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution"
 TABLE = "pipeline-state"
+
+
+@contextmanager
+def stubbed_client(service: str):
+    """A real botocore client whose answers the test scripts; every scripted answer must be used."""
+    client = boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
 
 
 def make_run(run_id: str = "car-0123456789ab", started_at: str = "2025-01-02T03:04:05.678Z") -> dict:

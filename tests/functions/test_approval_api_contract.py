@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from botocore.retries.standard import ExponentialBackoff
 from botocore.stub import Stubber
 
-from lambda_fixtures import REGION, TABLE
+from lambda_fixtures import REGION, TABLE, stubbed_client
 from pipeline_common.approvals import approval_key, new_reference
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -41,11 +41,8 @@ SUMMARY = {"run_id": "car-0123456789ab", "dataset": "car", "production_endpoint"
 
 @pytest.fixture
 def sfn():
-    client = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed_client("stepfunctions") as pair:
+        yield pair
 
 
 def store(dynamodb, status: str = "pending", expires_at: int = NOW_EPOCH + 3600, summary: dict | None = None,

@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from lambda_fixtures import ACCOUNT, REGION
+from lambda_fixtures import ACCOUNT, REGION, stubbed_client
 from pipeline_common.names import resource_names
 
 PRODUCTION = "car-evaluation-prod"
@@ -36,20 +35,14 @@ def cleanup(load_function):
 
 @pytest.fixture
 def sagemaker():
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed_client("sagemaker") as pair:
+        yield pair
 
 
 @pytest.fixture
 def sfn():
-    client = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed_client("stepfunctions") as pair:
+        yield pair
 
 
 def endpoint(name: str, status: str) -> dict:

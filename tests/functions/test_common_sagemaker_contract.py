@@ -6,12 +6,10 @@ unrelated error for "absent" (which would create a second resource) or a lost ra
 "created" (which would skip the check that the existing model is the same one)."""
 from __future__ import annotations
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from botocore.stub import Stubber
 
-from lambda_fixtures import ACCOUNT, REGION
+from lambda_fixtures import ACCOUNT, REGION, stubbed_client
 from pipeline_common.sagemaker import describe_or_none, ensure_created, is_not_found
 
 NAME = "car-0123456789ab-model"
@@ -26,11 +24,8 @@ CREATE = {"ModelName": NAME, "ExecutionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/r
 
 @pytest.fixture
 def sagemaker():
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+    with stubbed_client("sagemaker") as pair:
+        yield pair
 
 
 def test_an_error_without_an_error_block_is_not_taken_for_not_found():

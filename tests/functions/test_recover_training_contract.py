@@ -14,11 +14,10 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
-from lambda_fixtures import ACCOUNT, REGION, ROLE_ARN, make_run
+from lambda_fixtures import ACCOUNT, REGION, ROLE_ARN, make_run, stubbed_client
 
 NAME = "car-0123456789ab-train"
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -36,11 +35,8 @@ def recover(load_function):
 
 @pytest.fixture
 def sagemaker():
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
+    with stubbed_client("sagemaker") as pair:
+        yield pair
 
 
 def s3_channel(name: str, uri: str) -> dict:
