@@ -33,6 +33,20 @@ def make_run(run_id: str = "car-0123456789ab", started_at: str = "2025-01-02T03:
     }
 
 
+def run_uris(prefix: str, classification: bool = True) -> dict:
+    """Where the Glue job writes a run's files; a regression run has no postprocess bundle."""
+    return {
+        "train": prefix + "data/train/",
+        "validation": prefix + "data/validation/",
+        "test": prefix + "data/test/",
+        "preprocess_model": prefix + "model/preprocess/model.tar.gz",
+        "preprocess_schema": prefix + "model/preprocess/schema.json",
+        "postprocess_model": prefix + "model/postprocess/model.tar.gz" if classification else None,
+        "postprocess_schema": prefix + "model/postprocess/schema.json" if classification else None,
+        "training_output": prefix + "training/",
+    }
+
+
 def _features(spec: dict) -> list[dict]:
     """The model's input columns: the file's columns without the label and ignored ones."""
     return [c for c in spec["columns"] if c["name"] != spec["label"] and c["type"] != "ignore"]
@@ -58,16 +72,7 @@ def make_manifest(spec: dict, run: dict) -> dict:
         "feature_width": sum(len(c["values"]) for c in features),
         "quality_gate": {"metric": "accuracy", "threshold": None, "higher_is_better": True},
         "rows": {"total": 1728, "train": 1210, "validation": 259, "test": 259},
-        "uris": {
-            "train": prefix + "data/train/",
-            "validation": prefix + "data/validation/",
-            "test": prefix + "data/test/",
-            "preprocess_model": prefix + "model/preprocess/model.tar.gz",
-            "preprocess_schema": prefix + "model/preprocess/schema.json",
-            "postprocess_model": prefix + "model/postprocess/model.tar.gz",
-            "postprocess_schema": prefix + "model/postprocess/schema.json",
-            "training_output": prefix + "training/",
-        },
+        "uris": run_uris(prefix),
         "versions": {"spark": "3.5.6", "mleap": "0.20.0", "python": "3.11"},
         "seed": 42,
         "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
@@ -135,16 +140,7 @@ def contract_manifest(kind: str, run: dict, **changes) -> dict:
         "feature_width": 12,
         "quality_gate": dict(shape["quality_gate"]),
         "rows": {"total": 1000, "train": 700, "validation": 150, "test": 150},
-        "uris": {
-            "train": prefix + "data/train/",
-            "validation": prefix + "data/validation/",
-            "test": prefix + "data/test/",
-            "preprocess_model": prefix + "model/preprocess/model.tar.gz",
-            "preprocess_schema": prefix + "model/preprocess/schema.json",
-            "postprocess_model": prefix + "model/postprocess/model.tar.gz" if classification else None,
-            "postprocess_schema": prefix + "model/postprocess/schema.json" if classification else None,
-            "training_output": prefix + "training/",
-        },
+        "uris": run_uris(prefix, classification),
         "schemas": {},
         "versions": {"spark": "3.5.6", "mleap": "0.20.0", "python": "3.11"},
         "seed": 42,
