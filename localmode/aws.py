@@ -1,7 +1,17 @@
 """moto as local mode's AWS: the mock itself (with Step Functions execution
 on), the stack's resources created in it, and the SageMaker behaviour the
-pipeline needs that moto 5.2.5 lacks: UpdateEndpoint, and training jobs that
-exist while they train.
+pipeline needs that moto 5.2.5 lacks: UpdateEndpoint, training jobs that
+exist while they train, and the model registry's updates as SageMaker makes
+them.
+
+Model registry: moto's UpdateModelPackage replaces CustomerMetadataProperties
+and ApprovalDescription with whatever the request carries, so an update
+that sets only the approval status wipes the version's lineage; SageMaker
+changes only the fields a request names (CustomerMetadataProperties merge
+key by key; CustomerMetadataPropertiesToRemove removes). And moto ignores
+CreateModelPackage's ClientToken, SageMaker's idempotency token (botocore
+marks it `idempotencyToken`): a retried create with the same token must
+return the version the first call made, not a second version.
 
 Training: moto's CreateTrainingJob records a job that is Completed at once
 and silently replaces a job of the same name. Here it refuses a name in use
@@ -266,17 +276,89 @@ def update_endpoint_installed() -> Iterator[EndpointUpdates]:
         del SageMakerResponse.update_endpoint
 
 
+# --- model registry ------------------------------------------------------------------
+
+
+_original_update_model_package: Callable | None = None
+_original_create_model_package: Callable | None = None
+
+
+def _update_model_package(self) -> Any:
+    """UpdateModelPackage changing only what the request names (bound as `SageMakerResponse.update_model_package`)."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.utils import validate_model_approval_status
+
+    backend = self.sagemaker_backend
+    arn = self._get_param("ModelPackageArn")
+    package = backend.model_packages.get(backend.model_package_name_mapping.get(arn, arn))
+    if package is None:
+        raise ValidationError(message=f"Model package {arn} does not exist.")
+    status = self._get_param("ModelApprovalStatus")
+    if status is not None:
+        validate_model_approval_status(status)
+        package.model_approval_status = status
+    description = self._get_param("ApprovalDescription")
+    if description is not None:
+        package.approval_description = description
+    merged = dict(package.customer_metadata_properties or {})
+    merged.update(self._get_param("CustomerMetadataProperties") or {})
+    for key in self._get_param("CustomerMetadataPropertiesToRemove") or []:
+        merged.pop(key, None)
+    package.customer_metadata_properties = merged or None
+    package.add_additional_inference_specifications(self._get_param("AdditionalInferenceSpecificationsToAdd"))
+    package.modifications_done()
+    return ActionResult({"ModelPackageArn": package.arn})
+
+
+def _create_model_package(self) -> Any:
+    """CreateModelPackage that honours ClientToken: the same token returns the version it created."""
+    from moto.core.responses import ActionResult
+
+    token = self._get_param("ClientToken")
+    if token:
+        for package in self.sagemaker_backend.model_packages.values():
+            if package.client_token == token:
+                return ActionResult({"ModelPackageArn": package.arn})
+    return _original_create_model_package(self)
+
+
+@contextlib.contextmanager
+def model_registry_installed() -> Iterator[None]:
+    """Give moto's model registry SageMaker's update and idempotency behaviour while active."""
+    global _original_update_model_package, _original_create_model_package
+    import moto
+    from moto.sagemaker.models import ModelPackage
+    from moto.sagemaker.responses import SageMakerResponse
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"localmode.aws corrects moto {MOTO_VERSION}'s model registry; found {moto.__version__}")
+    missing = [a for a in ("customer_metadata_properties", "approval_description", "client_token", "model_approval_status")
+               if a not in ModelPackage.__init__.__code__.co_names]
+    if missing:
+        raise RuntimeError(f"moto's ModelPackage no longer sets {missing}: re-check localmode.aws")
+    _original_update_model_package = SageMakerResponse.update_model_package
+    _original_create_model_package = SageMakerResponse.create_model_package
+    SageMakerResponse.update_model_package = _update_model_package
+    SageMakerResponse.create_model_package = _create_model_package
+    try:
+        yield
+    finally:
+        SageMakerResponse.update_model_package = _original_update_model_package
+        SageMakerResponse.create_model_package = _original_create_model_package
+
+
 # --- the mock and the stack's resources -----------------------------------------------
 
 
 @contextlib.contextmanager
 def local_aws(region: str = REGION) -> Iterator[None]:
-    """moto for every AWS API, state machines executed, UpdateEndpoint and training jobs that exist while they train."""
+    """moto for every AWS API, state machines executed, UpdateEndpoint, training jobs that exist while they train, the registry's updates."""
     from moto import mock_aws
 
     isolate_environment(region)
     with (mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), update_endpoint_installed(),
-          training_jobs_installed()):
+          training_jobs_installed(), model_registry_installed()):
         yield
 
 
@@ -301,9 +383,12 @@ def create_resources(stack, spec_paths) -> Resources:
     [input_id] = [k for k, r in stack.resources_of_type("AWS::S3::Bucket").items() if "Input" in k]
     [artifacts_id] = [k for k, r in stack.resources_of_type("AWS::S3::Bucket").items() if "Artifacts" in k]
     input_bucket, artifacts_bucket = stack.ref(input_id), stack.ref(artifacts_id)
-    for bucket in (input_bucket, artifacts_bucket):
+    for logical_id, bucket in ((input_id, input_bucket), (artifacts_id, artifacts_bucket)):
         s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=artifacts_bucket, VersioningConfiguration={"Status": "Enabled"})
+        # Versioned as the template says: an upload's version id is part of a model's lineage.
+        versioning = stack.resources[logical_id]["Properties"].get("VersioningConfiguration")
+        if versioning:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=versioning)
 
     dynamodb = boto3.client("dynamodb")
     tables = {}
@@ -364,9 +449,11 @@ def eventbridge_delivers(pattern: dict, event: dict) -> bool:
         sqs.delete_queue(QueueUrl=queue)
 
 
-def read_mailbox(mailbox_url: str) -> list[dict]:
-    """SNS notifications delivered so far, as {"subject", "message"} (what an email shows)."""
-    sqs = boto3.client("sqs")
+def read_mailbox(mailbox_url: str, sqs=None) -> list[dict]:
+    """SNS notifications delivered so far, as {"subject", "message"} (what an email shows). Pass a client
+    made beforehand when Lambdas may run meanwhile: making one iterates os.environ, which the local
+    Lambdas change on their own thread."""
+    sqs = sqs or boto3.client("sqs")
     found = []
     while True:
         batch = sqs.receive_message(QueueUrl=mailbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])

@@ -109,6 +109,7 @@ class LocalPipeline:
             # What make deploy uploads (every datasets/*.json), and a spec given with --spec.
             self.resources = aws.create_resources(
                 self.stack, sorted((REPO_ROOT / "datasets").glob("*.json")) + self.extra_specs)
+            self._sqs = boto3.client("sqs")
             self._lambda_log = self._exit.enter_context(open(self.workdir / "lambdas.log", "a", encoding="utf-8"))
             self.lambdas = LocalLambdas(
                 region=self.region,
@@ -139,6 +140,7 @@ class LocalPipeline:
             start = self._inference_server
         handle = start(self.region)
         self._exit.callback(handle.shutdown)
+        self.inference_server = handle
         return handle.url
 
     def _start_approval_server(self) -> str:
@@ -274,13 +276,34 @@ class LocalPipeline:
         execution_arn = started_run["execution_arn"]
         run_id = started_run["execution_name"]
         self.say(f"run {run_id}: {uploaded_uri(event)}")
+        return self._follow(execution_arn, run_id, decision, reason, timeout, started, data_path, event)
+
+    def rollback(self, version: int, decision: str = "approve", endpoint: str | None = None,
+                 reason: str = "Rejected from the command line (REJECT=1).", timeout: float = 3600.0) -> RunResult:
+        """What `scripts/deploy.py rollback` does on AWS: start the pipeline with the documented rollback
+        input, then follow it (its confirmation goes through the approval page) to the end."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}")
+        self.faults = Faults()
+        aws.endpoint_updates.rollback_next = False
+        aws.read_mailbox(self.resources.mailbox_url)
+        started = time.monotonic()
+        request = {"model_package_version": version, **({"endpoint": endpoint} if endpoint else {})}
+        run_id = f"rollback-v{version}-{uuid.uuid4().hex[:8]}"
+        execution_arn = boto3.client("stepfunctions").start_execution(
+            stateMachineArn=self.machine.arn, name=run_id, input=json.dumps({"rollback": request}))["executionArn"]
+        self.say(f"rollback {run_id}: production back to version {version}")
+        return self._follow(execution_arn, run_id, decision, reason, timeout, started, None, None)
+
+    def _follow(self, execution_arn: str, run_id: str, decision: str, reason: str, timeout: float, started: float,
+                data_path: Path | None, event: dict | None) -> RunResult:
         mail: list[dict] = []
         approval = {"decision": decision, "decided": False, "response_status": None}
         tracker = HistoryTracker(on_line=self.say)
 
         def on_events(events: list[dict]) -> None:
             tracker.feed(events)
-            for message in aws.read_mailbox(self.resources.mailbox_url):
+            for message in aws.read_mailbox(self.resources.mailbox_url, self._sqs):
                 mail.append(message)
                 self._on_mail(message, approval, reason)
 
@@ -410,8 +433,8 @@ class LocalPipeline:
             "started_at": description["startDate"].isoformat(),
             "ended_at": description["stopDate"].isoformat() if description.get("stopDate") else None,
             "seconds": round(seconds, 2),
-            "data": {"path": str(data_path), "input_uri": uploaded_uri(event), "dataset": resolved.get("name"),
-                     "spec_uri": resolved.get("spec_uri")},
+            "data": ({"path": str(data_path), "input_uri": uploaded_uri(event), "dataset": resolved.get("name"),
+                      "spec_uri": resolved.get("spec_uri")} if event else None),
             "faults": self.faults.describe(),
             "states": [r.to_json() for r in tracker.records],
             "state_seconds": tracker.breakdown(),
@@ -433,6 +456,7 @@ class LocalPipeline:
                 },
                 "all": endpoints,
             },
+            "registry": self.registry_entries(production),
             # The approval reference works like a password until used: it stays out of the report.
             "approval": approval,
             "notifications": [{**m, "message": _redact_approval_links(m["message"])} for m in mail],
@@ -451,6 +475,41 @@ class LocalPipeline:
             return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
         except Exception:
             return None
+
+    def registry_entries(self, production_endpoint: str | None = None) -> list[dict]:
+        """The model package versions of the production endpoint's group, oldest first (the registry as
+        SageMaker Studio lists it): version, status, the decision's description, run and QA accuracy."""
+        sagemaker = boto3.client("sagemaker")
+        group = production_endpoint or self.stack.parameter("ProductionEndpointName")
+        try:
+            summaries = sagemaker.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime",
+                                                      SortOrder="Ascending")["ModelPackageSummaryList"]
+        except Exception:
+            return []
+        entries = []
+        for summary in summaries:
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            metadata = package.get("CustomerMetadataProperties") or {}
+            entries.append({
+                "version": package.get("ModelPackageVersion"),
+                "status": package.get("ModelApprovalStatus"),
+                "approval_description": package.get("ApprovalDescription"),
+                "run_id": metadata.get("run_id"),
+                "qa_accuracy": metadata.get("qa_accuracy"),
+                "arn": package["ModelPackageArn"],
+            })
+        return entries
+
+    def capture_files(self) -> list[str]:
+        """The data capture files written so far (what is captured but not yet written is written first)."""
+        writer = getattr(self.inference_server, "capture", None)
+        if writer is not None:
+            writer.flush()
+        s3 = boto3.client("s3")
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.resources.artifacts_bucket, Prefix="capture/"):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return [f"s3://{self.resources.artifacts_bucket}/{key}" for key in sorted(keys)]
 
     def endpoints(self) -> dict[str, dict]:
         sagemaker = boto3.client("sagemaker")

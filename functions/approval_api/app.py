@@ -123,6 +123,33 @@ def _e(value) -> str:
     return html.escape(printable(value), quote=True)
 
 
+def is_rollback(summary: dict) -> bool:
+    return summary.get("kind") == "rollback"
+
+
+def rollback_summary_html(summary: dict) -> str:
+    """A rollback's confirmation: the version it deploys next to what serves now."""
+    def version_rows(version: dict) -> str:
+        qa = ", ".join(f"{_e(k)} {format_metric(v) if isinstance(v, float) else _e(v)}"
+                       for k, v in (version.get("qa") or {}).items())
+        return (f"<dt>Version</dt><dd>{_e(version.get('version'))} ({_e(version.get('status'))}: "
+                f"{_e(version.get('approval_description'))})</dd>"
+                f"<dt>QA</dt><dd>{qa or 'no QA figures recorded'}</dd>"
+                f"<dt>Run</dt><dd>{_e(version.get('run_id'))} on {_e(version.get('input_uri'))} "
+                f"(object version {_e(version.get('input_version_id'))})</dd>"
+                f"<dt>Glue job run, training job</dt><dd>{_e(version.get('glue_job_run_id'))}, "
+                f"{_e(version.get('training_job'))}</dd>"
+                f"<dt>QA report</dt><dd>{_e(version.get('qa_report_uri'))}</dd>")
+
+    target, serving = summary.get("target") or {}, summary.get("serving") or {}
+    now = (f"<dl>{version_rows(serving)}</dl>" if serving.get("version") else
+           f"<p>A model not in the registry (endpoint config {_e(serving.get('endpoint_config'))}).</p>")
+    return (f"<p>Rollback run {_e(summary.get('run_id'))} asks to deploy an earlier approved version of "
+            f"{_e(summary.get('model_package_group'))} to production endpoint {_e(summary.get('production_endpoint'))}, "
+            "through the same blue/green deployment and alarms as any deployment.</p>"
+            f"<h2>Roll back to</h2><dl>{version_rows(target)}</dl><h2>Serving now</h2>{now}")
+
+
 def _gate(summary: dict) -> dict:
     # Records written before issue 11 hold accuracy and threshold only.
     return summary.get("gate") or {"metric": "accuracy", "value": summary.get("accuracy"),
@@ -186,11 +213,15 @@ def regression_html(summary: dict) -> str:
 
 
 def approval_title(summary: dict) -> str:
+    if is_rollback(summary):
+        return f"Roll {summary.get('production_endpoint')} back to version {(summary.get('target') or {}).get('version')}?"
     dataset = f"{summary['dataset']} " if summary.get("dataset") else ""
     return f"Approve {dataset}run {summary.get('run_id')} for production?"
 
 
 def summary_html(summary: dict) -> str:
+    if is_rollback(summary):
+        return rollback_summary_html(summary)
     gate = _gate(summary)
     comparison = "&ge;" if gate.get("higher_is_better", True) else "&le;"
     source = f", threshold from {_e(gate['threshold_source'])}" if gate.get("threshold_source") else ""
@@ -218,10 +249,12 @@ def form_html(record: dict, error: str | None = None, reason: str = "") -> str:
 
     # No action attribute: the form posts back to the URL the page was served
     # from, whatever the API stage prefix is.
+    approve = ("Approve: roll production back to this version" if is_rollback(record.get("summary") or {})
+               else "Approve: deploy this model to production")
     return (
         (f'<p class="error">{_e(error)}</p>' if error else "")
         + '<form method="post">'
-        + option("approve", "Approve: deploy this model to production")
+        + option("approve", approve)
         + option("reject", "Reject: keep production as it is")
         + f'<p><label>Reason (required to reject)<br><textarea name="reason" rows="4" cols="60" maxlength="{MAX_REASON}">'
         + html.escape(reason, quote=True)
@@ -283,6 +316,10 @@ def already_decided(record: dict) -> Page:
 
 def delivered(record: dict) -> Page:
     summary = record["summary"]
+    if record["decision"] == "approve" and is_rollback(summary):
+        return Page(200, "Approved", f"<p>The rollback of {_e(summary.get('production_endpoint'))} to version "
+                    f"{_e((summary.get('target') or {}).get('version'))} is approved. The pipeline now deploys it; "
+                    "a notification follows.</p>")
     if record["decision"] == "approve":
         return Page(200, "Approved", f"<p>Run {_e(summary.get('run_id'))} is approved. The pipeline now updates "
                     f"production endpoint {_e(summary.get('production_endpoint'))}; a notification follows.</p>")
@@ -433,7 +470,7 @@ _TASK_DETAILS = {
     "TaskFailed": "taskFailedEventDetails",
     "TaskTimedOut": "taskTimedOutEventDetails",
 }
-# RequestApproval is the definition's only lambda:invoke.waitForTaskToken task.
+# An execution runs one lambda:invoke.waitForTaskToken task: RequestApproval, or ConfirmRollback in a rollback.
 _CALLBACK_TASK = ("lambda", "invoke.waitForTaskToken")
 _HISTORY_PAGES = 3
 

@@ -1,4 +1,15 @@
-"""Creates or updates the production endpoint with the approved run's config.
+"""Creates or updates the production endpoint with an approved model package
+version (pipeline_common.registry): the run's own after its approval, or an
+earlier one for a rollback.
+
+Only an Approved version of the endpoint's own package group is deployed,
+and only while its model files still exist (a rollback to a version whose
+files expired fails here, before production is touched). Production runs
+exactly what the version specifies: its model is created from the version's
+containers (or, if a model of that name exists, it must be the same), and
+its endpoint config adds data capture (production only; the QA endpoint
+captures nothing) to `capture/` of the artifacts bucket, encrypted with the
+stack key, sampling CAPTURE_SAMPLING_PERCENTAGE percent of the requests.
 
 Production updates are ordered and mutually exclusive: a conditional write on
 one DynamoDB item per production endpoint lets a run deploy only if no run
@@ -26,6 +37,7 @@ miss this one's.
 """
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import boto3
@@ -37,8 +49,9 @@ from pipeline_common.aws_errors import CLIENT_CONFIG, named_aws_errors
 from pipeline_common.config import env_int, env_list, env_str
 from pipeline_common.models import is_model_file, mark_production, mark_superseded
 from pipeline_common.errors import ConfigurationError, InvalidEvent
-from pipeline_common.names import is_sagemaker_name
-from pipeline_common.sagemaker import describe_or_none
+from pipeline_common.names import digest, is_sagemaker_name, sagemaker_base
+from pipeline_common.registry import comparable_containers, deployable_package
+from pipeline_common.sagemaker import describe_or_none, ensure_created
 from pipeline_common.timeutil import epoch_micros, iso, parse_iso, utc_now
 
 logger = Logger()
@@ -58,6 +71,65 @@ class ProductionEndpointBusy(Exception):
 
 class ProductionEndpointUnusable(Exception):
     """The production endpoint is in a state no update can fix (needs a person)."""
+
+
+class ModelConflict(Exception):
+    """A model of the production name exists with another definition."""
+
+
+VARIANT_NAME = "AllTraffic"
+
+
+def production_names(group: str, version: int, config: dict) -> tuple[str, str]:
+    """The production model's name (one per version) and its endpoint config's (one per version and
+    configuration: a changed instance type or capture setting gets a new config, never a changed one)."""
+    base = sagemaker_base(f"{group}-v{version}")
+    return f"{base}-model", f"{base}-{digest(json.dumps(config, sort_keys=True))}-config"
+
+
+def capture_config(destination: str, kms_key: str, percentage: int) -> dict | None:
+    """Data capture of the production endpoint, in SageMaker's capture file format
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-endpoint.html)."""
+    if percentage <= 0:
+        return None
+    config = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percentage,
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        # Readable records: CSV and JSON bodies are stored as text, anything else base64.
+        "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+    }
+    if kms_key:
+        config["KmsKeyId"] = kms_key
+    return config
+
+
+def ensure_production_model(sagemaker, package: dict, endpoint_name: str, role_arn: str, instance_type: str,
+                            instance_count: int, capture: dict | None) -> tuple[str, str]:
+    """The model and endpoint config that run exactly this version. Returns (model, config) names."""
+    containers = [{k: v for k, v in c.items() if k in ("Image", "ModelDataUrl", "Environment") and v}
+                  for c in package["InferenceSpecification"]["Containers"]]
+    variants = [{"VariantName": VARIANT_NAME, "InstanceType": instance_type, "InitialInstanceCount": instance_count,
+                 "InitialVariantWeight": 1.0}]
+    model_name, config_name = production_names(
+        package["ModelPackageGroupName"], package["ModelPackageVersion"], {"variants": variants, "capture": capture})
+    existing, created = ensure_created(
+        sagemaker.describe_model, sagemaker.create_model, {"ModelName": model_name},
+        {"ModelName": model_name, "ExecutionRoleArn": role_arn, "Containers": containers,
+         "InferenceExecutionConfig": {"Mode": "Serial"}},
+    )
+    if not created and (comparable_containers(existing.get("Containers") or []) != comparable_containers(containers)
+                        or existing.get("ExecutionRoleArn") != role_arn):
+        raise ModelConflict(f"model {model_name} exists but is not what {package['ModelPackageArn']} specifies")
+    request = {"EndpointConfigName": config_name, "ProductionVariants": [{**v, "ModelName": model_name} for v in variants]}
+    if capture:
+        request["DataCaptureConfig"] = capture
+    existing, created = ensure_created(sagemaker.describe_endpoint_config, sagemaker.create_endpoint_config,
+                                       {"EndpointConfigName": config_name}, request)
+    if not created and [v.get("ModelName") for v in existing.get("ProductionVariants", [])] != [model_name]:
+        raise ModelConflict(f"endpoint config {config_name} exists but does not serve model {model_name}")
+    return model_name, config_name
 
 
 def claim_production(dynamodb, table: str, endpoint_name: str, run: dict, now=None) -> None:
@@ -170,9 +242,11 @@ def rollback_alarms(cloudwatch, endpoint_name: str, default_endpoint: str, defau
     return names
 
 
-def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names,
-                      wait_seconds: int = 3600, now=None) -> dict:
-    """`alarm_names`: the rollback alarms, or a function from the endpoint name to them."""
+def deploy_config(dynamodb, sagemaker, event: dict, table: str, bake_seconds: int, alarm_names,
+                  wait_seconds: int = 3600, now=None) -> dict:
+    """Claim production for `event["run"]` and deploy `event["endpoint_config_name"]` to
+    `event["names"]["production_endpoint"]` (create, or blue/green update).
+    `alarm_names`: the rollback alarms, or a function from the endpoint name to them."""
     try:
         run = event["run"]
         endpoint_name = event["names"]["production_endpoint"]
@@ -193,6 +267,35 @@ def deploy_production(dynamodb, sagemaker, event: dict, table: str, bake_seconds
     # How long the state machine waits for InService: an update also bakes before it completes.
     limit = wait_seconds + (bake_seconds if action == "updated" else 0)
     return {"endpoint_name": endpoint_name, "action": action, "wait_until": iso((now or utc_now()) + timedelta(seconds=limit))}
+
+
+def deploy_production(dynamodb, sagemaker, s3, event: dict, table: str, bake_seconds: int, alarm_names,
+                      role_arn: str, instance_type: str = "ml.m5.large", instance_count: int = 1,
+                      capture: dict | None = None, wait_seconds: int = 3600, now=None) -> dict:
+    """Deploy the Approved model package version `event["model_package_arn"]`: checked, then built, then deployed."""
+    try:
+        run = event["run"]
+        endpoint_name = event["names"]["production_endpoint"]
+        package_arn = event["model_package_arn"]
+        if not isinstance(run["run_id"], str) or not run["run_id"] or not isinstance(package_arn, str):
+            raise KeyError("run.run_id / model_package_arn")
+        parse_iso(run["started_at"])
+    except (TypeError, KeyError, ValueError) as error:
+        raise InvalidEvent(
+            "the event needs run.run_id, run.started_at (ISO-8601), names.production_endpoint and "
+            f"model_package_arn ({error})"
+        ) from None
+    if not is_sagemaker_name(endpoint_name):
+        raise InvalidEvent("names.production_endpoint must be a valid SageMaker name")
+    package = deployable_package(sagemaker, s3, package_arn, endpoint_name)
+    model_name, config_name = ensure_production_model(sagemaker, package, endpoint_name, role_arn, instance_type,
+                                                      instance_count, capture)
+    result = deploy_config(dynamodb, sagemaker, {"run": run, "names": {"production_endpoint": endpoint_name},
+                                                 "endpoint_config_name": config_name},
+                           table, bake_seconds, alarm_names, wait_seconds, now)
+    logger.info("deploying model package version", extra={"model_package_arn": package_arn, "endpoint_config_name": config_name})
+    return {**result, "endpoint_config_name": config_name, "model_name": model_name, "model_package_arn": package_arn,
+            "model_package_version": package.get("ModelPackageVersion")}
 
 
 def model_files(sagemaker, config_name: str) -> set[str]:
@@ -250,6 +353,7 @@ def lambda_handler(event, context):
     dynamodb = boto3.client("dynamodb", config=CLIENT_CONFIG)
     sagemaker = boto3.client("sagemaker", config=CLIENT_CONFIG)
     cloudwatch = boto3.client("cloudwatch", config=CLIENT_CONFIG)
+    s3 = boto3.client("s3", config=CLIENT_CONFIG)
     table = env_str("STATE_TABLE")
     default_endpoint = env_str("PRODUCTION_ENDPOINT_NAME")
     prefix = env_str("ALARM_NAME_PREFIX")
@@ -257,12 +361,18 @@ def lambda_handler(event, context):
     result = deploy_production(
         dynamodb,
         sagemaker,
+        s3,
         event,
         table=table,
         bake_seconds=env_int("BAKE_SECONDS", 600, minimum=0, maximum=3600),
         alarm_names=lambda endpoint: rollback_alarms(cloudwatch, endpoint, default_endpoint, alarms, prefix, latency),
+        role_arn=env_str("SAGEMAKER_ROLE_ARN"),
+        instance_type=env_str("ENDPOINT_INSTANCE_TYPE", "ml.m5.large"),
+        instance_count=env_int("ENDPOINT_INSTANCE_COUNT", 1, minimum=1),
+        capture=capture_config(env_str("CAPTURE_DESTINATION"), env_str("CAPTURE_KMS_KEY_ID", ""),
+                               env_int("CAPTURE_SAMPLING_PERCENTAGE", 100, minimum=0, maximum=100)),
         wait_seconds=env_int("ENDPOINT_WAIT_SECONDS", 3600, minimum=60),
     )
-    retain_production_models(boto3.client("s3", config=CLIENT_CONFIG), sagemaker, dynamodb, table, result["endpoint_name"],
-                             event["endpoint_config_name"], event["run"]["run_id"])
+    retain_production_models(s3, sagemaker, dynamodb, table, result["endpoint_name"], result["endpoint_config_name"],
+                             event["run"]["run_id"])
     return result

@@ -165,18 +165,62 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
     return printable(subject)[:_SUBJECT_LIMIT], message
 
 
+def rollback_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
+    """The confirmation of a rollback: the version it deploys, and what production serves now."""
+    summary = printable_tree(summary)
+    target, serving = summary["target"], summary["serving"]
+
+    def figures(version: dict) -> str:
+        qa = version.get("qa") or {}
+        shown = ", ".join(f"{key} {format_metric(value) if isinstance(value, float) else value}" for key, value in qa.items())
+        return shown or "no QA figures recorded"
+
+    now = (f"version {serving['version']} (run {serving.get('run_id')}, QA {figures(serving)})"
+           if serving.get("version") else f"a model not in the registry (endpoint config {serving.get('endpoint_config')})")
+    subject = f"Roll {summary['production_endpoint']} back to version {target['version']}?"
+    link = f"{base_url.rstrip('/')}/approvals/{reference}"
+    message = "\n".join(
+        [
+            f"Someone asked to roll production endpoint {summary['production_endpoint']} back to version "
+            f"{target['version']} of model group {summary['model_package_group']} (rollback run {summary['run_id']}).",
+            "",
+            f"Now serving: {now}",
+            f"Roll back to: version {target['version']}, {target.get('status')}: {target.get('approval_description')}",
+            f"  QA:         {figures(target)}",
+            f"  Run:        {target.get('run_id')} on {target.get('input_uri')} (version {target.get('input_version_id')})",
+            f"  Glue run:   {target.get('glue_job_run_id')}; training job {target.get('training_job')}",
+            f"  QA report:  {target.get('qa_report_uri')}",
+            "",
+            "The rollback goes through the same blue/green deployment and alarms as any deployment.",
+            "Each link opens a confirmation page where you choose; nothing is decided until you submit it.",
+            f"Approve: {link}?decision=approve",
+            f"Reject:  {link}?decision=reject",
+            "",
+            f"The links expire at {expires_at}; without a decision nothing is rolled back.",
+            "Do not forward this email: anyone with a link can decide.",
+        ]
+    )
+    return printable(subject)[:_SUBJECT_LIMIT], message
+
+
 def _validated(event) -> dict:
     if not isinstance(event, dict):
         raise InvalidEvent("the event must be a JSON object")
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise InvalidEvent("the event has no task_token (invoke this function with .waitForTaskToken)")
-    for field in ("run", "names", "qa"):
-        if not isinstance(event.get(field), dict):
-            raise InvalidEvent(f"the event has no {field} object")
     timeout = event.get("approval_timeout_seconds")
     if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
         raise InvalidEvent(f"approval_timeout_seconds must be a positive integer, got {timeout!r}")
+    if event.get("kind") == "rollback":
+        summary = event.get("summary")
+        if not isinstance(event.get("run"), dict) or not isinstance(summary, dict) or summary.get("kind") != "rollback" \
+                or not isinstance(summary.get("target"), dict) or not isinstance(summary.get("serving"), dict):
+            raise InvalidEvent("a rollback confirmation needs run and the summary prepare_rollback wrote")
+        return event
+    for field in ("run", "names", "qa"):
+        if not isinstance(event.get(field), dict):
+            raise InvalidEvent(f"the event has no {field} object")
     if not isinstance(event["qa"].get("report_uri"), str):
         raise InvalidEvent("qa.report_uri is missing")
     return event
@@ -186,7 +230,8 @@ def request_approval(s3, dynamodb, sns, event: dict, table: str, topic_arn: str,
     event = _validated(event)
     now = now or utc_now()
     expires = now + timedelta(seconds=event["approval_timeout_seconds"])
-    summary = approval_summary(event, get_json(s3, event["qa"]["report_uri"]))
+    rollback = event.get("kind") == "rollback"
+    summary = event["summary"] if rollback else approval_summary(event, get_json(s3, event["qa"]["report_uri"]))
     reference = new_reference()
     item = {
         "pk": {"S": approval_key(reference)},
@@ -210,7 +255,7 @@ def request_approval(s3, dynamodb, sns, event: dict, table: str, topic_arn: str,
         # A fresh 256-bit reference never collides; the condition makes sure.
         ConditionExpression="attribute_not_exists(pk)",
     )
-    subject, message = approval_email(summary, api_base_url, reference, iso(expires))
+    subject, message = (rollback_email if rollback else approval_email)(summary, api_base_url, reference, iso(expires))
     sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)
     logger.info("approval requested", extra={"run_id": summary["run_id"], "expires_at": iso(expires)})
     return {"approval_requested": True, "expires_at": iso(expires)}

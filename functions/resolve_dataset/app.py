@@ -61,6 +61,10 @@ def requested_dataset(run: dict, execution_input, input_prefix: str, default_dat
     given = execution_input.get("dataset") if isinstance(execution_input, dict) else None
     if given is not None:
         return given
+    rollback = execution_input.get("rollback") if isinstance(execution_input, dict) else None
+    if isinstance(rollback, dict):
+        # A rollback has no upload: it names its dataset, or it is DefaultDataset's.
+        return rollback.get("dataset", default_dataset)
     _, key = parse_s3_uri(run["input_uri"])
     return dataset_from_key(key, input_prefix, default_dataset)
 

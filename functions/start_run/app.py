@@ -115,10 +115,14 @@ def start_run(sfn, event: dict, state_machine_arn: str, input_prefix: str, s3=No
     try:
         # Same name and same input while running: Step Functions answers with
         # the running execution itself; after it ended: ExecutionAlreadyExists.
+        # The object's version and etag travel with the run for its lineage (the model registry).
+        execution_input = {"input_uri": input_uri, "dataset": dataset}
+        execution_input.update({k: identity[f] for k, f in (("input_version_id", "version_id"), ("input_etag", "etag"))
+                                if identity[f]})
         response = sfn.start_execution(
             stateMachineArn=state_machine_arn,
             name=name,
-            input=json.dumps({"input_uri": input_uri, "dataset": dataset}),
+            input=json.dumps(execution_input),
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":

@@ -12,6 +12,8 @@ as declared in botocore's sagemaker-runtime service-2.json.
 Which model serves an endpoint is the resolver's business: `MotoEndpointResolver`
 follows DescribeEndpoint -> DescribeEndpointConfig -> DescribeModel on a (moto)
 SageMaker client and loads each container's model.tar.gz from (moto) S3.
+An endpoint config with a DataCaptureConfig has its successful invocations
+sampled and written to S3 in SageMaker's capture format (capture.py).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
+from localmode.serving.capture import CaptureWriter
 from localmode.serving.containers import ContainerConfigError, InferencePipeline, pipeline_from_definitions
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class ResolvedEndpoint:
     pipeline: InferencePipeline
     region: str = "us-east-1"
     account: str = DEFAULT_ACCOUNT
+    capture: dict | None = None  # the endpoint config's DataCaptureConfig
 
 
 class EndpointResolver(Protocol):
@@ -102,7 +106,7 @@ class MotoEndpointResolver:
         self._region = getattr(getattr(sagemaker_client, "meta", None), "region_name", None) or "us-east-1"
         self._lock = threading.Lock()
         self._config_locks: dict[str, threading.Lock] = {}
-        self._by_config: dict[str, tuple[str, InferencePipeline]] = {}
+        self._by_config: dict[str, tuple[str, InferencePipeline, dict | None]] = {}
         self._endpoint_config: dict[str, tuple[float, str, str]] = {}  # name -> (checked at, config, account)
 
     def invalidate(self, endpoint_name: str | None = None) -> None:
@@ -122,8 +126,8 @@ class MotoEndpointResolver:
             with self._lock:
                 self._endpoint_config[endpoint_name] = known
         _, config_name, account = known
-        variant_name, pipeline = self._pipeline(config_name)
-        return ResolvedEndpoint(endpoint_name, variant_name, pipeline, self._region, account)
+        variant_name, pipeline, capture = self._pipeline(config_name)
+        return ResolvedEndpoint(endpoint_name, variant_name, pipeline, self._region, account, capture)
 
     def _describe_endpoint(self, endpoint_name: str) -> tuple[str, str]:
         from botocore.exceptions import ClientError
@@ -141,7 +145,7 @@ class MotoEndpointResolver:
             raise EndpointNotFound(f"Endpoint {endpoint_name} of account {account} is {status}, not InService.")
         return endpoint["EndpointConfigName"], account
 
-    def _pipeline(self, config_name: str) -> tuple[str, InferencePipeline]:
+    def _pipeline(self, config_name: str) -> tuple[str, InferencePipeline, dict | None]:
         cached = self._by_config.get(config_name)
         if cached is not None:
             return cached
@@ -154,7 +158,7 @@ class MotoEndpointResolver:
                 self._by_config[config_name] = cached
             return cached
 
-    def _load(self, config_name: str) -> tuple[str, InferencePipeline]:
+    def _load(self, config_name: str) -> tuple[str, InferencePipeline, dict | None]:
         config = self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         variants = config.get("ProductionVariants") or []
         if not variants:
@@ -181,7 +185,7 @@ class MotoEndpointResolver:
         pipeline = pipeline_from_definitions(definitions, model_dirs, self.engine)
         log.info("endpoint config %s: model %s with %s", config_name, variant["ModelName"],
                  " -> ".join(c.kind for c in pipeline.containers))
-        return variant["VariantName"], pipeline
+        return variant["VariantName"], pipeline, config.get("DataCaptureConfig") or None
 
     def close(self) -> None:
         if self._own_cache_dir:
@@ -250,9 +254,11 @@ class LocalInferenceServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, resolver: EndpointResolver, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, resolver: EndpointResolver, host: str = "127.0.0.1", port: int = 0,
+                 capture: CaptureWriter | None = None):
         super().__init__((host, port), _InvocationsHandler)
         self.resolver = resolver
+        self.capture = capture
         self._thread: threading.Thread | None = None
 
     @property
@@ -284,10 +290,14 @@ class LocalInferenceServer(ThreadingHTTPServer):
             handler._error(424, "ModelError", message, extra, extra_headers)
             return
         response = result.response
+        content_type = response.content_type or "application/octet-stream"
         handler._send(200, response.body, {
-            "Content-Type": response.content_type or "application/octet-stream",
+            "Content-Type": content_type,
             "x-Amzn-Invoked-Production-Variant": endpoint.variant_name,
         })
+        if self.capture is not None and endpoint.capture:
+            self.capture.offer(endpoint.capture, endpoint.name, endpoint.variant_name, body, headers.get("Content-Type"),
+                               response.body, content_type, headers.get("X-Amzn-SageMaker-Inference-Id"))
 
     def start(self) -> "LocalInferenceServer":
         self._thread = threading.Thread(target=self.serve_forever, name="local-sagemaker-runtime", daemon=True)
@@ -301,6 +311,8 @@ class LocalInferenceServer(ThreadingHTTPServer):
             self._thread.join(timeout=5)
             self._thread = None
         self.server_close()
+        if self.capture is not None:
+            self.capture.close()
         close = getattr(self.resolver, "close", None)
         if close is not None:
             close()
@@ -330,15 +342,15 @@ def start_inference_server(region: str, host: str = "127.0.0.1", port: int = 0,
     in `region` (moto in local mode). Returns the running server (`.url`, `.shutdown()`)."""
     import boto3
 
-    resolver = MotoEndpointResolver(boto3.client("sagemaker", region_name=region),
-                                    boto3.client("s3", region_name=region),
+    s3 = boto3.client("s3", region_name=region)
+    resolver = MotoEndpointResolver(boto3.client("sagemaker", region_name=region), s3,
                                     freshness_seconds=freshness_seconds, engine=engine)
-    server, _ = start_server(resolver, host, port)
+    server, _ = start_server(resolver, host, port, capture=CaptureWriter(s3).start())
     return server
 
 
-def start_server(resolver: EndpointResolver, host: str = "127.0.0.1",
-                 port: int = 0) -> tuple[LocalInferenceServer, str]:
+def start_server(resolver: EndpointResolver, host: str = "127.0.0.1", port: int = 0,
+                 capture: CaptureWriter | None = None) -> tuple[LocalInferenceServer, str]:
     """Serve InvokeEndpoint in a background thread; returns (server, url). Stop with `server.stop()`."""
-    server = LocalInferenceServer(resolver, host, port).start()
+    server = LocalInferenceServer(resolver, host, port, capture).start()
     return server, server.url

@@ -35,8 +35,12 @@ SHARED_HELPERS = {
     "keep_model_file": ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
     "mark_production": ["s3:PutObjectTagging"],
     "mark_superseded": ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"],
+    # pipeline_common.registry: the version's description, then a listing of each model file.
+    "deployable_package": ["sagemaker:DescribeModelPackage", "s3:ListBucket"],
+    "group_versions": ["sagemaker:ListModelPackages"],
 }
-IAM_NAME_EXCEPTIONS = {"s3:ListObjectsV2": "s3:ListBucket"}
+# HeadObject is authorized as s3:GetObject (S3 API reference, HeadObject: "you must have the s3:GetObject permission").
+IAM_NAME_EXCEPTIONS = {"s3:ListObjectsV2": "s3:ListBucket", "s3:HeadObject": "s3:GetObject"}
 
 
 def doc_sections() -> dict[str, str]:

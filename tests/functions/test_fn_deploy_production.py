@@ -25,6 +25,8 @@ def deploy(load_function, monkeypatch):
     monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", ENDPOINT)
     monkeypatch.setenv("ALARM_NAME_PREFIX", "stack-production-")
     monkeypatch.setenv("MODEL_LATENCY_ALARM_MICROSECONDS", "250000")
+    monkeypatch.setenv("SAGEMAKER_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("CAPTURE_DESTINATION", "s3://artifacts-bucket/capture")
     return load_function("deploy_production")
 
 
@@ -33,6 +35,7 @@ def event_for(run: dict) -> dict:
         "run": run,
         "names": {"production_endpoint": ENDPOINT, "endpoint_config": f"{run['run_id']}-config"},
         "endpoint_config_name": f"{run['run_id']}-config",
+        "model_package_arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{ENDPOINT}/1",
     }
 
 
@@ -68,7 +71,8 @@ def moto_endpoint_config(run: dict) -> None:
 
 def test_first_deployment_creates_the_endpoint(deploy, state_table, context):
     moto_endpoint_config(NEWER)
-    result = deploy.lambda_handler(event_for(NEWER), context)
+    result = deploy.deploy_config(state_table, boto3.client("sagemaker", region_name=REGION), event_for(NEWER), TABLE,
+                                  900, ALARMS)
 
     assert {k: result[k] for k in ("endpoint_name", "action")} == {"endpoint_name": ENDPOINT, "action": "created"}
     described = boto3.client("sagemaker", region_name=REGION).describe_endpoint(EndpointName=ENDPOINT)
@@ -96,7 +100,7 @@ def test_an_existing_endpoint_gets_a_blue_green_update_with_rollback_alarms(depl
             },
         )
         now = datetime(2025, 1, 2, 12, 0, tzinfo=timezone.utc)
-        result = deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS,
+        result = deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS,
                                           wait_seconds=3600, now=now)
         stub.assert_no_pending_responses()
     # The state machine waits for the new fleet and the baking period, then stops waiting.
@@ -116,10 +120,10 @@ def test_an_older_upload_never_replaces_a_newer_one(deploy, state_table):
     with Stubber(sagemaker) as stub:
         stub.add_client_error("describe_endpoint", "ValidationException", f"Could not find endpoint \"{ENDPOINT}\".")
         stub.add_response("create_endpoint", {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
-        deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
+        deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
 
         with pytest.raises(Exception) as raised:
-            deploy.deploy_production(state_table, sagemaker, event_for(OLDER), TABLE, 900, ALARMS)
+            deploy.deploy_config(state_table, sagemaker, event_for(OLDER), TABLE, 900, ALARMS)
         stub.assert_no_pending_responses()
     assert type(raised.value).__name__ == "Superseded"
     assert OLDER["run_id"] in str(raised.value) and NEWER["run_id"] in str(raised.value)
@@ -133,8 +137,8 @@ def test_a_newer_upload_replaces_an_older_one(deploy, state_table):
         stub.add_response("create_endpoint", {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
         stub.add_response("describe_endpoint", endpoint_description("InService", f"{OLDER['run_id']}-config"))
         stub.add_response("update_endpoint", {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"})
-        assert deploy.deploy_production(state_table, sagemaker, event_for(OLDER), TABLE, 900, ALARMS)["action"] == "created"
-        assert deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)["action"] == "updated"
+        assert deploy.deploy_config(state_table, sagemaker, event_for(OLDER), TABLE, 900, ALARMS)["action"] == "created"
+        assert deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)["action"] == "updated"
         stub.assert_no_pending_responses()
     assert lock_item(state_table)["run_id"]["S"] == NEWER["run_id"]
 
@@ -152,7 +156,7 @@ def test_a_retry_of_the_same_run_changes_nothing(deploy, state_table, descriptio
     deploy.claim_production(state_table, TABLE, ENDPOINT, NEWER)
     with Stubber(sagemaker) as stub:
         stub.add_response("describe_endpoint", description)
-        assert deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)["action"] == action
+        assert deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)["action"] == action
         stub.assert_no_pending_responses()  # no create/update was queued, none was made
 
 
@@ -162,7 +166,7 @@ def test_a_busy_endpoint_is_a_retryable_named_error(deploy, state_table, status)
     with Stubber(sagemaker) as stub:
         stub.add_response("describe_endpoint", endpoint_description(status, "car-previous-config", pending="someone-else-config"))
         with pytest.raises(Exception, match=status) as raised:
-            deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
+            deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
     assert type(raised.value).__name__ == "ProductionEndpointBusy"
 
 
@@ -172,7 +176,7 @@ def test_an_update_refused_as_in_progress_is_busy(deploy, state_table):
         stub.add_response("describe_endpoint", endpoint_description("InService", "car-previous-config"))
         stub.add_client_error("update_endpoint", "ValidationException", f"Cannot update in-progress endpoint \"{ENDPOINT}\".")
         with pytest.raises(Exception) as raised:
-            deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
+            deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
     assert type(raised.value).__name__ == "ProductionEndpointBusy"
 
 
@@ -182,7 +186,7 @@ def test_a_broken_endpoint_needs_a_person(deploy, state_table, status):
     with Stubber(sagemaker) as stub:
         stub.add_response("describe_endpoint", endpoint_description(status, "car-previous-config"))
         with pytest.raises(Exception) as raised:
-            deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
+            deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
         stub.assert_no_pending_responses()
     assert type(raised.value).__name__ == "ProductionEndpointUnusable"
 
@@ -193,7 +197,7 @@ def test_other_sagemaker_errors_propagate(deploy, state_table):
         stub.add_response("describe_endpoint", endpoint_description("InService", "car-previous-config"))
         stub.add_client_error("update_endpoint", "ValidationException", "Could not find endpoint config \"x\".")
         with pytest.raises(Exception, match="endpoint config"):
-            deploy.deploy_production(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
+            deploy.deploy_config(state_table, sagemaker, event_for(NEWER), TABLE, 900, ALARMS)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +205,7 @@ def test_other_sagemaker_errors_propagate(deploy, state_table):
     [
         lambda e: e["run"].pop("started_at"),
         lambda e: e["run"].update(started_at="yesterday"),
-        lambda e: e.pop("endpoint_config_name"),
+        lambda e: e.pop("model_package_arn"),
         lambda e: e["names"].update(production_endpoint="prod_endpoint"),
     ],
 )

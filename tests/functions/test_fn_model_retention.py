@@ -126,13 +126,26 @@ def test_an_older_run_never_retags_what_a_newer_one_deployed(deploy, s3, state_t
     assert state_of(s3, RUNS["b"]) == {"production"}
 
 
-def test_the_handler_tags_the_first_deployment(deploy, s3, state_table, context):
+def test_the_handler_tags_the_first_deployment(deploy, s3, state_table, context, monkeypatch):
+    """Through the handler, from a registered Approved version of run a's model."""
+    from localmode.aws import model_registry_installed
+
     run = RUNS["a"]
     stored_model(s3, run)
-    event = {"run": run, "names": {"production_endpoint": ENDPOINT}, "endpoint_config_name": f"{run['run_id']}-config"}
-    result = deploy.lambda_handler(event, context)
+    monkeypatch.setenv("SAGEMAKER_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("CAPTURE_DESTINATION", f"s3://{ARTIFACTS}/capture")
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    with model_registry_installed():
+        sagemaker.create_model_package_group(ModelPackageGroupName=ENDPOINT)
+        containers = sagemaker.describe_model(ModelName=f"{run['run_id']}-model")["Containers"]
+        arn = sagemaker.create_model_package(
+            ModelPackageGroupName=ENDPOINT, ModelApprovalStatus="Approved",
+            InferenceSpecification={"Containers": [{k: c[k] for k in ("Image", "ModelDataUrl", "Environment") if k in c}
+                                                   for c in containers]})["ModelPackageArn"]
+        event = {"run": run, "names": {"production_endpoint": ENDPOINT}, "model_package_arn": arn}
+        result = deploy.lambda_handler(event, context)
+    assert (result["endpoint_name"], result["action"], result["model_package_version"]) == (ENDPOINT, "created", 1)
     # wait_until: when the state machine stops waiting for the endpoint (EndpointWaitSeconds after the deployment).
-    assert {k: v for k, v in result.items() if k != "wait_until"} == {"endpoint_name": ENDPOINT, "action": "created"}
     assert result["wait_until"].endswith("Z")
     assert state_of(s3, run) == {"production"}
     item = state_table.get_item(TableName=TABLE, Key={"pk": {"S": f"production#{ENDPOINT}"}})["Item"]

@@ -48,6 +48,17 @@ def test_the_execution_input_may_name_the_dataset(resolve, specs, context):
     assert result["name"] == "penguins" and result["production_endpoint"] == "penguins-prod"
 
 
+@pytest.mark.parametrize("request_, dataset, endpoint", [
+    ({"model_package_version": 1}, "car", "car-evaluation"),
+    ({"model_package_version": 1, "dataset": "penguins"}, "penguins", "penguins-prod"),
+])
+def test_a_rollback_names_its_dataset_or_is_the_default_datasets(resolve, specs, context, request_, dataset, endpoint):
+    # A rollback run has no upload (InitializeRollback's input_uri is "rollback"): its request decides.
+    run = {**make_run(), "input_uri": "rollback"}
+    result = resolve.lambda_handler({"run": run, "input": {"rollback": request_}}, context)
+    assert (result["name"], result["production_endpoint"]) == (dataset, endpoint)
+
+
 def test_an_unknown_dataset_names_itself_where_specs_live_and_which_exist(resolve, specs, context):
     with pytest.raises(Exception) as raised:
         resolve.lambda_handler({"run": run_for("input/wine/wine.csv"), "input": {}}, context)

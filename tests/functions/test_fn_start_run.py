@@ -61,7 +61,7 @@ def executions(sfn, arn):
 
 def test_upload_starts_one_execution_with_the_object_as_input(start_run, state_machine, context):
     sfn, arn = state_machine
-    result = start_run.lambda_handler(s3_event("input/car.data"), context)
+    result = start_run.lambda_handler(s3_event("input/car.data", version_id="3HL4kqtJlcpXroDTDmJ"), context)
 
     assert result["action"] == "started"
     assert result["input_uri"] == "s3://input-bucket/input/car.data"
@@ -69,7 +69,10 @@ def test_upload_starts_one_execution_with_the_object_as_input(start_run, state_m
     assert execution["name"] == result["execution_name"]
     described = sfn.describe_execution(executionArn=execution["executionArn"])
     # A file directly under the prefix is a run of the default dataset (DEFAULT_DATASET, car when unset).
-    assert json.loads(described["input"]) == {"input_uri": "s3://input-bucket/input/car.data", "dataset": "car"}
+    # The object's version and etag go with it: the model registry records which upload a model came from.
+    assert json.loads(described["input"]) == {"input_uri": "s3://input-bucket/input/car.data", "dataset": "car",
+                                              "input_version_id": "3HL4kqtJlcpXroDTDmJ",
+                                              "input_etag": "9b2cf535f27731c974343645a3985328"}
 
 
 def test_the_same_event_delivered_twice_starts_one_execution(start_run, state_machine, context):
@@ -197,7 +200,8 @@ def test_an_encoded_key_starts_a_run_on_the_object_itself(start_run, state_machi
     assert result["input_uri"] == f"s3://input-bucket/{AWKWARD_KEY}"
     [execution] = executions(sfn, arn)
     described = sfn.describe_execution(executionArn=execution["executionArn"])
-    assert json.loads(described["input"]) == {"input_uri": f"s3://input-bucket/{AWKWARD_KEY}", "dataset": "car"}
+    assert json.loads(described["input"])["input_uri"] == f"s3://input-bucket/{AWKWARD_KEY}"
+    assert json.loads(described["input"])["dataset"] == "car"
 
 
 def test_a_key_that_arrives_as_stored_is_found_too(start_run, state_machine, input_bucket, context):

@@ -5,6 +5,7 @@ leave it serving that model whatever goes wrong (guarantee 1)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -70,7 +71,9 @@ def test_approved_run_deploys_a_model_that_answers_raw_rows(account, deployed, d
     # The QA endpoint is gone; production serves this run's config.
     assert report["endpoints"]["qa"]["name"] not in account.endpoints()
     production = production_of(account, deployed)
-    assert production == {"status": "InService", "config": f"{deployed.run_id}-config"}
+    # Production runs the run's registered version (1), through a config of its own (with data capture).
+    assert production["status"] == "InService"
+    assert re.fullmatch(rf"{deployed.production_endpoint}-v1-[0-9a-f]{{12}}-config", production["config"])
     # Raw CSV rows, as a client sends them, come back as the spec's labels.
     labels = next(c["values"] for c in dataset_spec["columns"] if c["name"] == dataset_spec["label"])
     features, truth = account.sample_row(report)
@@ -100,6 +103,9 @@ def test_rejection_leaves_production_on_the_previous_model(account, deployed, ca
     assert result.report["cleanup"]["status"] == "SUCCEEDED"  # the emulated RunEndedRule ran the cleanup
     assert "numbers look wrong to me" in result.report["failure"]["cause"]
     assert result.report["approval"]["decided"] and result.report["approval"]["response_status"] == 200
+    # The registry keeps the rejected version, with the reviewer's reason; production never ran it.
+    [rejected] = [entry for entry in result.report["registry"] if entry["run_id"] == result.run_id]
+    assert (rejected["status"], rejected["approval_description"]) == ("Rejected", "Rejected by the reviewer: numbers look wrong to me")
     # The approval email is in the report, its single-use reference is not.
     [request] = [m for m in result.report["notifications"] if m["subject"].startswith("Approve car run")]
     assert "/approvals/<reference>?decision=reject" in request["message"]
@@ -242,6 +248,112 @@ def test_a_lost_training_answer_continues_with_the_job_it_started(account, deplo
     assert result.report["artifacts"]["model_artifacts"] == trained[0]["ModelArtifacts"]["S3ModelArtifacts"]
     assert result.report["qa"]["accuracy"] >= 0.95
     assert_production_unchanged(account, deployed)
+
+
+def package_of(account, version: int) -> dict:
+    [entry] = [e for e in account.registry_entries() if e["version"] == version]
+    return boto3.client("sagemaker").describe_model_package(ModelPackageName=entry["arn"])
+
+
+def serving_containers(account, endpoint: str) -> list[dict]:
+    sagemaker = boto3.client("sagemaker")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=account.endpoints()[endpoint]["config"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    return [{k: c.get(k) for k in ("Image", "ModelDataUrl", "Environment")} for c in model["Containers"]]
+
+
+def test_an_approved_run_is_an_approved_registry_version_and_production_runs_exactly_it(account, deployed):
+    package = package_of(account, 1)
+    metadata = package["CustomerMetadataProperties"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ApprovalDescription"].startswith("Approved on the approval page at ")
+    # Lineage: the input object and its version, the Glue job run, the training job, each model file's origin.
+    assert metadata["run_id"] == deployed.run_id
+    assert metadata["input_uri"] == deployed.report["data"]["input_uri"]
+    assert metadata["input_version_id"] and metadata["glue_job_run_id"]
+    assert metadata["training_job"] == f"{deployed.run_id}-train"
+    assert metadata["container_2_source"] == deployed.report["artifacts"]["model_artifacts"]
+    # The QA report is the version's model metrics, kept where runs/'s expiry does not reach.
+    metrics_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    assert metrics_uri.endswith(f"models/{deployed.run_id}/registry/qa-report.json")
+    assert json.loads(boto3.client("s3").get_object(Bucket=account.resources.artifacts_bucket,
+                                                    Key=metrics_uri.split("/", 3)[3])["Body"].read()) \
+        == deployed.report["qa"]["report"]
+    # Production's model is the version's containers, file for file.
+    spec = [{k: c.get(k) for k in ("Image", "ModelDataUrl", "Environment")}
+            for c in package["InferenceSpecification"]["Containers"]]
+    assert serving_containers(account, deployed.production_endpoint) == spec
+    # Production (only) captures its traffic, encrypted, under capture/.
+    production_config = boto3.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=account.endpoints()[deployed.production_endpoint]["config"])
+    capture = production_config["DataCaptureConfig"]
+    assert capture["InitialSamplingPercentage"] == 100 and capture["KmsKeyId"]
+    assert capture["DestinationS3Uri"] == f"s3://{account.resources.artifacts_bucket}/capture"
+
+
+def test_the_production_endpoint_captures_requests_and_responses_in_sagemakers_format(account, deployed):
+    """The capture files AWS documents (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture-endpoint.html):
+    JSON Lines under <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/, one record per request with
+    captureData.endpointInput/endpointOutput (observedContentType, mode, data, encoding), eventMetadata
+    (eventId, inferenceTime) and eventVersion "0"."""
+    before = set(account.capture_files())
+    features, _ = account.sample_row(deployed.report)
+    answers = [account.invoke_endpoint(deployed.production_endpoint, features.encode("utf-8")) for _ in range(3)]
+    new = sorted(set(account.capture_files()) - before)
+
+    assert new
+    s3 = boto3.client("s3")
+    records = []
+    for uri in new:
+        key = uri.split("/", 3)[3]
+        assert re.fullmatch(rf"capture/{deployed.production_endpoint}/AllTraffic/\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/[^/]+\.jsonl", key)
+        obj = s3.get_object(Bucket=account.resources.artifacts_bucket, Key=key)
+        assert obj["ServerSideEncryption"] == "aws:kms"
+        records += [json.loads(line) for line in obj["Body"].read().decode("utf-8").splitlines()]
+    assert len(records) == 3  # 100 percent sampled
+    for record, (content_type, answer) in zip(records, answers):
+        assert record["eventVersion"] == "0"
+        assert record["captureData"]["endpointInput"] == {"observedContentType": "text/csv", "mode": "INPUT",
+                                                          "data": features, "encoding": "CSV"}
+        assert record["captureData"]["endpointOutput"] == {"observedContentType": content_type, "mode": "OUTPUT",
+                                                           "data": answer, "encoding": "CSV"}
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", record["eventMetadata"]["inferenceTime"])
+        assert len(record["eventMetadata"]["eventId"]) == 36
+    account.lines.append("captured record: " + json.dumps(records[0]))
+    # The QA endpoint (hundreds of QA requests) captured nothing.
+    assert not [uri for uri in account.capture_files() if "-qa/" in uri]
+
+
+def test_a_rollback_redeploys_the_first_version_through_its_confirmation_page(account, deployed, car_data):
+    second = account.run(car_data, decision="approve")
+    assert second.exit_code == EXIT_DEPLOYED, json.dumps(second.report["failure"])
+    newest = max(e["version"] for e in second.report["registry"])
+    assert account.endpoints()[deployed.production_endpoint]["config"] != deployed.report["endpoints"]["production"]["config"]
+
+    result = account.rollback(1, decision="approve")
+
+    assert result.exit_code == EXIT_DEPLOYED, json.dumps(result.report["failure"])
+    # The confirmation was a rollback's: which version, and what serves now.
+    [confirmation] = [m for m in result.report["notifications"] if m["subject"].startswith("Roll ")]
+    assert confirmation["subject"] == f"Roll {deployed.production_endpoint} back to version 1?"
+    assert f"Now serving: version {newest} (run {second.run_id}" in confirmation["message"]
+    assert f"Run:        {deployed.run_id} on {deployed.report['data']['input_uri']}" in confirmation["message"]
+    assert "AUTO_APPROVE: opening the approve link" in "\n".join(account.lines)
+    # Production runs version 1 again, through the same deployment (blue/green update).
+    assert serving_containers(account, deployed.production_endpoint) == serving_containers_of_package(account, 1)
+    assert result.report["states"][-1]["name"] == "Succeeded"
+    assert any(s["name"] == "CheckProduction" for s in result.report["states"])
+    mails = [m["subject"] for m in result.report["notifications"]]
+    assert f"Production endpoint {deployed.production_endpoint} rolled back to version 1" in mails
+    assert_production_unchanged(account, deployed)
+    account.lines.append("registry after the rollback: " + json.dumps(result.report["registry"]))
+    statuses = {e["version"]: e["status"] for e in result.report["registry"]}
+    assert statuses[1] == statuses[newest] == "Approved"
+
+
+def serving_containers_of_package(account, version: int) -> list[dict]:
+    return [{k: c.get(k) for k in ("Image", "ModelDataUrl", "Environment")}
+            for c in package_of(account, version)["InferenceSpecification"]["Containers"]]
 
 
 def test_every_task_received_its_parameters_resolved_as_aws_would(account, deployed, car_data):

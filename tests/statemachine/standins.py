@@ -91,6 +91,8 @@ class World:
     published: list[dict] = field(default_factory=list)
     handed_over: list[dict] = field(default_factory=list)  # cleanup state machine executions started by the pipeline
     production_lock: dict = field(default_factory=dict)  # {"run_id", "started_at"} of the run allowed to deploy last
+    # the model registry: ARN -> {"version", "status", "description", "run_id", "config"}
+    packages: dict[str, dict] = field(default_factory=dict)
     # state name -> TaskFailed raised every time that state's task runs
     failures: dict[str, sfn.TaskFailed] = field(default_factory=dict)
     # state name -> errors raised on the first attempts only (transient)
@@ -239,9 +241,37 @@ class World:
             threading.Timer(0.05, decide).start()
         return {"sent": True}
 
+    def fn_register_model(self, payload: dict, request: sfn.TaskRequest) -> dict:
+        with self.lock:
+            version = len(self.packages) + 1
+            arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{PRODUCTION}/{version}"
+            self.packages.setdefault(arn, {"version": version, "status": "PendingManualApproval", "description": None,
+                                           "run_id": payload["run"]["run_id"], "config": f"{payload['run']['run_id']}-config",
+                                           "execution_input": payload.get("execution_input")})
+        return {"model_package_arn": arn, "model_package_group": PRODUCTION, "version": version,
+                "status": "PendingManualApproval", "kind": "registered"}
+
+    def fn_record_decision(self, payload: dict, request: sfn.TaskRequest) -> dict:
+        decide = function_module("record_decision").record_decision
+        return decide(WorldSageMaker(self), payload)
+
+    def fn_prepare_rollback(self, payload: dict, request: sfn.TaskRequest) -> dict:
+        version = payload["rollback"]["model_package_version"]
+        arn = next((a for a, p in self.packages.items() if p["version"] == version), None)
+        if arn is None or self.packages[arn]["status"] != "Approved":
+            raise lambda_failure("ModelPackageNotApproved", f"version {version} is not an Approved version")
+        return {"names": {"production_endpoint": PRODUCTION},
+                "registry": {"model_package_arn": arn, "model_package_group": PRODUCTION, "version": version,
+                             "status": "Approved", "kind": "rollback"},
+                "summary": {"kind": "rollback", "target": {"version": version}, "serving": {}},
+                "poll_seconds": 0, "approval_timeout_seconds": self.approval_timeout_seconds}
+
     def fn_deploy_production(self, payload: dict, request: sfn.TaskRequest) -> dict:
         name = payload["names"]["production_endpoint"]
-        new_config = payload["endpoint_config_name"]
+        package = self.packages[payload["model_package_arn"]]
+        if package["status"] != "Approved":
+            raise lambda_failure("ModelPackageNotApproved", f"version {package['version']} is {package['status']}")
+        new_config = package["config"]
         with self.lock:
             self.production_lock = {"run_id": payload["run"]["run_id"], "started_at": payload["run"]["started_at"]}
             existing = self.endpoints.get(name)
@@ -264,7 +294,8 @@ class World:
             self._pending[name] = final
             self._describe_counts[name] = 0
         wait_until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.endpoint_wait_seconds)
-        return {"endpoint_name": name, "action": action, "wait_until": wait_until.isoformat()}
+        return {"endpoint_name": name, "action": action, "wait_until": wait_until.isoformat(),
+                "endpoint_config_name": new_config, "model_package_version": package["version"]}
 
     def fn_cleanup(self, payload: dict, request: sfn.TaskRequest) -> dict:
         return function_module("cleanup").cleanup(
@@ -341,6 +372,16 @@ class WorldSageMaker:
         job.status = "Stopped"
         self.world._pending.pop(TrainingJobName, None)
         return {}
+
+    def describe_model_package(self, ModelPackageName):
+        package = self.world.packages[ModelPackageName]
+        return {"ModelPackageArn": ModelPackageName, "ModelPackageVersion": package["version"],
+                "ModelApprovalStatus": package["status"], "ApprovalDescription": package["description"]}
+
+    def update_model_package(self, ModelPackageArn, ModelApprovalStatus, ApprovalDescription):
+        with self.world.lock:
+            self.world.packages[ModelPackageArn].update(status=ModelApprovalStatus, description=ApprovalDescription)
+        return {"ModelPackageArn": ModelPackageArn}
 
     def create_endpoint(self, EndpointName, EndpointConfigName):
         self._fail_if_told("CreateEndpoint")

@@ -158,7 +158,104 @@ def test_approval_window_running_out_is_explained_in_words(sfn_local):
 def test_every_failing_state_is_covered():
     # Guards the parametrization below: a new Task state with a Catch gets tested automatically.
     assert {"PreprocessWithGlue", "TrainXGBoost", "CheckTraining", "CreateQAEndpoint", "CheckQAEndpoint", "RunQATests",
-            "DeleteQAEndpoint", "RequestApproval", "DeployProduction", "CheckProduction"} <= set(catching_task_states())
+            "DeleteQAEndpoint", "RegisterModel", "RequestApproval", "RecordApproval", "DeployProduction",
+            "CheckProduction", "PrepareRollback", "ConfirmRollback"} <= set(catching_task_states())
+
+
+def the_version(outcome) -> dict:
+    [package] = outcome.world.packages.values()
+    return package
+
+
+def test_an_approved_run_deploys_its_registered_version_once_approved(sfn_local):
+    outcome = standins.run(world_with_production())
+
+    assert outcome.status == "SUCCEEDED"
+    package = the_version(outcome)
+    assert package["status"] == "Approved" and package["description"].startswith("Approved on the approval page")
+    assert outcome.states.index("RegisterModel") < outcome.states.index("RequestApproval") \
+        < outcome.states.index("RecordApproval") < outcome.states.index("DeployProduction")
+    # What DeployProduction was told to deploy is the registered version, not a run's config.
+    [deploy] = outcome.calls("DeployProduction")
+    assert deploy.request.parameters["Payload"]["model_package_arn"] == outcome.output["registry"]["model_package_arn"]
+    # The lineage gets the execution input (the uploaded object's version comes from there).
+    assert package["execution_input"] == {"input_uri": "s3://input/uploads/car.data"}
+    assert "as version 1 of model group car-production" in the_mail(outcome)["Message"]
+
+
+def test_a_rejected_run_leaves_its_version_rejected_with_the_reason(sfn_local):
+    outcome = standins.run(world_with_production(approval="reject"))
+
+    assert outcome.error == "Pipeline.ApprovalRejected"
+    package = the_version(outcome)
+    assert (package["status"], package["description"]) == ("Rejected", "Rejected by the reviewer: metrics look off")
+
+
+def test_an_approval_window_that_ran_out_rejects_the_version(sfn_local):
+    outcome = standins.run(world_with_production(approval="none", approval_timeout_seconds=1))
+
+    assert outcome.error == "Pipeline.States.Timeout"
+    package = the_version(outcome)
+    assert package["status"] == "Rejected"
+    assert package["description"].startswith("No decision within the approval window (1 seconds)")
+
+
+def test_a_failure_after_approval_leaves_the_version_approved(sfn_local):
+    outcome = standins.run(world_with_production(rollback=True))
+
+    assert outcome.error == "Pipeline.ProductionRolledBack"
+    assert the_version(outcome)["status"] == "Approved"
+
+
+def test_a_rollback_redeploys_an_approved_version_after_its_own_confirmation(sfn_local):
+    outcome = standins.run(world_with_approved_version(), ROLLBACK_INPUT)
+
+    assert outcome.status == "SUCCEEDED", outcome.states
+    assert outcome.world.endpoints == {PRODUCTION: standins.Endpoint(PREVIOUS_CONFIG, "InService")}
+    assert outcome.states[:4] == ["ValidateInput", "InitializeRollback", "PrepareRollback", "RollbackTarget"]
+    assert "ConfirmRollback" in outcome.states and "PreprocessWithGlue" not in outcome.states
+    [confirm] = outcome.calls("ConfirmRollback")
+    assert confirm.request.parameters["Payload"]["kind"] == "rollback"
+    # The same guardrails: the deployment waits for the endpoint like any other.
+    assert outcome.calls("DeployProduction") and outcome.calls("CheckProduction")
+    mail = the_mail(outcome)
+    assert mail["Subject"] == f"Production endpoint {PRODUCTION} rolled back to version 1"
+    # A rollback's version is not the run's own: nothing changed its status.
+    assert outcome.world.packages[APPROVED_V1]["status"] == "Approved"
+
+
+def test_a_rejected_rollback_confirmation_leaves_production_as_it_is(sfn_local):
+    outcome = standins.run(world_with_approved_version(approval="reject"), ROLLBACK_INPUT)
+
+    assert_failed_cleanly(outcome, "ConfirmRollback", "ApprovalRejected", cause="metrics look off")
+    assert not outcome.calls("DeployProduction")
+    assert outcome.world.endpoints == {PRODUCTION: standins.Endpoint("newer-run-config", "InService")}
+    assert outcome.world.packages[APPROVED_V1]["status"] == "Approved"
+
+
+def test_a_rollback_to_a_version_that_is_not_approved_is_refused_before_anyone_is_asked(sfn_local):
+    world = world_with_approved_version()
+    world.packages[APPROVED_V1]["status"] = "Rejected"
+    outcome = standins.run(world, ROLLBACK_INPUT)
+
+    assert_failed_cleanly(outcome, "PrepareRollback", "ModelPackageNotApproved")
+    assert not outcome.calls("ConfirmRollback") and not outcome.calls("DeployProduction")
+
+
+ROLLBACK_ONLY = reachable_from("InitializeRollback") - reachable_from("Initialize")
+APPROVED_V1 = "arn:aws:sagemaker:us-east-1:123456789012:model-package/car-production/1"
+
+
+def world_with_approved_version(**kwargs) -> World:
+    """Production serves a newer model; version 1 (PREVIOUS_CONFIG's) is approved and can be rolled back to."""
+    world = World(**kwargs)
+    world.endpoints[PRODUCTION] = standins.Endpoint("newer-run-config", "InService")
+    world.packages[APPROVED_V1] = {"version": 1, "status": "Approved", "description": "Approved on the page",
+                                   "run_id": "previous-run", "config": PREVIOUS_CONFIG}
+    return world
+
+
+ROLLBACK_INPUT = {"rollback": {"model_package_version": 1}}
 
 
 # States the run reaches only after TrainXGBoost's answer was lost (RecoverTraining found the job).
@@ -169,6 +266,13 @@ AFTER_A_LOST_ANSWER = reachable_from("RecoverTraining") - reachable_from("TrainX
 def test_failure_in_each_task_state(sfn_local, state):
     # The failure the service itself would report (the same one LOCAL_FAULTS injects in local runs).
     failure = faults.failure_for(state, STATES[state]["Resource"])
+    if state in ROLLBACK_ONLY:
+        world = world_with_approved_version(failures={state: failure})
+        outcome = standins.run(world, ROLLBACK_INPUT)
+        assert_failed_cleanly(outcome, state, failure.error, cause=failure.cause)
+        assert not outcome.calls("DeployProduction")
+        assert outcome.world.endpoints == {PRODUCTION: standins.Endpoint("newer-run-config", "InService")}
+        return
     lost = {"CreateTrainingJob"} if state in AFTER_A_LOST_ANSWER else set()
     outcome = standins.run(world_with_production(failures={state: failure}, lost_responses=lost))
 

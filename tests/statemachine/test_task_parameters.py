@@ -29,6 +29,14 @@ def rendered_definition() -> dict:
     return json.loads(sfn.render_definition(standins.DEFINITION.read_text(encoding="utf-8"), standins.substitutions()))
 
 
+def rollback_world() -> World:
+    world = World()
+    world.endpoints[standins.PRODUCTION] = standins.Endpoint("newer-config", "InService")
+    world.packages[f"arn:aws:sagemaker:{standins.REGION}:{standins.ACCOUNT}:model-package/{standins.PRODUCTION}/1"] = {
+        "version": 1, "status": "Approved", "description": "approved", "run_id": "old", "config": "old-config"}
+    return world
+
+
 def test_every_task_receives_its_parameters_resolved(sfn_local):
     throttled = standins.client_error("ThrottlingException", "Rate exceeded", "CreateTrainingJob")
     outcomes = [
@@ -40,8 +48,9 @@ def test_every_task_receives_its_parameters_resolved(sfn_local):
         standins.run(World(failures={"CreateQAEndpoint": sfn.TaskFailed("SageMaker.AmazonSageMakerException", "no"),
                                      "CleanupAfterFailure": standins.lambda_failure("AccessDenied", "no")}),
                      name="run-0003"),
+        standins.run(rollback_world(), {"rollback": {"model_package_version": 1}}, name="run-0004"),
     ]
-    assert [o.status for o in outcomes] == ["SUCCEEDED", "FAILED", "FAILED"]
+    assert [o.status for o in outcomes] == ["SUCCEEDED", "FAILED", "FAILED", "SUCCEEDED"]
     calls = [call for outcome in outcomes for call in outcome.dispatcher.calls]
     definition = rendered_definition()
 

@@ -14,6 +14,10 @@ NO_RESOURCE_LEVEL = {
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
     "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "states:SendTaskSuccess", "states:SendTaskFailure",
+    # No resource types in the Service Authorization Reference's SageMaker table
+    # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html); AWS's own
+    # AmazonSageMakerModelRegistryFullAccess policy grants it on "*" as well.
+    "sagemaker:ListModelPackages",
 }
 # Actions AWS documents on "*" for a Step Functions integration although IAM could scope them
 # (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html): the role follows the page.
@@ -25,7 +29,8 @@ LAMBDA_ROLES = {
     "RequestApprovalRole": "request_approval", "ApprovalApiRole": "approval_api",
     "DeployProductionRole": "deploy_production", "CleanupRole": "cleanup",
     "RecoverTrainingRole": "recover_training", "CreateQAEndpointRole": "create_qa_endpoint",
-    "CheckStatusRole": "check_status",
+    "CheckStatusRole": "check_status", "RegisterModelRole": "register_model", "RecordDecisionRole": "record_decision",
+    "PrepareRollbackRole": "prepare_rollback",
 }
 # What every function's role has besides its documented calls: its log group, X-Ray, and
 # KMS for the stack key behind its encrypted S3/DynamoDB/SNS/SQS calls.

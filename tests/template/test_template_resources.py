@@ -247,7 +247,7 @@ def test_notifications_are_encrypted_and_go_to_the_email_parameter(template):
 
 def test_every_log_group_has_retention_and_the_stack_key(template):
     groups = {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"}
-    assert len(groups) == 16  # 13 functions, 2 state machines, the API access log
+    assert len(groups) == 19  # 16 functions, 2 state machines, the API access log
     for name, props in groups.items():
         assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         assert props["KmsKeyId"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}, name

@@ -7,8 +7,10 @@ from botocore.exceptions import ClientError
 
 # DescribeEndpoint says "Could not find endpoint ..."; DescribeTrainingJob says
 # "Requested resource not found." (both ValidationException, not ResourceNotFound:
-# https://github.com/aws/aws-sdk/issues/165).
-_NOT_FOUND_MESSAGES = ("Could not find", "Requested resource not found")
+# https://github.com/aws/aws-sdk/issues/165); the model registry's describes say
+# "... does not exist" (moto 5.2.5: "ModelPackageGroup <arn> does not exist.",
+# "Model package <arn> not found").
+_NOT_FOUND_MESSAGES = ("Could not find", "Requested resource not found", "does not exist", " not found")
 
 
 def is_not_found(error: ClientError) -> bool:
