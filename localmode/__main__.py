@@ -9,6 +9,7 @@ import sys
 # importing lazily keeps `--help` fast (no Spark, no moto).
 COMMANDS = {
     "run": ("localmode.runner", "run the whole pipeline: the real state machine on moto with local workers"),
+    "rollback": ("localmode.rollback_cli", "make approved runs, then roll production back to an earlier version"),
     "glue": ("localmode.glue_local", "run the Glue job on local Spark: --data CSV --out DIR"),
     "data": ("localmode.data_cli", "download and verify the dataset, or check a given path"),
     "spec": ("localmode.spec_draft", "draft a dataset spec from a CSV with a header: draft DATA --label COLUMN"),

@@ -278,7 +278,7 @@ class LocalPipeline:
         self.say(f"run {run_id}: {uploaded_uri(event)}")
         return self._follow(execution_arn, run_id, decision, reason, timeout, started, data_path, event)
 
-    def rollback(self, version: int, decision: str = "approve", endpoint: str | None = None,
+    def rollback(self, version: int, decision: str = "approve", dataset: str | None = None,
                  reason: str = "Rejected from the command line (REJECT=1).", timeout: float = 3600.0) -> RunResult:
         """What `scripts/deploy.py rollback` does on AWS: start the pipeline with the documented rollback
         input, then follow it (its confirmation goes through the approval page) to the end."""
@@ -288,7 +288,7 @@ class LocalPipeline:
         aws.endpoint_updates.rollback_next = False
         aws.read_mailbox(self.resources.mailbox_url)
         started = time.monotonic()
-        request = {"model_package_version": version, **({"endpoint": endpoint} if endpoint else {})}
+        request = {"model_package_version": version, **({"dataset": dataset} if dataset else {})}
         run_id = f"rollback-v{version}-{uuid.uuid4().hex[:8]}"
         execution_arn = boto3.client("stepfunctions").start_execution(
             stateMachineArn=self.machine.arn, name=run_id, input=json.dumps({"rollback": request}))["executionArn"]

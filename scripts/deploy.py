@@ -2,6 +2,8 @@
 
     python scripts/deploy.py deploy      # sam build, sam deploy, upload the dataset specs
     python scripts/deploy.py teardown    # delete the production endpoints, stop access logs, empty the buckets, sam delete
+    python scripts/deploy.py rollback --version N [--dataset NAME]   # redeploy an earlier approved model version (asks by email first)
+    python scripts/deploy.py rollback --list [--dataset NAME]        # a dataset's model registry versions
 
 `sam deploy` packages the Lambda code and the Glue script (which writes its
 MLeap bundles itself: no jar), but not the dataset specs that runs read from
@@ -40,7 +42,8 @@ DATASET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 
 # Stack outputs this script reads (tests check template.yaml declares them).
 OUTPUTS_USED = ("ArtifactsBucketName", "InputBucketName", "AccessLogsBucketName", "ProductionEndpointName",
-                "StateMachineArn", "UploadCommand", "ApprovalApiUrl", "StateTableName")
+                "StateMachineArn", "UploadCommand", "ApprovalApiUrl", "StateTableName", "ModelPackageGroupName",
+                "ProductionEndpointSuffix", "DefaultDataset")
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -327,6 +330,68 @@ def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: 
     return 0
 
 
+def registry_versions(sagemaker, group: str) -> list[dict]:
+    """The group's versions, oldest first: version, status, description, run, QA accuracy."""
+    found, request = [], {"ModelPackageGroupName": group, "SortBy": "CreationTime", "SortOrder": "Ascending"}
+    while True:
+        page = sagemaker.list_model_packages(**request)
+        for summary in page.get("ModelPackageSummaryList", []):
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            metadata = package.get("CustomerMetadataProperties") or {}
+            found.append({"version": package.get("ModelPackageVersion"), "status": package.get("ModelApprovalStatus"),
+                          "description": package.get("ApprovalDescription") or "", "run_id": metadata.get("run_id"),
+                          "qa_accuracy": metadata.get("qa_accuracy"), "arn": package["ModelPackageArn"]})
+        if not page.get("NextToken"):
+            return found
+        request["NextToken"] = page["NextToken"]
+
+
+def dataset_endpoint(outputs: dict[str, str], stack_name: str, dataset: str | None) -> tuple[str, str]:
+    """The dataset and its production endpoint (= its model package group), as resolve_dataset names them."""
+    default = require(outputs, "DefaultDataset", stack_name)
+    dataset = dataset or default
+    if not DATASET_NAME.fullmatch(dataset):
+        raise DeployError(f"{dataset!r} is not a dataset name (1-32 lower-case letters, digits or inner hyphens)")
+    if dataset == default:
+        return dataset, require(outputs, "ProductionEndpointName", stack_name)
+    return dataset, dataset + require(outputs, "ProductionEndpointSuffix", stack_name)
+
+
+def rollback(version: int | None, list_only: bool = False, session_factory=boto3_session,
+             now: Callable[[], float] = time.time, dataset: str | None = None) -> int:
+    """Start the pipeline's rollback of a dataset's production endpoint (its documented input);
+    the approval email asks for confirmation."""
+    import json
+
+    settings = deploy_settings(samconfig())
+    stack_name = settings["stack_name"]
+    if not stack_name:
+        raise DeployError("samconfig.toml names no stack_name: deploy first")
+    session = session_factory(settings)
+    outputs = stack_outputs(session.client("cloudformation"), stack_name)
+    # Each dataset's production endpoint has its own model package group, named after it.
+    dataset, endpoint = dataset_endpoint(outputs, stack_name, dataset)
+    group = endpoint
+    versions = registry_versions(session.client("sagemaker"), group)
+    for entry in versions:
+        print(f"version {entry['version']}: {entry['status']:<22} run {entry['run_id']}, QA accuracy "
+              f"{entry['qa_accuracy']}  {entry['description']}")
+    if list_only:
+        return 0
+    chosen = next((entry for entry in versions if entry["version"] == version), None)
+    if chosen is None or chosen["status"] != "Approved":
+        raise DeployError(f"version {version} of {group} is {'not there' if chosen is None else chosen['status']}: "
+                          "only an Approved version can be rolled back to")
+    name = f"rollback-v{version}-{int(now())}"
+    execution = session.client("stepfunctions").start_execution(
+        stateMachineArn=require(outputs, "StateMachineArn", stack_name), name=name,
+        input=json.dumps({"rollback": {"model_package_version": version, "dataset": dataset}}))
+    print(f"started {execution['executionArn']}")
+    print(f"A confirmation email asks to roll {endpoint} back to version {version}; nothing changes until someone "
+          "approves it on its page. Then the same blue/green deployment and alarms apply.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -335,10 +400,17 @@ def main(argv: list[str] | None = None) -> int:
                                help="force (or skip) sam deploy --guided; default: guided until parameters are saved")
     teardown_parser = commands.add_parser("teardown", help="delete the production endpoints, empty the buckets, sam delete")
     teardown_parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rollback_parser = commands.add_parser("rollback", help="redeploy an earlier approved model version (confirmed by email)")
+    choice = rollback_parser.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--version", type=int, help="the model package version to redeploy")
+    choice.add_argument("--list", action="store_true", help="only list the registry's versions")
+    rollback_parser.add_argument("--dataset", help="the dataset whose production endpoint rolls back (default: DefaultDataset)")
     args = parser.parse_args(argv)
     try:
         if args.command == "deploy":
             return deploy(guided=args.guided)
+        if args.command == "rollback":
+            return rollback(args.version, list_only=args.list, dataset=args.dataset)
         return teardown(assume_yes=args.yes)
     except DeployError as error:
         print(f"{args.command}: {error}", file=sys.stderr)

@@ -22,6 +22,7 @@ def outputs_for(artifacts="art-bucket", input_bucket="in-bucket", logs="log-buck
         "ProductionEndpointName": "car-evaluation", "StateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:x",
         "UploadCommand": f"aws s3 cp car.data s3://{input_bucket}/input/car.csv", "ApprovalApiUrl": "https://x",
         "StateTableName": "state-table",
+        "ModelPackageGroupName": "car-evaluation", "ProductionEndpointSuffix": "-prod", "DefaultDataset": "car",
     }
 
 
@@ -287,3 +288,63 @@ def test_teardown_gives_up_with_what_to_do_after_its_attempts(monkeypatch, tmp_p
             deploy.teardown(run=failing, session_factory=lambda s: session, confirm=lambda p: STACK,
                             attempts=3, sleep=lambda seconds: None)
     assert len(commands) == 3
+
+
+def registry_with(sagemaker, statuses: list[str], group: str = "car-evaluation") -> None:
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    for status in statuses:
+        sagemaker.create_model_package(
+            ModelPackageGroupName=group, ModelApprovalStatus=status,
+            InferenceSpecification={"Containers": [{"Image": "xgboost"}], "SupportedContentTypes": ["text/csv"],
+                                    "SupportedResponseMIMETypes": ["text/csv"]},
+            CustomerMetadataProperties={"run_id": f"run-{status.lower()}"})
+
+
+def rollback_setup(monkeypatch, tmp_path, statuses, group="car-evaluation"):
+    config = tmp_path / "samconfig.toml"
+    config.write_text('version = 0.1\n[default.deploy.parameters]\nstack_name = "car-ml-pipeline"\n')
+    monkeypatch.setattr(deploy, "samconfig", lambda path=None: deploy.tomllib.loads(config.read_text()))
+    registry_with(boto3.client("sagemaker", region_name="us-east-1"), statuses, group)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = sfn.create_state_machine(name="x", definition='{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}',
+                                   roleArn="arn:aws:iam::123456789012:role/x")["stateMachineArn"]
+    return sfn, arn, FakeSession(stubbed_cloudformation({**outputs_for(), "StateMachineArn": arn}))
+
+
+def test_rollback_starts_the_documented_rollback_input(monkeypatch, tmp_path, capsys):
+    with mock_aws():
+        sfn, arn, session = rollback_setup(monkeypatch, tmp_path, ["Approved", "Approved"])
+        assert deploy.rollback(1, session_factory=lambda s: session, now=lambda: 1700000000) == 0
+        [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert execution["name"] == "rollback-v1-1700000000"
+    assert json.loads(described["input"]) == {"rollback": {"model_package_version": 1, "dataset": "car"}}
+    shown = capsys.readouterr().out
+    assert "version 2: Approved" in shown and "confirmation email" in shown
+
+
+def test_rollback_to_a_version_that_is_not_approved_starts_nothing(monkeypatch, tmp_path):
+    with mock_aws():
+        sfn, arn, session = rollback_setup(monkeypatch, tmp_path, ["Approved", "Rejected"])
+        with pytest.raises(deploy.DeployError, match="version 2 of car-evaluation is Rejected"):
+            deploy.rollback(2, session_factory=lambda s: session)
+        assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+def test_rollback_of_another_dataset_reads_and_names_that_datasets_group(monkeypatch, tmp_path, capsys):
+    # penguins' endpoint is penguins<ProductionEndpointSuffix>, and its registry group is named after it.
+    with mock_aws():
+        sfn, arn, session = rollback_setup(monkeypatch, tmp_path, ["Approved", "Rejected", "Approved"], "penguins-prod")
+        assert deploy.rollback(3, session_factory=lambda s: session, now=lambda: 1700000000, dataset="penguins") == 0
+        [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+        described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"rollback": {"model_package_version": 3, "dataset": "penguins"}}
+    assert "roll penguins-prod back to version 3" in capsys.readouterr().out
+
+
+def test_rollback_of_a_name_that_is_no_dataset_starts_nothing(monkeypatch, tmp_path):
+    with mock_aws():
+        sfn, arn, session = rollback_setup(monkeypatch, tmp_path, ["Approved"])
+        with pytest.raises(deploy.DeployError, match="is not a dataset name"):
+            deploy.rollback(1, session_factory=lambda s: session, dataset="Car_Evaluation")
+        assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
