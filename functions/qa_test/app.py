@@ -6,7 +6,17 @@ and the confusion matrix for classification, ROC AUC too for two classes;
 RMSE, MAE, R-squared and a residual summary for regression. The quality gate
 is the manifest's quality_gate (metric and threshold; a null threshold takes
 the stack's default). Writes qa/report.json; a failed gate fails the run with
-QualityBelowThreshold, naming metric, value, threshold and direction."""
+QualityBelowThreshold, naming metric, value, threshold and direction.
+
+Champion versus challenger: when the dataset's production endpoint serves,
+the same rows go to it too, so the report (and the approval email) shows
+both models on identical rows, measured by the gate's metric, and the rows
+they answer differently. A challenger worse than production by more than
+MAX_REGRESSION_AGAINST_PRODUCTION in that metric (absolute for accuracy,
+macro F1, ROC AUC and R-squared; relative to production's for RMSE and MAE,
+whose scale is the label's) fails with WorseThanProduction before anyone is
+asked to approve it. Those requests are production traffic: its data
+capture records them too."""
 from __future__ import annotations
 
 import codecs
@@ -31,6 +41,7 @@ from pipeline_common.metrics import (
     regression_metrics,
 )
 from pipeline_common.s3 import list_data_objects, parse_s3_uri, put_json
+from pipeline_common.sagemaker import is_not_found
 from pipeline_common.timeutil import iso, utc_now
 
 logger = Logger()
@@ -38,10 +49,17 @@ tracer = Tracer()
 
 REPORT_KEY = "qa/report.json"
 _EXAMPLES_KEPT = 5
+# Statuses in which an endpoint answers InvokeEndpoint (an update keeps the old fleet serving).
+_SERVING = ("InService", "Updating", "SystemUpdating", "RollingBack")
 
 
 class QualityBelowThreshold(Exception):
     """The model misses its quality gate on the held-out rows."""
+
+
+class WorseThanProduction(Exception):
+    """The new model's accuracy on the held-out rows is below production's on the same rows by more than
+    MAX_REGRESSION_AGAINST_PRODUCTION."""
 
 
 class TestDataInvalid(Exception):
@@ -144,15 +162,63 @@ def score(manifest: dict, rows, answers: list) -> tuple[dict, dict]:
     return metrics, {"accuracy": metrics["correct"] / metrics["rows"]}
 
 
-def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_threshold: float = 0.5) -> dict:
+def production_to_compare(sagemaker, production_endpoint: str | None) -> tuple[bool, str]:
+    """(compare?, what the report says about production)."""
+    if not production_endpoint:
+        return False, "no production endpoint is configured for this dataset"
+    try:
+        status = sagemaker.describe_endpoint(EndpointName=production_endpoint)["EndpointStatus"]
+    except ClientError as error:
+        if not is_not_found(error):
+            raise
+        return False, f"no production endpoint {production_endpoint} yet: this is the dataset's first model"
+    if status not in _SERVING:
+        return False, f"production endpoint {production_endpoint} is {status} and answers nothing: not compared"
+    return True, f"production endpoint {production_endpoint} ({status}) answered the same rows"
+
+
+def regression_against(metric: str, higher_is_better: bool, challenger, champion) -> float | None:
+    """How much worse the challenger is in the gate's metric (negative: better); None when either is undefined.
+    Absolute for the bounded metrics; relative for RMSE and MAE, which are in the label's units."""
+    if challenger is None or champion is None:
+        return None
+    if higher_is_better:
+        return champion - challenger
+    return (challenger - champion) / champion if champion > 0 else (0.0 if challenger <= champion else float("inf"))
+
+
+def comparison(rows, gate: dict, challenger_value, predictions, champion_value, champion_predictions,
+               max_regression: float) -> dict:
+    differing = [i for i, (new, old) in enumerate(zip(predictions, champion_predictions)) if new != old]
+    # Unrounded values, as for the threshold: a rounded difference could pass a run just past the line.
+    regression = regression_against(gate["metric"], gate["higher_is_better"], challenger_value, champion_value)
+    return {
+        "metric": gate["metric"],
+        "higher_is_better": gate["higher_is_better"],
+        "new_model": challenger_value,
+        "production": champion_value,
+        "regression": None if regression is None else round(regression, 6),
+        "rows_answered_differently": len(differing),
+        "examples": [{"features": rows[i][0], "truth": rows[i][1], "new_model": predictions[i],
+                      "production": champion_predictions[i]} for i in differing[:_EXAMPLES_KEPT]],
+        "max_regression": max_regression,
+        # An undefined metric on either side compares nothing: the gate itself judged the challenger.
+        "passed": regression is None or regression <= max_regression,
+    }
+
+
+def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_threshold: float = 0.5, sagemaker=None,
+            max_regression: float = 0.0) -> dict:
     """`threshold`: the classification gate's default (AccuracyThreshold); `r2_threshold`: the
-    regression gate's (R2Threshold). Either applies only when the manifest's gate has no threshold."""
+    regression gate's (R2Threshold). Either applies only when the manifest's gate has no threshold.
+    `sagemaker` None: no comparison with production (as when it has no endpoint)."""
     try:
         run = event["run"]
         endpoint_name = event["names"]["qa_endpoint"]
         manifest_uri = event["manifest_uri"]
     except (TypeError, KeyError) as error:
         raise InvalidEvent(f"the event needs run, names.qa_endpoint and manifest_uri ({error})") from None
+    production_endpoint = event["names"].get("production_endpoint")
     report_uri = manifest_uri_for(run) + REPORT_KEY
     manifest = load_manifest(s3, manifest_uri, run_id=run.get("run_id"))
     kind = problem_type(manifest)
@@ -161,6 +227,8 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
     if not rows:
         raise TestDataInvalid(f"no test rows under {manifest['uris']['test']}")
 
+    compare, production_note = production_to_compare(sagemaker, production_endpoint) if sagemaker else (
+        False, "no production endpoint is configured for this dataset")
     if kind == "regression":
         def valid(answer):
             number = number_or_none(answer)
@@ -177,6 +245,15 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         gate = decide_gate(kind, manifest.get("quality_gate"), metrics, threshold, r2_threshold, exact)
     except GateInvalid as error:
         raise ManifestInvalid(f"manifest {manifest_uri}: {error}") from None
+    production = {"endpoint_name": production_endpoint, "compared": compare, "note": production_note}
+    versus = None
+    if compare:
+        champion_answers, _ = ask_endpoint(runtime, production_endpoint, rows, valid)
+        champion, champion_exact = score(manifest, rows, champion_answers)
+        production.update(champion)
+        metric = gate["metric"]
+        versus = comparison(rows, gate, gate["value"], answers, champion_exact.get(metric, champion.get(metric)),
+                            champion_answers, max_regression)
     report = {
         **metrics,
         "run_id": run.get("run_id"),
@@ -190,6 +267,8 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         "passed": gate["passed"],
         "rows_available": manifest["rows"]["test"],
         "invalid_examples": invalid_examples,
+        "production": production,
+        "versus_production": versus,
         "tested_at": iso(utc_now()),
     }
     put_json(s3, report_uri, report)
@@ -200,6 +279,16 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
                   else f"{metrics['scored_rows']} of {metrics['rows']} held-out rows answered with a number")
         invalid_note = f", {invalid} invalid answers" if invalid and kind != "regression" else ""
         raise QualityBelowThreshold(f"{gate_message(gate, kind, metrics)} ({detail}{invalid_note}); report: {report_uri}")
+    if versus and not versus["passed"]:
+        direction = "higher is better" if versus["higher_is_better"] else "lower is better"
+        amount = (f"{versus['regression']:.4f}" if versus["higher_is_better"] else f"{versus['regression']:.1%}")
+        allowed = f"{max_regression:.4f}" if versus["higher_is_better"] else f"{max_regression:.1%}"
+        raise WorseThanProduction(
+            f"QA {versus['metric']} {versus['new_model']:.4f} is {amount} worse than production "
+            f"{production_endpoint}'s {versus['production']:.4f} ({direction}) on the same {metrics['rows']} held-out "
+            f"rows (at most {allowed} allowed; {versus['rows_answered_differently']} rows answered "
+            f"differently); report: {report_uri}"
+        )
     return {
         "problem_type": kind,
         "metric": gate["metric"],
@@ -213,6 +302,11 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         "rows_available": manifest["rows"]["test"],
         "report_uri": report_uri,
         "passed": True,
+        "production": {"endpoint_name": production_endpoint, "compared": compare, "note": production_note,
+                       "accuracy": production.get("accuracy"),
+                       "value": versus["production"] if versus else None},
+        "regression_against_production": versus["regression"] if versus else None,
+        "rows_answered_differently": versus["rows_answered_differently"] if versus else None,
     }
 
 
@@ -227,4 +321,6 @@ def lambda_handler(event, context):
         threshold=env_float("ACCURACY_THRESHOLD", minimum=0.0, maximum=1.0),
         max_rows=env_int("QA_MAX_ROWS", 5000, minimum=1),
         r2_threshold=env_float("R2_THRESHOLD", 0.5, maximum=1.0),
+        sagemaker=boto3.client("sagemaker"),
+        max_regression=env_float("MAX_REGRESSION_AGAINST_PRODUCTION", 0.0, minimum=0.0, maximum=1.0),
     )

@@ -51,6 +51,7 @@ def approval_summary(event: dict, report: dict) -> dict:
         "rows": qa.get("rows"),
         "report_uri": qa.get("report_uri"),
         "invalid_predictions": report.get("invalid_predictions", 0),
+        "versus_production": versus_production_line(report),
     }
     if kind == "regression":
         keys = ("rmse", "mae", "r2", "label_mean", "label_std", "residuals", "largest_errors", "scored_rows")
@@ -67,6 +68,20 @@ def gate_of(qa: dict) -> dict:
     return {"metric": qa.get("metric") or "accuracy", "value": qa.get("value", qa.get("accuracy")),
             "threshold": qa.get("threshold"), "higher_is_better": qa.get("higher_is_better", True),
             "threshold_source": None}
+
+
+def versus_production_line(report: dict) -> str:
+    """Champion versus challenger in one line (qa_test's `production` and `versus_production`)."""
+    production, versus = report.get("production") or {}, report.get("versus_production")
+    if not versus:
+        return production.get("note") or "not compared with production"
+    # Records written before the label-type gate compared accuracy only.
+    metric = versus.get("metric", "accuracy")
+    value = versus.get("production", production.get("accuracy"))
+    worse = versus.get("regression", -versus.get("accuracy_difference", 0.0) if "accuracy_difference" in versus else None)
+    shown = "n/a" if worse is None else (f"{worse:+.4f}" if versus.get("higher_is_better", True) else f"{worse:+.1%}")
+    return (f"{metric} {format_metric(value)} on the same rows; new model worse by "
+            f"{shown}; {versus['rows_answered_differently']} rows answered differently")
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
@@ -150,6 +165,7 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
             f"Dataset:    {summary.get('dataset')} ({summary.get('problem_type')}, label {summary.get('label_name')})",
             f"Input:      {summary['input_uri']}",
             gate_line(summary),
+            f"Production: {summary['versus_production']}",
             f"QA report:  {summary['report_uri']}",
             "",
             *details,

@@ -250,3 +250,11 @@ def test_a_refused_request_says_a_retry_cannot_help():
 def _lambda_cause(error_type: str, message: str) -> str:
     """A Lambda failure's Cause as Step Functions records it."""
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": []})
+
+
+def test_a_model_worse_than_production_is_said_in_words():
+    detail = ("QA accuracy 0.9300 is 0.0500 below production car-evaluation's 0.9800 on the same 60 held-out rows "
+              "(at most 0.0100 allowed; 3 rows answered differently); report: s3://a/runs/r/qa/report.json")
+    explanation = explain("RunQATests", "WorseThanProduction", _lambda_cause("WorseThanProduction", detail))
+    assert explanation.summary == f"The new model is worse than the one in production: {detail}"
+    assert "MaxRegressionAgainstProduction" in explanation.action and "Production keeps serving" in explanation.action

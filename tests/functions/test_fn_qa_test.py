@@ -344,3 +344,132 @@ def test_the_handler_takes_the_regression_default_from_r2_threshold(qa, s3, cont
         monkeypatch.setattr(qa.boto3, "client", lambda name, **_: runtime if name == "sagemaker-runtime" else s3)
         with pytest.raises(Exception, match="threshold 0.9990 .*R2Threshold"):
             qa.lambda_handler(qa_event(stored), context)
+
+
+# Champion versus challenger: the same held-out rows go to production (when it serves) and to the QA endpoint.
+PRODUCTION = "car-evaluation"
+
+
+def versus_event(stored_run) -> dict:
+    event = qa_event(stored_run)
+    event["names"]["production_endpoint"] = PRODUCTION
+    return event
+
+
+def production_described(sagemaker, status: str) -> Stubber:
+    """DescribeEndpoint's answer (botocore's model: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html)."""
+    stub = Stubber(sagemaker)
+    stub.add_response("describe_endpoint", {
+        "EndpointName": PRODUCTION, "EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{PRODUCTION}",
+        "EndpointConfigName": "car-evaluation-v1-config", "EndpointStatus": status,
+        "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"},
+        {"EndpointName": PRODUCTION})
+    return stub
+
+
+def stub_both(stub: Stubber, qa_endpoint: str, rows, new_answers, production_answers) -> None:
+    """Row by row: the QA endpoint's answer, then production's for the same record."""
+    for row, new, old in zip(rows, new_answers, production_answers):
+        stub_endpoint(stub, qa_endpoint, [row], [new])
+        stub_endpoint(stub, PRODUCTION, [row], [old])
+
+
+def answers_wrong_on(truths: list[str], wrong: list[int]) -> list[str]:
+    return [("acc" if truth == "unacc" else "unacc") if i in wrong else truth for i, truth in enumerate(truths)]
+
+
+def run_versus(qa, stored_run, s3, held_out_rows, new_wrong, production_wrong, max_regression):
+    write_test_split(s3, stored_run["manifest"], held_out_rows)
+    rows = rows_in_read_order(held_out_rows)
+    truths = [row[-1] for row in rows]
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    event = versus_event(stored_run)
+    with Stubber(runtime) as stub, production_described(sagemaker, "InService"):
+        stub_both(stub, event["names"]["qa_endpoint"], rows, answers_wrong_on(truths, new_wrong),
+                  answers_wrong_on(truths, production_wrong))
+        try:
+            return rows, qa.qa_test(s3, runtime, event, threshold=0.8, max_rows=5000, sagemaker=sagemaker,
+                                    max_regression=max_regression)
+        finally:
+            stub.assert_no_pending_responses()
+
+
+def test_the_report_shows_both_models_on_the_same_rows(qa, stored_run, s3, held_out_rows):
+    # The new model misses rows 0-1, production misses rows 1-6: 6 rows answered differently, 4 more right.
+    rows, result = run_versus(qa, stored_run, s3, held_out_rows, new_wrong=[0, 1], production_wrong=[1, 2, 3, 4, 5, 6],
+                              max_regression=0.0)
+    n = len(rows)
+    assert result["accuracy"] == round((n - 2) / n, 6)
+    assert result["production"] == {"endpoint_name": PRODUCTION, "compared": True, "accuracy": round((n - 6) / n, 6),
+                                    "value": (n - 6) / n,
+                                    "note": f"production endpoint {PRODUCTION} (InService) answered the same rows"}
+    assert result["regression_against_production"] == round(-4 / n, 6) and result["rows_answered_differently"] == 6
+    report = read_report(s3, stored_run)
+    assert report["production"]["correct"] == n - 6 and report["production"]["rows"] == n
+    assert sum(map(sum, report["production"]["confusion_matrix"])) == n
+    versus = report["versus_production"]
+    assert versus["passed"] is True and versus["rows_answered_differently"] == 6
+    # A few of them, each with what both models said.
+    assert len(versus["examples"]) == 5
+    first = versus["examples"][0]
+    assert first["features"] == rows[0][:-1] and first["truth"] == rows[0][-1]
+    assert first["new_model"] != first["truth"] and first["production"] == first["truth"]
+
+
+def test_a_challenger_worse_than_production_fails_before_approval_with_the_cause(qa, stored_run, s3, held_out_rows):
+    with pytest.raises(Exception) as raised:
+        run_versus(qa, stored_run, s3, held_out_rows, new_wrong=[0, 1, 2, 3], production_wrong=[0],
+                   max_regression=0.02)
+    assert type(raised.value).__name__ == "WorseThanProduction"
+    n = len(rows_in_read_order(held_out_rows))
+    message = str(raised.value)
+    # The gate's metric (car: accuracy) decides, absolute for a bounded metric.
+    assert (f"QA accuracy {(n - 4) / n:.4f} is {3 / n:.4f} worse than production {PRODUCTION}'s {(n - 1) / n:.4f} "
+            f"(higher is better) on the same {n} held-out rows") in message
+    assert "at most 0.0200 allowed; 3 rows answered differently" in message and "qa/report.json" in message
+    report = read_report(s3, stored_run)
+    assert report["passed"] is True and report["versus_production"]["passed"] is False
+
+
+def test_a_regression_within_the_allowance_passes(qa, stored_run, s3, held_out_rows):
+    n = len(rows_in_read_order(held_out_rows))
+    # Exactly the allowance (3 rows of n) passes: the unrounded ratio is compared.
+    _, result = run_versus(qa, stored_run, s3, held_out_rows, new_wrong=[0, 1, 2, 3], production_wrong=[0],
+                           max_regression=3 / n)
+    assert result["regression_against_production"] == round(3 / n, 6) and result["passed"] is True
+
+
+def test_the_first_run_of_a_dataset_says_there_is_no_production_yet(qa, stored_run, s3, held_out_rows):
+    """moto's DescribeEndpoint answers a missing endpoint as SageMaker does (ValidationException, "Could not find")."""
+    write_test_split(s3, stored_run["manifest"], held_out_rows[:4])
+    rows = rows_in_read_order(held_out_rows[:4])
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    event = versus_event(stored_run)
+    with Stubber(runtime) as stub:
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, [row[-1] for row in rows])  # no production calls
+        result = qa.qa_test(s3, runtime, event, threshold=0.8, max_rows=5000,
+                            sagemaker=boto3.client("sagemaker", region_name=REGION))
+        stub.assert_no_pending_responses()
+    assert result["production"]["compared"] is False and result["regression_against_production"] is None
+    assert result["production"]["note"] == f"no production endpoint {PRODUCTION} yet: this is the dataset's first model"
+    assert read_report(s3, stored_run)["versus_production"] is None
+
+
+def test_a_production_endpoint_that_does_not_serve_is_not_compared(qa, stored_run, s3, held_out_rows):
+    write_test_split(s3, stored_run["manifest"], held_out_rows[:4])
+    rows = rows_in_read_order(held_out_rows[:4])
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    event = versus_event(stored_run)
+    with Stubber(runtime) as stub, production_described(sagemaker, "Failed"):
+        stub_endpoint(stub, event["names"]["qa_endpoint"], rows, [row[-1] for row in rows])
+        result = qa.qa_test(s3, runtime, event, threshold=0.8, max_rows=5000, sagemaker=sagemaker)
+        stub.assert_no_pending_responses()
+    assert result["production"]["note"] == f"production endpoint {PRODUCTION} is Failed and answers nothing: not compared"
+
+
+def test_handler_refuses_a_regression_allowance_outside_0_to_1(qa, context, monkeypatch, aws):
+    monkeypatch.setenv("MAX_REGRESSION_AGAINST_PRODUCTION", "-0.1")
+    with pytest.raises(Exception, match="MAX_REGRESSION_AGAINST_PRODUCTION"):
+        qa.lambda_handler({"run": {}}, context)

@@ -68,6 +68,9 @@ def test_approved_run_deploys_a_model_that_answers_raw_rows(account, deployed, d
     assert report["status"] == "SUCCEEDED" and report["outcome"] == "deployed"
     assert report["qa"]["accuracy"] >= 0.95
     assert report["qa"]["report"]["confusion_matrix"]
+    # The dataset's first model: nothing to compare it with, and the report says so.
+    assert report["qa"]["report"]["production"]["compared"] is False and report["qa"]["report"]["versus_production"] is None
+    assert report["qa"]["report"]["production"]["note"].endswith("yet: this is the dataset's first model")
     # The QA endpoint is gone; production serves this run's config.
     assert report["endpoints"]["qa"]["name"] not in account.endpoints()
     production = production_of(account, deployed)
@@ -328,6 +331,11 @@ def test_a_rollback_redeploys_the_first_version_through_its_confirmation_page(ac
     second = account.run(car_data, decision="approve")
     assert second.exit_code == EXIT_DEPLOYED, json.dumps(second.report["failure"])
     newest = max(e["version"] for e in second.report["registry"])
+    # The second run was tested against the first on the same rows, and its approval email says how it compares.
+    assert second.report["qa"]["report"]["production"]["compared"] is True
+    [approval] = [m for m in second.report["notifications"] if m["subject"].startswith("Approve run")]
+    assert re.search(r"^Production: accuracy \d\.\d{4} on the same rows; difference [+-]\d\.\d{4}; \d+ rows answered "
+                     r"differently$", approval["message"], re.M), approval["message"]
     assert account.endpoints()[deployed.production_endpoint]["config"] != deployed.report["endpoints"]["production"]["config"]
 
     result = account.rollback(1, decision="approve")
@@ -371,3 +379,27 @@ def test_every_task_received_its_parameters_resolved_as_aws_would(account, deplo
     # Training ran with the role the plan named, the stack's SageMaker execution role (SageMaker refuses others).
     role = account.stack.role_assumable_by("sagemaker.amazonaws.com")
     assert account.training_worker.jobs and {job["RoleArn"] for job in account.training_worker.jobs} == {role}
+
+
+def test_a_challenger_worse_than_production_is_refused_before_approval(account, deployed, car_data, monkeypatch):
+    """Injected: one boosting round of depth-1 trees (the stack's training settings turned down), and a
+    threshold low enough that only the comparison with production can refuse the model."""
+    monkeypatch.setitem(account.lambdas.environments["prepare_training"], "XGBOOST_NUM_ROUND", "1")
+    monkeypatch.setitem(account.lambdas.environments["prepare_training"], "XGBOOST_MAX_DEPTH", "1")
+    monkeypatch.setitem(account.lambdas.environments["qa_test"], "ACCURACY_THRESHOLD", "0.5")
+    registered_before = len(account.registry_entries())
+    result = account.run(car_data, decision="approve")
+
+    assert result.exit_code == EXIT_FAILED
+    assert_failure_reported(result, "RunQATests", "WorseThanProduction")
+    assert f"below production {deployed.production_endpoint}'s" in result.report["failure"]["message"]
+    report = json.loads(boto3.client("s3").get_object(
+        Bucket=account.resources.artifacts_bucket, Key=f"runs/{result.run_id}/qa/report.json")["Body"].read())
+    versus = report["versus_production"]
+    assert report["production"]["compared"] is True and report["production"]["accuracy"] >= 0.95
+    assert versus["passed"] is False and versus["accuracy_difference"] < -0.01
+    assert versus["rows_answered_differently"] >= 1 and versus["examples"]
+    # Refused before anyone was asked: nothing registered, no approval email, production as it was.
+    assert len(account.registry_entries()) == registered_before
+    assert not [m for m in result.report["notifications"] if m["subject"].startswith("Approve run")]
+    assert_production_unchanged(account, deployed)

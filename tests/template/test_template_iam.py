@@ -142,10 +142,17 @@ def test_only_deploy_production_changes_the_production_endpoint(resolver):
     assert can_change == ["DeployProductionRole"]
 
 
-def test_qa_test_can_invoke_only_qa_endpoints(resolver):
+def test_qa_test_can_invoke_qa_endpoints_and_only_read_production(resolver):
+    """Champion versus challenger sends the held-out rows to production too; nothing else of production,
+    and no other endpoint."""
     statements = role_statements(resolver, "QATestRole")
+    production = f"{SAGEMAKER}:endpoint/{resolver.ref('ProductionEndpointName')}"
     assert iam_allows(statements, "sagemaker:InvokeEndpoint", f"{SAGEMAKER}:endpoint/car-8f14e45fceea-qa")
-    assert not iam_allows(statements, "sagemaker:InvokeEndpoint", f"{SAGEMAKER}:endpoint/{resolver.ref('ProductionEndpointName')}")
+    assert iam_allows(statements, "sagemaker:InvokeEndpoint", production)
+    assert iam_allows(statements, "sagemaker:DescribeEndpoint", production)
+    assert not iam_allows(statements, "sagemaker:InvokeEndpoint", f"{SAGEMAKER}:endpoint/someone-elses-endpoint")
+    for action in ("sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:CreateEndpoint"):
+        assert not iam_allows(statements, action, production)
 
 
 def test_sagemaker_execution_role_reads_runs_and_writes_only_training_output(resolver):

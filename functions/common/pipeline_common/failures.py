@@ -144,6 +144,11 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
         return Explanation(f"The dataset's spec in the artifacts bucket cannot be used: {detail}",
                            "Nothing was computed. Fix datasets/<dataset>.json, run make deploy to upload it, then "
                            "upload the file again.")
+    if error == "WorseThanProduction":
+        return Explanation(f"The new model is worse than the one in production: {detail}",
+                           "Production keeps serving its model. Compare the two in the QA report "
+                           "(versus_production, in the gate's metric); if the drop is acceptable, raise "
+                           "MaxRegressionAgainstProduction, then upload again.")
     if error == "Superseded":
         return Explanation(f"A newer upload reached production first: {detail}",
                            "Nothing to do: production serves the newer run's model, which is what you want.")
