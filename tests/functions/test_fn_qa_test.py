@@ -368,10 +368,9 @@ def production_described(sagemaker, status: str) -> Stubber:
 
 
 def stub_both(stub: Stubber, qa_endpoint: str, rows, new_answers, production_answers) -> None:
-    """Row by row: the QA endpoint's answer, then production's for the same record."""
-    for row, new, old in zip(rows, new_answers, production_answers):
-        stub_endpoint(stub, qa_endpoint, [row], [new])
-        stub_endpoint(stub, PRODUCTION, [row], [old])
+    """Every row to the QA endpoint, then the same records, in the same order, to production."""
+    stub_endpoint(stub, qa_endpoint, rows, new_answers)
+    stub_endpoint(stub, PRODUCTION, rows, production_answers)
 
 
 def answers_wrong_on(truths: list[str], wrong: list[int]) -> list[str]:

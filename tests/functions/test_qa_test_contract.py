@@ -168,14 +168,18 @@ def test_the_report_and_the_answer_carry_every_fact_of_the_run(qa, s3, monkeypat
     # 3 of 4 right: exactly the spec's 0.75, which passes.
     assert result == {"problem_type": "binary", "metric": "accuracy", "value": 0.75, "threshold": 0.75,
                       "higher_is_better": True, "accuracy": 0.75, "correct": 3, "rows": 4, "rows_available": 150,
-                      "report_uri": report_uri, "passed": True}
+                      "report_uri": report_uri, "passed": True,
+                      "production": {"endpoint_name": None, "compared": False, "accuracy": None, "value": None,
+                                     "note": "no production endpoint is configured for this dataset"},
+                      "regression_against_production": None, "rows_answered_differently": None}
     got = report(s3, event)
     assert {key: got[key] for key in ("run_id", "dataset", "problem_type", "label_name", "binary_threshold",
                                       "endpoint_name", "threshold", "passed", "rows_available", "invalid_examples",
-                                      "tested_at", "rows", "correct")} == {
+                                      "tested_at", "rows", "correct", "versus_production")} == {
         "run_id": "qa-run", "dataset": "breast-cancer", "problem_type": "binary", "label_name": "diagnosis",
         "binary_threshold": 0.5, "endpoint_name": "qa-run-qa", "threshold": 0.75, "passed": True,
-        "rows_available": 150, "invalid_examples": [], "tested_at": "2025-03-04T05:06:07Z", "rows": 4, "correct": 3}
+        "rows_available": 150, "invalid_examples": [], "tested_at": "2025-03-04T05:06:07Z", "rows": 4, "correct": 3,
+        "versus_production": None}
     assert got["gate"] == {"metric": "accuracy", "threshold": 0.75, "threshold_source": "spec",
                            "higher_is_better": True, "value": 0.75, "passed": True}
     assert got["roc_auc"] == 0.75 and got["positive_label"] == "malignant"
