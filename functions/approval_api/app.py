@@ -212,6 +212,30 @@ def regression_html(summary: dict) -> str:
     )
 
 
+def versus_html(summary: dict) -> str:
+    """Champion versus challenger as request_approval summarised it (see its versus_production)."""
+    versus = summary.get("versus_production")
+    if not isinstance(versus, dict):
+        return ""
+    if not versus.get("compared"):
+        return f"<h2>Versus production</h2><p>{_e(versus.get('note'))}</p>"
+
+    def answer(value) -> str:
+        return format_metric(value) if isinstance(value, float) else _e(value)
+
+    examples = versus.get("examples") or []
+    return (
+        f"<h2>Versus production</h2><p>{_e(versus.get('note'))}.</p><p><strong>{_e(versus.get('verdict'))}</strong></p>"
+        + _table(["figure", "new model", "production"],
+                 [[_e(name), format_metric(new), format_metric(old)] for name, new, old in versus.get("figures") or []])
+        + f"<h2>Rows answered differently</h2><p>{_e(versus.get('rows_answered_differently'))} of "
+        f"{_e(versus.get('rows'))} held-out rows{'; the first ' + str(len(examples)) + ':' if examples else '.'}</p>"
+        + (_table(["true", "new model", "production", "features"],
+                  [[answer(e.get("truth")), answer(e.get("new_model")), answer(e.get("production")),
+                    _e(",".join(e.get("features") or []))] for e in examples], row_heads=False) if examples else "")
+    )
+
+
 def approval_title(summary: dict) -> str:
     if is_rollback(summary):
         return f"Roll {summary.get('production_endpoint')} back to version {(summary.get('target') or {}).get('version')}?"
@@ -237,6 +261,7 @@ def summary_html(summary: dict) -> str:
         f"{format_metric(gate.get('threshold'))} on {_e(summary.get('rows'))} held-out rows{source}</dd>"
         f"<dt>QA report</dt><dd>{_e(summary.get('report_uri'))}</dd>"
         "</dl>"
+        + versus_html(summary)
         + details
     )
 

@@ -51,7 +51,7 @@ def approval_summary(event: dict, report: dict) -> dict:
         "rows": qa.get("rows"),
         "report_uri": qa.get("report_uri"),
         "invalid_predictions": report.get("invalid_predictions", 0),
-        "versus_production": versus_production_line(report),
+        "versus_production": versus_production(report),
     }
     if kind == "regression":
         keys = ("rmse", "mae", "r2", "label_mean", "label_std", "residuals", "largest_errors", "scored_rows")
@@ -70,18 +70,90 @@ def gate_of(qa: dict) -> dict:
             "threshold_source": None}
 
 
-def versus_production_line(report: dict) -> str:
-    """Champion versus challenger in one line (qa_test's `production` and `versus_production`)."""
+def versus_production(report: dict) -> dict:
+    """Champion versus challenger as the approver reads it, from qa_test's `production`
+    and `versus_production`: the verdict in words, the figures of both models side by side
+    and a few of the rows they answer differently. The page renders the same record."""
     production, versus = report.get("production") or {}, report.get("versus_production")
     if not versus:
-        return production.get("note") or "not compared with production"
-    # Records written before the label-type gate compared accuracy only.
-    metric = versus.get("metric", "accuracy")
-    value = versus.get("production", production.get("accuracy"))
-    worse = versus.get("regression", -versus.get("accuracy_difference", 0.0) if "accuracy_difference" in versus else None)
-    shown = "n/a" if worse is None else (f"{worse:+.4f}" if versus.get("higher_is_better", True) else f"{worse:+.1%}")
-    return (f"{metric} {format_metric(value)} on the same rows; new model worse by "
-            f"{shown}; {versus['rows_answered_differently']} rows answered differently")
+        return {"compared": False, "note": production.get("note") or "not compared with production"}
+    return {
+        "compared": True,
+        "note": production.get("note"),
+        "verdict": verdict(versus),
+        "rows": report.get("rows"),
+        "rows_answered_differently": versus.get("rows_answered_differently"),
+        "figures": side_by_side(report, production),
+        "examples": versus.get("examples") or [],
+    }
+
+
+def verdict(versus: dict) -> str:
+    """E.g. "accuracy 0.9769 against production's 0.9731: better by 0.0038 (worse by more than 0.0100 fails QA)"."""
+    regression, allowed = versus.get("regression"), versus.get("max_regression") or 0.0
+    # Bounded metrics are compared in absolute terms, RMSE and MAE relative to production's (qa_test).
+    amount = (lambda value: f"{value:.4f}") if versus.get("higher_is_better", True) else (lambda value: f"{value:.1%}")
+    if regression is None:
+        change = "not comparable (a metric is undefined)"
+    elif regression > 0:
+        change = f"worse by {amount(regression)}"
+    elif regression < 0:
+        change = f"better by {amount(-regression)}"
+    else:
+        change = "equal"
+    return (f"{versus.get('metric')} {format_metric(versus.get('new_model'))} against production's "
+            f"{format_metric(versus.get('production'))}: {change} (worse by more than {amount(allowed)} fails QA)")
+
+
+def side_by_side(report: dict, production: dict) -> list[list]:
+    """[figure, new model, production] rows: the headline metrics, then per class (F1 and recall) or the residuals."""
+    if report.get("problem_type") == "regression":
+        rows = [[name, report.get(key), production.get(key)] for name, key in
+                (("RMSE", "rmse"), ("MAE", "mae"), ("R-squared", "r2"))]
+        new, old = report.get("residuals") or {}, production.get("residuals") or {}
+        rows.append(["residual mean", new.get("mean"), old.get("mean")])
+        old_quantiles = old.get("quantiles") or {}
+        rows += [[f"residual {name}", value, old_quantiles.get(name)]
+                 for name, value in (new.get("quantiles") or {}).items()]
+        return rows
+    rows = [["accuracy", report.get("accuracy"), production.get("accuracy")],
+            ["macro F1", report.get("macro_f1"), production.get("macro_f1")]]
+    if report.get("problem_type") == "binary":
+        rows.append(["ROC AUC", report.get("roc_auc"), production.get("roc_auc")])
+    old_classes = production.get("per_class") or {}
+    for label, stats in (report.get("per_class") or {}).items():
+        old = old_classes.get(label) or {}
+        rows.append([f"{label} recall", stats.get("recall"), old.get("recall")])
+        rows.append([f"{label} F1", stats.get("f1"), old.get("f1")])
+    return rows
+
+
+def versus_lines(summary: dict) -> list[str]:
+    """The email's champion-versus-challenger section (empty when production was not compared)."""
+    versus = summary.get("versus_production") or {}
+    if not versus.get("compared"):
+        return []
+    figures = text_table(["figure", "new model", "production"],
+                         [[name, format_metric(new), format_metric(old)] for name, new, old in versus["figures"]])
+    examples = versus.get("examples") or []
+    lines = ["", "Versus production, on the same held-out rows", figures, "",
+             f"Rows answered differently: {versus.get('rows_answered_differently')} of {versus.get('rows')}"]
+    if examples:
+        lines.append(text_table(["true", "new model", "production", "features"],
+                                [[answer_text(e.get("truth")), answer_text(e.get("new_model")),
+                                  answer_text(e.get("production")),
+                                  shorten(",".join(e.get("features") or []))] for e in examples]))
+    return lines
+
+
+def answer_text(value) -> str:
+    """A label as it is; a regression answer with the metrics' four decimals."""
+    return format_metric(value) if isinstance(value, float) else str(value)
+
+
+def production_line(summary: dict) -> str:
+    versus = summary.get("versus_production") or {}
+    return f"Production: {versus.get('verdict') if versus.get('compared') else versus.get('note')}"
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
@@ -165,8 +237,9 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
             f"Dataset:    {summary.get('dataset')} ({summary.get('problem_type')}, label {summary.get('label_name')})",
             f"Input:      {summary['input_uri']}",
             gate_line(summary),
-            f"Production: {summary['versus_production']}",
+            production_line(summary),
             f"QA report:  {summary['report_uri']}",
+            *versus_lines(summary),
             "",
             *details,
             "",

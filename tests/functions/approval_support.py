@@ -76,13 +76,13 @@ def world(s3, state_table):
             "topic_arn": topic_arn, "run": run}
 
 
-def approval_event(world, timeout: int = 3600, run: dict | None = None) -> dict:
+def approval_event(world, timeout: int = 3600, run: dict | None = None, rows: int = 259) -> dict:
     run = run or world["run"]
     return {
         "task_token": TOKEN,
         "run": run,
         "names": {"production_endpoint": "car-evaluation-prod", "qa_endpoint": f"{run['run_id']}-qa"},
-        "qa": {"accuracy": 0.984556, "threshold": 0.9, "rows": 259, "report_uri": world["run"]["run_prefix"] + "qa/report.json"},
+        "qa": {"accuracy": 0.984556, "threshold": 0.9, "rows": rows, "report_uri": world["run"]["run_prefix"] + "qa/report.json"},
         "approval_timeout_seconds": timeout,
     }
 
@@ -93,10 +93,10 @@ def emails(world) -> list[dict]:
 
 
 def request(world, request_approval, now=None, timeout: int = 3600, base_url: str = API_BASE_URL,
-            run: dict | None = None) -> dict:
+            run: dict | None = None, rows: int = 259) -> dict:
     """Run request_approval; return the email and the reference from its links."""
     request_approval.request_approval(
-        world["s3"], world["dynamodb"], world["sns"], approval_event(world, timeout, run),
+        world["s3"], world["dynamodb"], world["sns"], approval_event(world, timeout, run, rows),
         TABLE, world["topic_arn"], base_url, now=now,
     )
     [email] = emails(world)

@@ -504,23 +504,3 @@ def test_local_server_drops_a_client_that_stops_sending(bare_server, capfd):
     assert "Traceback" not in capfd.readouterr().err
     # And the server still serves others.
     assert _exchange(server, "GET /approvals/x HTTP/1.1\r\nHost: h\r\n\r\n").startswith(b"HTTP/1.0 200")
-
-
-def test_the_email_shows_the_new_model_against_production(request_approval, world):
-    report = {**QA_REPORT,
-              "production": {"endpoint_name": "car-evaluation-prod", "compared": True, "accuracy": 0.96139},
-              "versus_production": {"accuracy_difference": 0.023166, "rows_answered_differently": 9, "examples": [],
-                                    "max_regression": 0.01, "passed": True}}
-    put(world["s3"], world["run"]["run_prefix"] + "qa/report.json", report)
-    message = request(world, request_approval)["email"]["Message"]
-    assert ("Production: accuracy 0.9614 on the same rows; new model worse by -0.0232; 9 rows answered differently"
-            in message.splitlines())
-
-
-def test_the_first_email_of_a_dataset_says_there_is_no_production_yet(request_approval, world):
-    note = "no production endpoint car-evaluation-prod yet: this is the dataset's first model"
-    put(world["s3"], world["run"]["run_prefix"] + "qa/report.json",
-        {**QA_REPORT, "production": {"endpoint_name": "car-evaluation-prod", "compared": False, "note": note},
-         "versus_production": None})
-    message = request(world, request_approval)["email"]["Message"]
-    assert f"Production: {note}" in message.splitlines()

@@ -51,7 +51,9 @@ def test_the_summary_holds_every_fact_the_approver_sees(request_approval):
                  "threshold_source": None},
         "rows": 8, "report_uri": "s3://a/qa.json", "invalid_predictions": 0,
         "accuracy": 0.875, "macro_f1": 0.8, "labels": ["a", "b"], "confusion_matrix": [[3, 1], [0, 4]],
-        "per_class": REPORT["per_class"]}
+        "per_class": REPORT["per_class"],
+        # A report from before the comparison with production (or with nothing to compare) says so.
+        "versus_production": {"compared": False, "note": "not compared with production"}}
 
 
 def test_the_dataset_and_problem_type_come_from_the_run_first(request_approval):
@@ -142,13 +144,14 @@ def test_the_email_names_run_dataset_input_production_report_and_expiry(request_
     subject, message = request_approval.approval_email(summary, API_BASE_URL + "//", "REF", "2025-01-02T04:04:05Z")
     assert subject == "Approve car run car-1 for production? QA accuracy 0.8750"
     lines = message.split("\n")
-    assert lines[:7] == [
+    assert lines[:8] == [
         "Run car-1 passed QA and waits for your decision before it replaces",
         "production endpoint car-prod.",
         "",
         "Dataset:    car (multiclass, label class)",
         "Input:      s3://in/input/car.data",
         "Gate:       accuracy 0.8750 >= 0.8000 on 8 held-out rows",
+        "Production: not compared with production",
         "QA report:  s3://a/qa.json",
     ]
     assert f"Approve: {API_BASE_URL}/approvals/REF?decision=approve" in lines
