@@ -164,7 +164,8 @@ def register_model(s3, sagemaker, event: dict, instance_type: str) -> dict:
         put_json(s3, lineage_uri, {**lineage, "qa": event["qa"], "containers": package_containers})
         qa = event["qa"]
         description = one_line(
-            f"Run {run_id} on {run.get('input_uri')}: QA {qa.get('accuracy', '')} on {qa.get('rows', '')} held-out rows",
+            f"Run {run_id} on {run.get('input_uri')}: QA {qa.get('metric', 'accuracy')} "
+            f"{qa.get('value', qa.get('accuracy'))} on {qa.get('rows')} held-out rows",
             MAX_PACKAGE_DESCRIPTION)
         request = {
             "ModelPackageGroupName": group,

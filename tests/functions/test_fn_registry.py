@@ -115,6 +115,8 @@ def test_a_run_that_passed_qa_becomes_a_pending_version_with_its_lineage(fns, s3
     assert metadata["glue_job_run_id"] == "jr_0123" and metadata["training_job"] == f"{run['run_id']}-train"
     assert metadata["container_2_source"] == f"{run['run_prefix']}xgboost"
     assert metadata["qa_accuracy"] == "0.97"
+    # The description names the gate's metric: a regression run has no accuracy to show.
+    assert package["ModelPackageDescription"].endswith(": QA accuracy 0.97 on 259 held-out rows")
     # The exact lineage (the odd key included) and the metrics outlive runs/.
     lineage = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=f"models/{run['run_id']}/registry/lineage.json")["Body"].read())
     assert lineage["input_uri"] == ODD_KEY
