@@ -25,6 +25,7 @@ from html.parser import HTMLParser
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.stub import Stubber
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from lambda_fixtures import REGION, TABLE, make_run, put
@@ -74,6 +75,22 @@ def world(s3, state_table):
     put(s3, run["run_prefix"] + "qa/report.json", QA_REPORT)
     return {"s3": s3, "dynamodb": state_table, "sns": sns, "sqs": sqs, "queue_url": queue_url,
             "topic_arn": topic_arn, "run": run}
+
+
+@pytest.fixture
+def api(approval_api, world, monkeypatch):
+    """The approval handler wired to moto's DynamoDB and a stubbed Step
+    Functions client; `api.calls` lists every Step Functions call made."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    calls: list[tuple[str, dict]] = []
+    sfn.meta.events.register("provide-client-params", lambda params, model, **_: calls.append((model.name, dict(params))))
+    stub = Stubber(sfn)
+    stub.activate()
+    call = make_caller(approval_api, monkeypatch, world["dynamodb"], sfn)
+    call.stub = stub
+    call.calls = calls
+    yield call
+    stub.deactivate()
 
 
 def approval_event(world, timeout: int = 3600, run: dict | None = None, rows: int = 259) -> dict:

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from approval_support import approval_api, request, request_approval, world  # noqa: F401 (fixtures)
-from test_fn_approval import api, nonce_of, open_page  # noqa: F401 (fixtures)
+from approval_support import api, approval_api, request, request_approval, world  # noqa: F401 (fixtures)
+from test_fn_approval import nonce_of, open_page
 
 from lambda_fixtures import put
 from pipeline_common.metrics import classification_metrics, regression_metrics

@@ -20,23 +20,21 @@ import unicodedata
 import urllib.parse
 from datetime import timedelta
 
-import boto3
 import pytest
 from approval_support import (  # noqa: F401 (fixtures)
     API_BASE_URL,
     QA_REPORT,
     TOKEN,
+    api,
     approval_api,
     approval_event,
     emails,
     form_as_submitted,
-    make_caller,
     record,
     request,
     request_approval,
     world,
 )
-from botocore.stub import Stubber
 
 from lambda_fixtures import ARTIFACTS, REGION, TABLE, make_run, put
 from localmode import approval_server
@@ -44,22 +42,6 @@ from localmode.approval_server import browser_decide, hidden_fields, links_in, p
 from localmode.lambdas import LambdaContext
 from pipeline_common.approvals import is_wellformed_reference, new_reference
 from pipeline_common.timeutil import utc_now
-
-
-@pytest.fixture
-def api(approval_api, world, monkeypatch):
-    """The approval handler wired to moto's DynamoDB and a stubbed Step
-    Functions client; `api.calls` lists every Step Functions call made."""
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    calls: list[tuple[str, dict]] = []
-    sfn.meta.events.register("provide-client-params", lambda params, model, **_: calls.append((model.name, dict(params))))
-    stub = Stubber(sfn)
-    stub.activate()
-    call = make_caller(approval_api, monkeypatch, world["dynamodb"], sfn)
-    call.stub = stub
-    call.calls = calls
-    yield call
-    stub.deactivate()
 
 
 def nonce_of(page: str) -> str:

@@ -7,32 +7,19 @@ from __future__ import annotations
 
 import unicodedata
 
-import boto3
 import pytest
 from approval_support import (  # noqa: F401 (fixtures)
     API_BASE_URL,
+    api,
     approval_api,
     approval_event,
     emails,
-    make_caller,
     request_approval,
     world,
 )
-from botocore.stub import Stubber
 
-from lambda_fixtures import REGION, TABLE, put
+from lambda_fixtures import TABLE, put
 from localmode.approval_server import links_in
-
-
-@pytest.fixture
-def api(approval_api, world, monkeypatch):
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    stub = Stubber(sfn)
-    stub.activate()
-    call = make_caller(approval_api, monkeypatch, world["dynamodb"], sfn)
-    call.stub = stub
-    yield call
-    stub.deactivate()
 
 
 REGRESSION_REPORT = {

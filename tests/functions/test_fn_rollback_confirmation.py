@@ -6,21 +6,19 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-import boto3
 import pytest
 from approval_support import (  # noqa: F401 (fixtures)
     API_BASE_URL,
     TOKEN,
+    api,
     approval_api,
     emails,
-    make_caller,
     record,
     request_approval,
     world,
 )
-from botocore.stub import Stubber
 
-from lambda_fixtures import REGION, TABLE
+from lambda_fixtures import TABLE
 from localmode.approval_server import hidden_fields, links_in
 
 SUMMARY = {
@@ -32,17 +30,6 @@ SUMMARY = {
                "qa": {"accuracy": 0.9723, "rows": 259}, "qa_report_uri": "s3://a/models/car-first/registry/qa-report.json"},
     "serving": {"version": 2, "run_id": "car-second-00000000002", "qa": {"accuracy": 0.9612, "rows": 259}},
 }
-
-
-@pytest.fixture
-def api(approval_api, world, monkeypatch):
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    stub = Stubber(sfn)
-    stub.activate()
-    call = make_caller(approval_api, monkeypatch, world["dynamodb"], sfn)
-    call.stub = stub
-    yield call
-    stub.deactivate()
 
 
 def confirm(world, request_approval) -> dict:
