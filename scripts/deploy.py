@@ -289,15 +289,20 @@ def delete_stack(run: Runner, command: list[str], s3, buckets: list[str], attemp
                 print(f"emptied s3://{bucket} again ({empty_bucket(s3, bucket)} object versions)")
 
 
+def deployed_stack(session_factory, otherwise: str):
+    """(settings, session, outputs) of the stack samconfig.toml names."""
+    settings = deploy_settings(samconfig())
+    if not settings["stack_name"]:
+        raise DeployError(f"samconfig.toml names no stack_name: {otherwise}")
+    session = session_factory(settings)
+    return settings, session, stack_outputs(session.client("cloudformation"), settings["stack_name"])
+
+
 def teardown(run: Runner = run_command, session_factory=boto3_session, confirm: Callable[[str], str] = input,
              assume_yes: bool = False, attempts: int = 3, wait_seconds: float = 60.0,
              sleep: Callable[[float], None] = time.sleep) -> int:
-    settings = deploy_settings(samconfig())
+    settings, session, outputs = deployed_stack(session_factory, "nothing to tear down")
     stack_name = settings["stack_name"]
-    if not stack_name:
-        raise DeployError("samconfig.toml names no stack_name: nothing to tear down")
-    session = session_factory(settings)
-    outputs = stack_outputs(session.client("cloudformation"), stack_name)
     endpoints = production_endpoints(session.client("dynamodb"), require(outputs, "StateTableName", stack_name),
                                      require(outputs, "ProductionEndpointName", stack_name))
     buckets = [require(outputs, key, stack_name) for key in ("InputBucketName", "ArtifactsBucketName", "AccessLogsBucketName")]
@@ -361,14 +366,8 @@ def rollback(version: int | None, list_only: bool = False, session_factory=boto3
              now: Callable[[], float] = time.time, dataset: str | None = None) -> int:
     """Start the pipeline's rollback of a dataset's production endpoint (its documented input);
     the approval email asks for confirmation."""
-    import json
-
-    settings = deploy_settings(samconfig())
+    settings, session, outputs = deployed_stack(session_factory, "deploy first")
     stack_name = settings["stack_name"]
-    if not stack_name:
-        raise DeployError("samconfig.toml names no stack_name: deploy first")
-    session = session_factory(settings)
-    outputs = stack_outputs(session.client("cloudformation"), stack_name)
     # Each dataset's production endpoint has its own model package group, named after it.
     dataset, endpoint = dataset_endpoint(outputs, stack_name, dataset)
     group = endpoint
