@@ -241,7 +241,7 @@ def test_another_datasets_endpoint_is_rolled_back_by_alarms_on_its_own_metrics(d
             "EndpointConfigName": f"{NEWER['run_id']}-config",
             "DeploymentConfig": deploy.deployment_config(900, alarms),
         })
-        deploy.deploy_production(
+        deploy.deploy_config(
             state_table, sagemaker, event, TABLE, 900,
             lambda endpoint: deploy.rollback_alarms(cloudwatch, endpoint, ENDPOINT, ALARMS, "stack-production-", 250000))
         stub.assert_no_pending_responses()

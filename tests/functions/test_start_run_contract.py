@@ -185,7 +185,10 @@ def test_a_started_run_gets_the_object_and_the_dataset_its_key_names(start_run, 
     arn = start_run.execution_arn_for(MACHINE, name)
     stub.add_response("start_execution", {"executionArn": arn, "startDate": "2025-01-02T03:04:05Z"},
                       {"stateMachineArn": MACHINE, "name": name,
-                       "input": json.dumps({"input_uri": "s3://uploads/input/wine/red.csv", "dataset": "wine"})})
+                       # The upload's ETag travels with the run for the registry's lineage; an unversioned
+                       # bucket's event has no version-id, so input_version_id is left out, not sent empty.
+                       "input": json.dumps({"input_uri": "s3://uploads/input/wine/red.csv", "dataset": "wine",
+                                            "input_etag": ETAG})})
     result = start_run.start_run(client, event("input/wine/red.csv", etag=ETAG, sequencer="1"), MACHINE, "input/")
     assert result == {"execution_name": name, "input_uri": "s3://uploads/input/wine/red.csv", "dataset": "wine",
                       "action": "started", "execution_arn": arn}

@@ -256,12 +256,14 @@ class World:
         return decide(WorldSageMaker(self), payload)
 
     def fn_prepare_rollback(self, payload: dict, request: sfn.TaskRequest) -> dict:
+        # The real function's contract: the endpoint is ResolveRollbackDataset's answer (dataset.production_endpoint).
+        endpoint = payload["dataset"]["production_endpoint"]
         version = payload["rollback"]["model_package_version"]
-        arn = next((a for a, p in self.packages.items() if p["version"] == version), None)
+        arn = next((a for a, p in self.packages.items() if p["version"] == version and f"/{endpoint}/" in a), None)
         if arn is None or self.packages[arn]["status"] != "Approved":
             raise lambda_failure("ModelPackageNotApproved", f"version {version} is not an Approved version")
-        return {"names": {"production_endpoint": PRODUCTION},
-                "registry": {"model_package_arn": arn, "model_package_group": PRODUCTION, "version": version,
+        return {"names": {"production_endpoint": endpoint},
+                "registry": {"model_package_arn": arn, "model_package_group": endpoint, "version": version,
                              "status": "Approved", "kind": "rollback"},
                 "summary": {"kind": "rollback", "target": {"version": version}, "serving": {}},
                 "poll_seconds": 0, "approval_timeout_seconds": self.approval_timeout_seconds}

@@ -212,7 +212,11 @@ def test_a_rollback_redeploys_an_approved_version_after_its_own_confirmation(sfn
 
     assert outcome.status == "SUCCEEDED", outcome.states
     assert outcome.world.endpoints == {PRODUCTION: standins.Endpoint(PREVIOUS_CONFIG, "InService")}
-    assert outcome.states[:4] == ["ValidateInput", "InitializeRollback", "PrepareRollback", "RollbackTarget"]
+    # The rollback's dataset is resolved first (DefaultDataset here): it names the endpoint PrepareRollback checks.
+    assert outcome.states[:5] == ["ValidateInput", "InitializeRollback", "ResolveRollbackDataset", "PrepareRollback",
+                                  "RollbackTarget"]
+    [prepare] = outcome.calls("PrepareRollback")
+    assert prepare.request.parameters["Payload"]["dataset"]["production_endpoint"] == PRODUCTION
     assert "ConfirmRollback" in outcome.states and "PreprocessWithGlue" not in outcome.states
     [confirm] = outcome.calls("ConfirmRollback")
     assert confirm.request.parameters["Payload"]["kind"] == "rollback"
@@ -240,6 +244,18 @@ def test_a_rollback_to_a_version_that_is_not_approved_is_refused_before_anyone_i
 
     assert_failed_cleanly(outcome, "PrepareRollback", "ModelPackageNotApproved")
     assert not outcome.calls("ConfirmRollback") and not outcome.calls("DeployProduction")
+
+
+def test_a_rollback_of_an_unknown_dataset_is_refused_before_anyone_is_asked(sfn_local):
+    """ResolveRollbackDataset checks the named dataset's spec like an upload's; its Catch shares PrepareRollback's
+    recorder, so the mail names the rollback's preparation."""
+    outcome = standins.run(world_with_approved_version(),
+                           {"rollback": {"model_package_version": 1, "dataset": "penguins"}})
+
+    text = assert_failed_cleanly(outcome, "PrepareRollback", "UnknownDataset")
+    assert "penguins" in text
+    assert not outcome.calls("PrepareRollback") and not outcome.calls("ConfirmRollback")
+    assert outcome.world.endpoints == {PRODUCTION: standins.Endpoint("newer-run-config", "InService")}
 
 
 ROLLBACK_ONLY = reachable_from("InitializeRollback") - reachable_from("Initialize")
