@@ -348,3 +348,81 @@ def test_rollback_of_a_name_that_is_no_dataset_starts_nothing(monkeypatch, tmp_p
         with pytest.raises(deploy.DeployError, match="is not a dataset name"):
             deploy.rollback(1, session_factory=lambda s: session, dataset="Car_Evaluation")
         assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["rollback", "--version", "2"], ((2,), {"list_only": False, "dataset": None})),
+    (["rollback", "--version", "3", "--dataset", "penguins"], ((3,), {"list_only": False, "dataset": "penguins"})),
+    (["rollback", "--list"], ((None,), {"list_only": True, "dataset": None})),
+])
+def test_the_rollback_command_passes_its_arguments_on(monkeypatch, argv, expected):
+    calls = []
+    monkeypatch.setattr(deploy, "rollback", lambda *args, **kwargs: calls.append((args, kwargs)) or 0)
+    assert deploy.main(argv) == 0
+    assert calls == [expected]
+
+
+@pytest.mark.parametrize("argv", [["rollback"], ["rollback", "--version", "1", "--list"], ["rollback", "--version", "one"],
+                                  ["rollback", "--dataset", "car"]])
+def test_a_rollback_without_exactly_one_version_or_list_is_a_usage_error(monkeypatch, argv, capsys):
+    monkeypatch.setattr(deploy, "rollback", lambda *a, **k: pytest.fail("nothing may start"))
+    with pytest.raises(SystemExit) as exited:
+        deploy.main(argv)
+    assert exited.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_a_refused_rollback_exits_1_with_the_reason(monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise deploy.DeployError("version 2 of car-evaluation is Rejected: only an Approved version can be rolled back to")
+
+    monkeypatch.setattr(deploy, "rollback", refuse)
+    assert deploy.main(["rollback", "--version", "2"]) == 1
+    assert capsys.readouterr().err == ("rollback: version 2 of car-evaluation is Rejected: only an Approved version can "
+                                       "be rolled back to\n")
+
+
+class StubbedSfnSession(FakeSession):
+    def __init__(self, cloudformation, sfn):
+        super().__init__(cloudformation)
+        self._sfn = sfn
+
+    def client(self, name):
+        return self._sfn if name == "stepfunctions" else super().client(name)
+
+
+def test_rollback_sends_exactly_one_start_execution_with_the_documented_input(monkeypatch, tmp_path, capsys):
+    """The StartExecution request itself, checked by botocore's Stubber against the service model
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html): stateMachineArn
+    the stack's, a name of 1-80 characters without whitespace or any of < > { } [ ] ? * " # % \\ ^ | ~ ` $ & , ; : /
+    (unique per state machine for 90 days: it carries the version and the time), and input the JSON object
+    the pipeline's ValidateInput routes to InitializeRollback."""
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:car-ml-pipeline"
+    with mock_aws():
+        _, _, moto_session = rollback_setup(monkeypatch, tmp_path, ["Approved", "Rejected", "Approved"], "penguins-prod")
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        name = "rollback-v3-1700000000"
+        with Stubber(sfn) as stub:
+            stub.add_response("start_execution", {"executionArn": f"{machine.replace(':stateMachine:', ':execution:')}:{name}",
+                                                  "startDate": "2025-01-01T00:00:00Z"},
+                              {"stateMachineArn": machine, "name": name,
+                               "input": json.dumps({"rollback": {"model_package_version": 3, "dataset": "penguins"}})})
+            session = StubbedSfnSession(stubbed_cloudformation({**outputs_for(), "StateMachineArn": machine}), sfn)
+            assert deploy.rollback(3, session_factory=lambda s: session, now=lambda: 1700000000.7,
+                                   dataset="penguins") == 0
+            stub.assert_no_pending_responses()
+    assert 1 <= len(name) <= 80 and not set(name) & set(' <>{}[]?*"#%\\^|~`$&,;:/')
+    shown = capsys.readouterr().out
+    assert f"started {machine.replace(':stateMachine:', ':execution:')}:{name}" in shown
+
+
+def test_listing_the_registry_starts_nothing(monkeypatch, tmp_path, capsys):
+    with mock_aws():
+        _, _, _ = rollback_setup(monkeypatch, tmp_path, ["Approved", "Rejected"])
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        with Stubber(sfn) as stub:  # nothing queued: any Step Functions call fails the test
+            session = StubbedSfnSession(stubbed_cloudformation(outputs_for()), sfn)
+            assert deploy.rollback(None, list_only=True, session_factory=lambda s: session) == 0
+            stub.assert_no_pending_responses()
+    shown = capsys.readouterr().out
+    assert "version 1: Approved" in shown and "version 2: Rejected" in shown
