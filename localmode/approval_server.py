@@ -12,6 +12,7 @@ email's link: open the page, then submit its form.
 from __future__ import annotations
 
 import base64
+import html
 import os
 import re
 import sys
@@ -201,10 +202,25 @@ def http_request(url: str, data: bytes | None = None, headers: dict | None = Non
         return error.code, error.read().decode("utf-8")
 
 
-def browser_decide(link: str, decision: str, reason: str = "") -> tuple[int, str]:
+def redacted_page(page: str) -> str:
+    """The page without its secrets, fit for a file: every hidden nonce's value
+    becomes "redacted" and approval references become <reference>."""
+    for name, value in hidden_fields(page).items():
+        if name == "nonce" and value:
+            # As the page writes it (HTML-escaped) and as a parser reads it.
+            page = page.replace(html.escape(value, quote=True), "redacted").replace(value, "redacted")
+    return re.sub(r"(/approvals/)[A-Za-z0-9_-]+", r"\1<reference>", page)
+
+
+def browser_decide(link: str, decision: str, reason: str = "",
+                   on_page: Callable[[int, str], None] | None = None) -> tuple[int, str]:
     """Open an approval link and submit its form as a person would. Returns
-    the final (status, html). Raises if the page has no form."""
+    the final (status, html). Raises if the page has no form.
+    `on_page(status, html)` gets the page the link opened, before its form is
+    submitted (it holds the form's nonce: see redacted_page)."""
     status, page = http_request(link)
+    if on_page is not None:
+        on_page(status, page)
     hidden = hidden_fields(page)
     if status != 200 or "nonce" not in hidden:
         raise RuntimeError(f"the approval page answered {status} without a form")
@@ -224,4 +240,5 @@ def links_in(message: str) -> dict[str, str]:
     return {decision: url for url, decision in found}
 
 
-__all__ = ["browser_decide", "default_handler", "hidden_fields", "links_in", "proxy_event", "start_approval_server"]
+__all__ = ["browser_decide", "default_handler", "hidden_fields", "links_in", "proxy_event", "redacted_page",
+           "start_approval_server"]

@@ -61,34 +61,55 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         with LocalPipeline(out, say=say) as pipeline:
-            for number in range(1, args.runs + 1):
-                say(f"approved run {number} of {args.runs} (registers version {number})")
-                result = pipeline.run(data_path, decision="approve")
-                if result.status != "SUCCEEDED":
-                    say(f"run {result.run_id} ended {result.status}: see {out}")
-                    _write(out / f"run-{number}.json", result.report)
-                    print(out / f"run-{number}.json")
-                    return result.exit_code
-            _print_registry(say, pipeline.registry_entries(), "registry before the rollback")
-            result = pipeline.rollback(args.version, decision=decision)
-            result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
-            say(f"rollback {result.run_id}: {result.report['outcome'].upper()}")
-            if result.report.get("failure"):
-                failure = result.report["failure"]
-                say(f"failed in {failure.get('state')}: {failure.get('error')}: {failure.get('message')}")
-            _print_registry(say, result.report["registry"], "registry after the rollback")
-            production = result.report["endpoints"]["production"]
-            say(f"production endpoint {production['name']}: {production['status']} on {production['config']}")
-            if result.status == "SUCCEEDED":
-                _smoke_and_capture(say, pipeline, result)
-            report_path = out / "report.json"
-            _write(report_path, result.report)
+            failed = make_history(pipeline, args.runs, data_path)
+            if failed is not None:
+                exit_code, report_path = failed
+            else:
+                exit_code, report_path = roll_back(pipeline, args.version, decision, started)
     except KeyboardInterrupt:
         say("interrupted")
         print(out)
         return EXIT_INTERRUPTED
     print(report_path)
-    return result.exit_code
+    return exit_code
+
+
+def make_history(pipeline, runs: int, data_path: Path) -> tuple[int, Path] | None:
+    """`runs` approved runs of the data (registry versions 1..runs on a new account). None when every
+    run deployed; else the failed run's (exit status, report path), which ends the command."""
+    say = pipeline.say
+    for number in range(1, runs + 1):
+        say(f"approved run {number} of {runs} (registers version {number})")
+        result = pipeline.run(data_path, decision="approve")
+        if result.status != "SUCCEEDED":
+            path = pipeline.workdir / f"run-{number}.json"
+            say(f"run {result.run_id} ended {result.status}: see {pipeline.workdir}")
+            _write(path, result.report)
+            return result.exit_code, path
+    return None
+
+
+def roll_back(pipeline, version: int, decision: str, started: float | None = None) -> tuple[int, Path]:
+    """The rollback to `version` on a pipeline with approved versions: the registry before and after,
+    the production endpoint, one smoke prediction and the capture record it left. Returns (exit
+    status, path of the rollback's report.json in the pipeline's directory)."""
+    say = pipeline.say
+    started = time.monotonic() if started is None else started
+    _print_registry(say, pipeline.registry_entries(), "registry before the rollback")
+    result = pipeline.rollback(version, decision=decision)
+    result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
+    say(f"rollback {result.run_id}: {result.report['outcome'].upper()}")
+    if result.report.get("failure"):
+        failure = result.report["failure"]
+        say(f"failed in {failure.get('state')}: {failure.get('error')}: {failure.get('message')}")
+    _print_registry(say, result.report["registry"], "registry after the rollback")
+    production = result.report["endpoints"]["production"]
+    say(f"production endpoint {production['name']}: {production['status']} on {production['config']}")
+    if result.status == "SUCCEEDED":
+        _smoke_and_capture(say, pipeline, result)
+    report_path = pipeline.workdir / "report.json"
+    _write(report_path, result.report)
+    return result.exit_code, report_path
 
 
 def _smoke_and_capture(say, pipeline, result) -> None:
@@ -100,6 +121,7 @@ def _smoke_and_capture(say, pipeline, result) -> None:
     before = set(pipeline.capture_files())
     _, answer = pipeline.invoke_endpoint(result.production_endpoint, features.encode("utf-8"))
     say(f"smoke prediction: {features} -> {answer.strip()}")
+    result.report["smoke"] = {"request": features, "prediction": answer}
     for uri in sorted(set(pipeline.capture_files()) - before):
         bucket, key = uri[5:].split("/", 1)
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")

@@ -15,9 +15,19 @@ always). A spec outside datasets/ is uploaded too, as
 
 The approval email is printed as the reviewer would read it; open its link
 in a browser to approve or reject. AUTO_APPROVE=1 / --auto-approve follows the
-link as a browser would and approves; REJECT=1 / --reject rejects. After an
-approval the production endpoint is served on localhost until Ctrl-C (or,
-with AUTO_APPROVE, one smoke prediction is made and the command exits).
+link as a browser would and approves; REJECT=1 / --reject rejects; either way
+the page it opened is saved as approval-page-<run id>.html in the output
+directory (its form's nonce replaced by "redacted"). After an approval the
+production endpoint is served on localhost until Ctrl-C (or, with
+AUTO_APPROVE, one smoke prediction is made and the command exits).
+
+RUNS=N / --runs N (default 1) uploads the same data N times, one run after
+the other in this one local account (local AWS lives only as long as the
+command), each decided the same way. From the second run on, RunQATests
+sends the held-out rows to the production endpoint an earlier approved run
+deployed as well: the email and the page show the new model against it
+(`make local AUTO_APPROVE=1 RUNS=2`). A run that fails or is interrupted
+ends the series; a rejected one does not.
 
 Exit status: 0 deployed; 1 the run failed (report.json says where and why);
 2 bad usage or missing data; 3 rejected by the reviewer (the execution fails
@@ -25,7 +35,11 @@ with ApprovalRejected and production is untouched: not an error of the
 pipeline, but not a deployment either, so scripts chaining on success stop);
 130 interrupted with Ctrl-C.
 
-The last line printed is the path of the run's report.json.
+The exit status is the last run's. Each run's report is
+report-<run id>.json; report.json is the last run's report plus `runs`, the
+result of every run of the command (outcome, exit status, QA, the comparison
+with production, its report and approval page). The last line printed is the
+path of report.json.
 """
 from __future__ import annotations
 
@@ -52,11 +66,22 @@ if TYPE_CHECKING:  # the session pulls in moto, boto3 and Spark glue: not needed
     from localmode.session import LocalPipeline, RunResult
 
 DEFAULT_OUT = REPO_ROOT / "build" / "local-runs"
-EXIT_USAGE = 2
+# As localmode.session names them (not imported here: --help stays fast).
+EXIT_DEPLOYED, EXIT_USAGE, EXIT_REJECTED = 0, 2, 3
 
 
 def _truthy(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _run_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of runs, got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -83,6 +108,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "'rollback' (the production update rolls back); repeatable; env LOCAL_FAULTS=a,b")
     parser.add_argument("--out", default=None,
                         help=f"directory for report.json and logs (default: {DEFAULT_OUT.relative_to(REPO_ROOT)}/<time>)")
+    parser.add_argument("--runs", type=_run_count, default=os.environ.get("RUNS") or "1",
+                        help="upload the data this many times, one run after the other in this one local account; "
+                             "from the second run on, QA compares with the production endpoint an earlier run "
+                             "deployed (env RUNS; default 1)")
     parser.add_argument("--approval-timeout", type=int, default=None,
                         help="approval window in seconds (default: the template's ApprovalWindowSeconds)")
     args = parser.parse_args(argv)
@@ -122,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = [] if spec_path.resolve().parent == SPEC_DIR.resolve() else [spec_path]
     try:
         with LocalPipeline(out, say=say, parameters=parameters, extra_specs=extra) as pipeline:
-            exit_code, report_path = execute(pipeline, args, data_path, faults, started, dataset=dataset)
+            exit_code, report_path = execute_runs(pipeline, args, data_path, faults, started, dataset=dataset)
     except KeyboardInterrupt:
         say("interrupted")
         print(out)
@@ -159,10 +188,60 @@ def data_for(given: str | None, spec_path: Path, dataset: str) -> Path:
                                f"(its spec {spec_path} names no download source)")
 
 
+def execute_runs(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, faults: Faults,
+                 started: float | None = None, dataset: str | None = None) -> tuple[int, Path]:
+    """`args.runs` runs of the same data on one set-up pipeline, as the command makes them.
+    Returns (the last run's exit status, the path of report.json)."""
+    say = pipeline.say
+    results: list[dict] = []
+    exit_code, report = EXIT_USAGE, {}
+    for number in range(1, args.runs + 1):
+        if args.runs > 1:
+            say("")
+            say(f"run {number} of {args.runs}")
+        last = number == args.runs
+        # The first run's wall time includes the setup, as a single run's always did.
+        exit_code, run_report_path = execute(pipeline, args, data_path, faults, started if number == 1 else None,
+                                             dataset=dataset, serve=last)
+        report = json.loads(run_report_path.read_text(encoding="utf-8"))
+        results.append(run_summary(report, exit_code, run_report_path))
+        if exit_code not in (EXIT_DEPLOYED, EXIT_REJECTED):
+            if not last:
+                say(f"run {number} of {args.runs} ended {report.get('outcome')}: the remaining runs are not made")
+            break
+    report_path = pipeline.workdir / "report.json"
+    _write(report_path, {**report, "runs": results})
+    return exit_code, report_path
+
+
+def run_summary(report: dict, exit_code: int, report_path: Path) -> dict:
+    """One run's result, as report.json's `runs` lists it."""
+    qa = report.get("qa") or {}
+    qa_report = qa.get("report") or {}
+    return {
+        "run_id": report.get("run_id"),
+        "status": report.get("status"),
+        "outcome": report.get("outcome"),
+        "exit_code": exit_code,
+        "qa": {k: qa.get(k) for k in ("metric", "value", "threshold", "rows")} if qa else None,
+        # What production was and scored on the same rows (its full figures are in the run's report).
+        "production": {k: v for k, v in (qa_report.get("production") or {}).items()
+                       if k in ("endpoint_name", "compared", "note", qa.get("metric"))} if qa_report else None,
+        "versus_production": qa_report.get("versus_production"),
+        "registry_version": next((e.get("version") for e in report.get("registry") or []
+                                  if e.get("run_id") == report.get("run_id")), None),
+        "failure": report.get("failure"),
+        "report": str(report_path),
+        "approval_page": (report.get("approval") or {}).get("page"),
+    }
+
+
 def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, faults: Faults,
-            started: float | None = None, dataset: str | None = None) -> tuple[int, Path]:
+            started: float | None = None, dataset: str | None = None, report_path: Path | None = None,
+            serve: bool = True) -> tuple[int, Path]:
     """One run on a set-up pipeline, as the command does it: progress, summary, smoke
-    prediction, serving (when a person approves), report.json. Returns (exit status, report path)."""
+    prediction, serving (when a person approves and `serve`), its report. Returns (exit status,
+    report path: `report_path`, else report-<run id>.json in the pipeline's directory)."""
     say = pipeline.say
     started = time.monotonic() if started is None else started
     decision = "approve" if args.auto_approve else "reject" if args.reject else "manual"
@@ -173,9 +252,9 @@ def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, 
     result = pipeline.run(data_path, decision=decision, faults=faults, reason=args.reason, dataset=dataset)
     result.report["timings"]["wall_seconds"] = round(time.monotonic() - started, 2)
     _summarize(say, result)
-    report_path = pipeline.workdir / "report.json"
+    report_path = report_path or pipeline.workdir / f"report-{result.run_id}.json"
     if result.status == "SUCCEEDED":
-        _smoke_and_serve(say, pipeline, result, report_path, serve=decision == "manual")
+        _smoke_and_serve(say, pipeline, result, report_path, serve=serve and decision == "manual")
     _write(report_path, result.report)
     return result.exit_code, report_path
 

@@ -298,14 +298,14 @@ class LocalPipeline:
     def _follow(self, execution_arn: str, run_id: str, decision: str, reason: str, timeout: float, started: float,
                 data_path: Path | None, event: dict | None) -> RunResult:
         mail: list[dict] = []
-        approval = {"decision": decision, "decided": False, "response_status": None}
+        approval = {"decision": decision, "decided": False, "response_status": None, "page": None}
         tracker = HistoryTracker(on_line=self.say)
 
         def on_events(events: list[dict]) -> None:
             tracker.feed(events)
             for message in aws.read_mailbox(self.resources.mailbox_url, self._sqs):
                 mail.append(message)
-                self._on_mail(message, approval, reason)
+                self._on_mail(message, approval, reason, run_id)
 
         try:
             description = self.machine.wait(execution_arn, timeout=timeout, on_events=on_events, poll=0.5)
@@ -383,8 +383,18 @@ class LocalPipeline:
             description = {**description, "error": error, "cause": cause}
         return description
 
-    def _on_mail(self, message: dict, approval: dict, reason: str) -> None:
+    def approval_page_path(self, run_id: str) -> Path:
+        return self.workdir / f"approval-page-{run_id}.html"
+
+    def _on_mail(self, message: dict, approval: dict, reason: str, run_id: str) -> None:
         from localmode import approval_server
+
+        def keep_page(status: int, page: str) -> None:
+            """What the browser showed before the form was submitted, for the reviewer to look at later."""
+            path = self.approval_page_path(run_id)
+            path.write_text(approval_server.redacted_page(page), encoding="utf-8")
+            approval["page"] = str(path)
+            self.say(f"approval page ({status}) saved as {path}")
 
         links = approval_server.links_in(message["message"])
         self.say("")
@@ -400,7 +410,8 @@ class LocalPipeline:
         if decision in ("approve", "reject"):
             self.say(f"{'AUTO_APPROVE' if decision == 'approve' else 'REJECT'}: opening the {decision} link and submitting its form")
             try:
-                status, _page = approval_server.browser_decide(links[decision], decision, reason if decision == "reject" else "")
+                status, _page = approval_server.browser_decide(links[decision], decision,
+                                                               reason if decision == "reject" else "", on_page=keep_page)
             except Exception as exc:
                 raise AutoDecisionFailed(f"the approval page could not be used: {exc}") from exc
             approval.update(decided=True, response_status=status)

@@ -15,7 +15,8 @@ def test_help_describes_the_options_and_exit_codes(capsys):
         runner.main(["--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
-    for needle in ("--auto-approve", "--reject", "--data", "--out", "--fault", "AUTO_APPROVE", "3 rejected"):
+    for needle in ("--auto-approve", "--reject", "--data", "--out", "--fault", "AUTO_APPROVE", "3 rejected",
+                   "--runs", "RUNS=N", "approval-page-<run id>.html", "report-<run id>.json"):
         assert needle in text
 
 
@@ -54,3 +55,38 @@ def test_a_failed_run_exits_1_and_names_its_report_last(car_data, tmp_path, caps
 def test_unknown_fault_is_a_usage_error(tmp_path, car_data, capsys):
     assert runner.main(["--data", str(car_data), "--out", str(tmp_path), "--fault", "TrainXGBoot"]) == 2
     assert "unknown fault 'TrainXGBoot'" in capsys.readouterr().err
+
+
+def test_runs_comes_from_the_option_or_the_environment(monkeypatch):
+    assert runner.parse_args([]).runs == 1
+    assert runner.parse_args(["--runs", "3"]).runs == 3
+    monkeypatch.setenv("RUNS", "2")  # make local RUNS=2 exports it
+    assert runner.parse_args([]).runs == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_run_count_that_is_not_a_positive_number_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as exited:
+        runner.parse_args(["--runs", value])
+    assert exited.value.code == 2
+    assert "--runs" in capsys.readouterr().err
+
+
+def test_the_runners_exit_codes_are_the_sessions():
+    # runner keeps its own copies so that --help does not import moto and Spark.
+    from localmode import session
+
+    assert (runner.EXIT_DEPLOYED, runner.EXIT_USAGE, runner.EXIT_REJECTED) == (
+        session.EXIT_DEPLOYED, session.EXIT_USAGE, session.EXIT_REJECTED)
+
+
+def test_rollback_asks_for_a_version_among_the_runs_it_makes(capsys):
+    from localmode import rollback_cli
+
+    args = rollback_cli.parse_args(["--runs", "2", "--version", "1", "--auto-approve"])
+    assert (args.runs, args.version, args.auto_approve, args.reject) == (2, 1, True, False)
+    for argv in (["--runs", "2", "--version", "3"], ["--runs", "0"], ["--version", "0"],
+                 ["--auto-approve", "--reject"]):
+        with pytest.raises(SystemExit) as exited:
+            rollback_cli.parse_args(argv)
+        assert exited.value.code == 2, argv

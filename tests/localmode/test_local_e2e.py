@@ -4,16 +4,18 @@ and inference server. The first run deploys production; the others must
 leave it serving that model whatever goes wrong (guarantee 1)."""
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
+from pathlib import Path
 import time
 
 import boto3
 import pytest
 
 import asl_reference
-from localmode import approval_server, runner
+from localmode import approval_server, rollback_cli, runner
 from localmode.asl import TaskFailed
 from localmode.faults import Faults
 from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
@@ -327,24 +329,98 @@ def test_the_production_endpoint_captures_requests_and_responses_in_sagemakers_f
     assert not [uri for uri in account.capture_files() if "-qa/" in uri]
 
 
-def test_a_rollback_redeploys_the_first_version_through_its_confirmation_page(account, deployed, car_data):
-    second = account.run(car_data, decision="approve")
-    assert second.exit_code == EXIT_DEPLOYED, json.dumps(second.report["failure"])
-    newest = max(e["version"] for e in second.report["registry"])
-    # The second run was tested against the first on the same rows, and its approval email says how it compares.
-    assert second.report["qa"]["report"]["production"]["compared"] is True
-    [approval] = [m for m in second.report["notifications"] if m["subject"].startswith("Approve run")]
-    assert re.search(r"^Production: accuracy \d\.\d{4} on the same rows; difference [+-]\d\.\d{4}; \d+ rows answered "
-                     r"differently$", approval["message"], re.M), approval["message"]
-    assert account.endpoints()[deployed.production_endpoint]["config"] != deployed.report["endpoints"]["production"]["config"]
+@pytest.fixture(scope="module")
+def series(account, deployed, car_data):
+    """`make local AUTO_APPROVE=1 RUNS=2` on the account where production serves the first upload's model:
+    two runs through the runner, each compared with the production the run before it left."""
+    args = runner.parse_args(["--auto-approve", "--data", str(car_data), "--runs", "2"])
+    exit_code, report_path = runner.execute_runs(account, args, car_data, Faults())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert exit_code == EXIT_DEPLOYED, json.dumps([run["failure"] for run in report["runs"]])
+    return report_path, report
 
-    result = account.rollback(1, decision="approve")
+
+def printed_email(lines: list[str], subject_start: str) -> list[str]:
+    """The lines of the printed email whose subject starts so (without the frame and indent)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"EMAIL  Subject: {subject_start}"))
+    end = next(i for i in range(start + 2, len(lines)) if lines[i] == "=" * 72)
+    return [line[2:] for line in lines[start + 2:end]]
+
+
+def approval_record(account, run_id: str) -> dict:
+    items = boto3.client("dynamodb").scan(TableName=account.resources.state_table)["Items"]
+    [record] = [item for item in items if item.get("run_id", {}).get("S") == run_id and "nonce" in item]
+    return record
+
+
+def test_the_second_run_of_a_series_shows_the_first_runs_production_on_its_email_and_page(account, deployed, series):
+    report_path, report = series
+    first, second = report["runs"]
+    assert report_path == account.workdir / "report.json" and report["run_id"] == second["run_id"]
+    assert [(r["outcome"], r["exit_code"]) for r in report["runs"]] == [("deployed", 0), ("deployed", 0)]
+    assert second["registry_version"] == first["registry_version"] + 1
+    for run in (first, second):
+        assert json.loads(Path(run["report"]).read_text(encoding="utf-8"))["run_id"] == run["run_id"]
+    # The second run's QA asked the production endpoint the first run of the series had just deployed.
+    endpoint = deployed.production_endpoint
+    assert second["production"]["compared"] is True
+    assert second["production"]["note"] == f"production endpoint {endpoint} (InService) answered the same rows"
+    assert re.fullmatch(rf"{endpoint}-v{first['registry_version']}-[0-9a-f]{{12}}-config",
+                        json.loads(Path(first["report"]).read_text(encoding="utf-8"))["endpoints"]["production"]["config"])
+    versus = second["versus_production"]
+    assert versus["rows_answered_differently"] == 0 or versus["examples"]
+
+    # What the reviewer read: the printed email's Production line gives production's figure on the same rows.
+    email = printed_email(account.lines, f"Approve car run {second['run_id']}")
+    [production_line] = [line for line in email if line.startswith("Production: ")]
+    assert production_line.startswith(f"Production: {versus['metric']} ")
+    assert f"{versus['production']:.4f}" in production_line
+    assert "not compared" not in production_line and "first model" not in production_line
+
+    # What the browser opened before submitting: saved, showing the same comparison, without the form's nonce.
+    page_path = account.approval_page_path(second["run_id"])
+    assert second["approval_page"] == str(page_path)
+    assert any(line == f"approval page (200) saved as {page_path}" for line in account.lines)
+    page = page_path.read_text(encoding="utf-8")
+    assert 'name="nonce" value="redacted"' in page
+    assert approval_record(account, second["run_id"])["nonce"]["S"] not in page
+    assert not re.search(r"/approvals/(?!<reference>)", page)
+    assert production_line.removeprefix("Production: ") in html.unescape(page)
+
+
+def test_a_rollback_redeploys_the_first_version_through_its_confirmation_page(account, deployed, series):
+    _, report = series
+    second = report["runs"][-1]
+    newest = second["registry_version"]
+    assert account.endpoints()[deployed.production_endpoint]["config"] != deployed.report["endpoints"]["production"]["config"]
+    shown_before = len(account.lines)
+
+    # As `python -m localmode rollback --version 1 --auto-approve` does it once its runs are made.
+    exit_code, report_path = rollback_cli.roll_back(account, 1, "approve")
+    result_report = json.loads(report_path.read_text(encoding="utf-8"))
+    result = RunResult(result_report["run_id"], result_report["execution_arn"], result_report["status"], result_report,
+                       exit_code)
 
     assert result.exit_code == EXIT_DEPLOYED, json.dumps(result.report["failure"])
+    # What the command printed: the registry after the rollback (version 1 Approved again serving), production, and
+    # the capture record its smoke prediction left, read back from S3.
+    shown = account.lines[shown_before:]
+    after = shown[shown.index("registry after the rollback:") + 1:]
+    entries = {int(m.group(1)): m.group(2) for m in (re.match(r"  version (\d+): (\w+)", line) for line in after) if m}
+    assert entries[1] == entries[newest] == "Approved" and len(entries) == newest
+    assert "Rejected" in entries.values()  # the rejected run's version keeps its status
+    production = result.report["endpoints"]["production"]
+    assert f"production endpoint {production['name']}: InService on {production['config']}" in shown
+    assert re.fullmatch(rf"{deployed.production_endpoint}-v1-[0-9a-f]{{12}}-config", production["config"])
+    [captured] = result.report["captured"]
+    [record] = [json.loads(line) for line in captured["records"]]
+    assert record["captureData"]["endpointInput"]["data"] == result.report["smoke"]["request"]
+    assert record["captureData"]["endpointOutput"]["data"] == result.report["smoke"]["prediction"]
+    assert f"captured in {captured['uri']}:" in shown and captured["uri"].startswith(f"s3://{account.resources.artifacts_bucket}/capture/")
     # The confirmation was a rollback's: which version, and what serves now.
     [confirmation] = [m for m in result.report["notifications"] if m["subject"].startswith("Roll ")]
     assert confirmation["subject"] == f"Roll {deployed.production_endpoint} back to version 1?"
-    assert f"Now serving: version {newest} (run {second.run_id}" in confirmation["message"]
+    assert f"Now serving: version {newest} (run {second['run_id']}" in confirmation["message"]
     assert f"Run:        {deployed.run_id} on {deployed.report['data']['input_uri']}" in confirmation["message"]
     assert "AUTO_APPROVE: opening the approve link" in "\n".join(account.lines)
     # Production runs version 1 again, through the same deployment (blue/green update).
@@ -392,12 +468,14 @@ def test_a_challenger_worse_than_production_is_refused_before_approval(account, 
 
     assert result.exit_code == EXIT_FAILED
     assert_failure_reported(result, "RunQATests", "WorseThanProduction")
-    assert f"below production {deployed.production_endpoint}'s" in result.report["failure"]["message"]
+    assert f"worse than production {deployed.production_endpoint}'s" in result.report["failure"]["message"]
     report = json.loads(boto3.client("s3").get_object(
         Bucket=account.resources.artifacts_bucket, Key=f"runs/{result.run_id}/qa/report.json")["Body"].read())
     versus = report["versus_production"]
     assert report["production"]["compared"] is True and report["production"]["accuracy"] >= 0.95
-    assert versus["passed"] is False and versus["accuracy_difference"] < -0.01
+    # `regression`: how much worse than production in the gate's metric (positive: worse).
+    assert versus["passed"] is False and versus["metric"] == "accuracy"
+    assert versus["regression"] > versus["max_regression"] > 0
     assert versus["rows_answered_differently"] >= 1 and versus["examples"]
     # Refused before anyone was asked: nothing registered, no approval email, production as it was.
     assert len(account.registry_entries()) == registered_before
