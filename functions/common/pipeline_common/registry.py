@@ -12,7 +12,7 @@ limits them (botocore's model of CreateModelPackage, CustomerMetadataMap):
 at most 50 entries, keys of 1-128 and values of 1-256 characters from
 letters, separators, numbers and `_ . : / = + - @` only. The run's values
 (an S3 key above all) may hold anything, so each value is written with the
-other characters as `=XX` escapes of their UTF-8 bytes and, if still too
+other characters (and `=`, `@`) as `=XX` escapes of their UTF-8 bytes and, if still too
 long, cut with the sha256 of the full value appended; the exact lineage is
 also a JSON document in S3 (`lineage_uri`).
 """
@@ -53,8 +53,9 @@ _HASH_SUFFIX = "@sha256="
 
 def metadata_char_allowed(char: str) -> bool:
     """CustomerMetadataValue's pattern: \\p{L}, \\p{Z}, \\p{N} and `_ . : / = + - @`.
-    `=` is kept for the escapes, so a literal `=` is escaped too."""
-    if char == "=":
+    `=` starts an escape and `@` the hash suffix of a cut value, so a literal `=` or `@` is
+    escaped too: a value that held "@sha256=" would otherwise read back cut there."""
+    if char in ("=", "@"):
         return False
     return char in _ALLOWED_PUNCTUATION or unicodedata.category(char)[0] in ("L", "Z", "N")
 
@@ -99,11 +100,6 @@ def client_token(run_id: str) -> str:
     """CreateModelPackage's idempotency token for a run: a retry of the same
     registration returns the package the first call created."""
     return "reg-" + hashlib.sha256(run_id.encode("utf-8")).hexdigest()[: MAX_CLIENT_TOKEN - 4]
-
-
-def package_arn(region: str, account: str, group: str, version: int, partition: str = "aws") -> str:
-    """A versioned package's ARN (SageMaker lower-cases names in ARNs)."""
-    return f"arn:{partition}:sagemaker:{region}:{account}:model-package/{group.lower()}/{int(version)}"
 
 
 def comparable_containers(containers: list[dict]) -> list[dict]:
