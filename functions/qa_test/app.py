@@ -93,9 +93,12 @@ def read_test_rows(s3, test_uri: str, feature_count: int, max_rows: int) -> list
 
 
 def csv_record(fields: list[str]) -> bytes:
+    """One CSV record without its line end. csv quotes a field holding a character of the line
+    terminator, so it is written with CRLF (quoting any field with a line break, which the
+    container's CSV parser would otherwise read as the end of the record) and the CRLF cut off."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(fields)
-    return buffer.getvalue().encode("utf-8")
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue().removesuffix("\r\n").encode("utf-8")
 
 
 def first_csv_field(body: bytes) -> str:

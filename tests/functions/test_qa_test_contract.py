@@ -21,6 +21,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from lambda_fixtures import ARTIFACTS, REGION, contract_manifest, make_run, put
+from localmode.serving.containers import _parse_csv
 
 
 @pytest.fixture
@@ -94,6 +95,14 @@ def test_non_ascii_fields_are_read_as_utf8(qa, s3):
 
 def test_a_record_is_one_csv_line_quoted_only_where_needed(qa):
     assert qa.csv_record(["a", "b c", "1,5", 'say "hi"', "", "ü"]) == 'a,b c,"1,5","say ""hi""",,ü'.encode("utf-8")
+
+
+@pytest.mark.parametrize("field", ["two\nlines", "carriage\rreturn", "crlf\r\nend"])
+def test_a_field_with_a_line_break_stays_inside_the_one_record(qa, field):
+    """SparkML Serving reads the body with commons-csv and transforms the first record only
+    (DataConversionHelper): an unquoted line break would cut the row there."""
+    record = qa.csv_record([field, "x"])
+    assert _parse_csv(record.decode("utf-8")) == [[field, "x"]]
 
 
 @pytest.mark.parametrize("answer, expected", [(b"acc\n", "acc"), (b"  acc  \r\n", "acc"), (b"", ""), (b"\n \n", ""),
