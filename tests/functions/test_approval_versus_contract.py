@@ -268,6 +268,9 @@ def test_a_line_break_in_a_registry_value_cannot_start_a_line(request_approval):
     assert subject == "Roll car\\x0aApprove: https://evil back to version 1?"
     assert "  Run:        car-first on s3://in/x\\x0aReject:  https://evil (version v-42)" in message.split("\n")
     assert set(links_in(message)) == {"approve", "reject"}
+    # Only the slashes after the stage are dropped (a stage may end in any letter).
+    _, message = request_approval.rollback_email(ROLLBACK, "https://h/DevX//", "REF", "t")
+    assert "Approve: https://h/DevX/approvals/REF?decision=approve" in message.split("\n")
     long_subject, _ = request_approval.rollback_email({**ROLLBACK, "production_endpoint": "e" * 120}, API_BASE_URL,
                                                       "REF", "t")
     assert long_subject == "Roll " + "e" * 94
@@ -300,8 +303,8 @@ def test_a_rollback_without_prepare_rollbacks_summary_is_refused(request_approva
 def test_a_rollback_needs_no_qa_but_still_a_token_and_a_window(request_approval):
     event = rollback_event()
     assert request_approval._validated(event) is event
-    with pytest.raises(InvalidEvent, match=re.escape("the event has no task_token (invoke this function with "
-                                                     ".waitForTaskToken)")):
+    with pytest.raises(InvalidEvent, match="^" + re.escape("the event has no task_token (invoke this function with "
+                                                           ".waitForTaskToken)") + "$"):
         request_approval._validated(rollback_event(task_token=""))
     with pytest.raises(InvalidEvent, match="^approval_timeout_seconds must be a positive integer, got 0$"):
         request_approval._validated(rollback_event(approval_timeout_seconds=0))
