@@ -183,7 +183,7 @@ def production_to_compare(sagemaker, production_endpoint: str | None) -> tuple[b
     return True, f"production endpoint {production_endpoint} ({status}) answered the same rows"
 
 
-def regression_against(metric: str, higher_is_better: bool, challenger, champion) -> float | None:
+def regression_against(higher_is_better: bool, challenger, champion) -> float | None:
     """How much worse the challenger is in the gate's metric (negative: better); None when either is undefined.
     Absolute for the bounded metrics; relative for RMSE and MAE, which are in the label's units."""
     if challenger is None or champion is None:
@@ -197,7 +197,7 @@ def comparison(rows, gate: dict, challenger_value, predictions, champion_value, 
                max_regression: float) -> dict:
     differing = [i for i, (new, old) in enumerate(zip(predictions, champion_predictions)) if new != old]
     # Unrounded values, as for the threshold: a rounded difference could pass a run just past the line.
-    regression = regression_against(gate["metric"], gate["higher_is_better"], challenger_value, champion_value)
+    regression = regression_against(gate["higher_is_better"], challenger_value, champion_value)
     return {
         "metric": gate["metric"],
         "higher_is_better": gate["higher_is_better"],

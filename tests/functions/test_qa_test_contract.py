@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from lambda_fixtures import ARTIFACTS, REGION, contract_manifest, make_run, put
+from lambda_fixtures import ARTIFACTS, REGION, contract_manifest, make_run, put, stubbed_client
 from localmode.serving.containers import _parse_csv
 
 
@@ -342,3 +342,50 @@ def test_the_regression_default_bar_is_an_r2_of_one_half(qa, s3):
         result = qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=100)
     # r2 = 1 - (18 / 3) / (200 / 3) = 0.91
     assert result["threshold"] == 0.5 and result["value"] == 0.91 and result["passed"] is True
+
+
+# ---------------------------------------------------------------- against production
+
+def test_without_a_production_endpoint_nothing_is_asked(qa):
+    """No DescribeEndpoint call at all (an unstubbed client would fail on one)."""
+    with stubbed_client("sagemaker") as (sagemaker, _):
+        for unnamed in (None, ""):
+            assert qa.production_to_compare(sagemaker, unnamed) == (
+                False, "no production endpoint is configured for this dataset")
+
+
+def test_without_a_sagemaker_client_production_is_never_asked_even_when_named(qa, s3):
+    event = stored(s3, "binary", BINARY_ROWS, quality_gate={"metric": "accuracy", "threshold": 0.75})
+    event["names"]["production_endpoint"] = "breast-cancer-prod"
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        answering(runtime, stub, "qa-run-qa", BINARY_RECORDS, ["benign\n", "malignant\n", "benign\n", "benign\n"])
+        result = qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100)
+        stub.assert_no_pending_responses()
+    assert result["production"] == {"endpoint_name": "breast-cancer-prod", "compared": False, "accuracy": None,
+                                    "value": None, "note": "no production endpoint is configured for this dataset"}
+
+
+@pytest.mark.parametrize("higher_is_better, challenger, champion, expected", [
+    # Bounded metrics: absolute, positive when the challenger is worse.
+    (True, 0.90, 0.95, 0.95 - 0.90), (True, 0.97, 0.95, 0.95 - 0.97),
+    # Errors in the label's units: relative to production's, below 1 too.
+    (False, 0.6, 0.5, (0.6 - 0.5) / 0.5), (False, 3.0, 4.0, -0.25),
+    # Production without error: the challenger is as good (0) or infinitely worse.
+    (False, 0.0, 0.0, 0.0), (False, 0.5, 0.0, float("inf")),
+    # Undefined on either side compares nothing.
+    (True, None, 0.9, None), (True, 0.9, None, None), (False, None, 2.0, None), (False, 2.0, None, None),
+])
+def test_how_much_worse_the_challenger_is(qa, higher_is_better, challenger, champion, expected):
+    got = qa.regression_against(higher_is_better, challenger, champion)
+    assert got == (pytest.approx(expected) if isinstance(expected, float) and expected != float("inf") else expected)
+
+
+def test_an_undefined_metric_on_one_side_passes_to_the_gate_alone(qa):
+    gate = {"metric": "r2", "higher_is_better": True}
+    rows = [(["1"], "2.0")]
+    versus = qa.comparison(rows, gate, 0.8, [2.0], None, [2.5], 0.0)
+    assert versus == {"metric": "r2", "higher_is_better": True, "new_model": 0.8, "production": None,
+                      "regression": None, "rows_answered_differently": 1,
+                      "examples": [{"features": ["1"], "truth": "2.0", "new_model": 2.0, "production": 2.5}],
+                      "max_regression": 0.0, "passed": True}
