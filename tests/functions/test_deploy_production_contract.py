@@ -770,6 +770,19 @@ def test_a_run_that_no_longer_holds_production_retags_nothing(app, model_objects
     assert [tag_of(s3, uri) for uri in (*NEW_FILES, OLD_FILE)] == ["candidate"] * 3
 
 
+@pytest.mark.parametrize("lock", [{}, {"Item": {"pk": {"S": f"production#{ENDPOINT}"}}}])
+def test_a_lock_gone_or_without_holder_retags_nothing(app, model_objects, lock):
+    """The claim item deleted by hand (or left without run_id) means no run holds production: nothing is retagged."""
+    s3 = model_objects
+    with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
+        stub.add_response("describe_endpoint", described_endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
+        expect_config_models(stub, CONFIG, {"new-model": new_model()})
+        dstub.add_response("get_item", lock, {"TableName": TABLE, "Key": KEY, "ConsistentRead": True})
+        result = app.retain_production_models(s3, sagemaker, dynamodb, TABLE, ENDPOINT, CONFIG, RUN["run_id"], now=NOW)
+    assert result == {"production": [], "superseded": []}
+    assert [tag_of(s3, uri) for uri in (*NEW_FILES, OLD_FILE)] == ["candidate"] * 3
+
+
 def test_the_supersession_time_is_the_current_time_without_now(app, model_objects):
     s3 = model_objects
     with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
