@@ -389,3 +389,37 @@ def test_an_undefined_metric_on_one_side_passes_to_the_gate_alone(qa):
                       "regression": None, "rows_answered_differently": 1,
                       "examples": [{"features": ["1"], "truth": "2.0", "new_model": 2.0, "production": 2.5}],
                       "max_regression": 0.0, "passed": True}
+
+
+def production_serving(stub: Stubber, endpoint: str) -> None:
+    """DescribeEndpoint of a serving endpoint (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeEndpoint.html)."""
+    stub.add_response("describe_endpoint", {
+        "EndpointName": endpoint, "EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{endpoint}",
+        "EndpointConfigName": f"{endpoint}-v1-config", "EndpointStatus": "InService",
+        "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"}, {"EndpointName": endpoint})
+
+
+def test_a_regression_challenger_is_judged_relative_to_productions_error(qa, s3):
+    """MAE 2 against production's 1 on the same rows: 100% worse, beyond the 10% allowed; the message says so
+    in the label's terms, lower being better."""
+    event = stored(s3, "regression", "40,1,20.5,100\n41,,21,110\n42,1,21.5,120\n",
+                   quality_gate={"metric": "mae", "threshold": 10.0})
+    event["names"]["production_endpoint"] = "diabetes-prod"
+    records = ["40,1,20.5", "41,,21", "42,1,21.5"]
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with stubbed_client("sagemaker") as (sagemaker, described), Stubber(runtime) as stub:
+        production_serving(described, "diabetes-prod")
+        answering(runtime, stub, "qa-run-qa", records, ["102\n", "112\n", "118\n"])
+        answering(runtime, stub, "diabetes-prod", records, ["101\n", "111\n", "119\n"])
+        with pytest.raises(qa.WorseThanProduction) as raised:
+            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100, sagemaker=sagemaker, max_regression=0.1)
+        stub.assert_no_pending_responses()
+    assert str(raised.value) == (
+        "QA mae 2.0000 is 100.0% worse than production diabetes-prod's 1.0000 (lower is better) on the same 3 "
+        "held-out rows (at most 10.0% allowed; 3 rows answered differently); "
+        f"report: s3://{ARTIFACTS}/runs/qa-run/qa/report.json")
+    got = report(s3, event)
+    assert {key: got["production"][key] for key in ("endpoint_name", "compared", "note", "mae")} == {
+        "endpoint_name": "diabetes-prod", "compared": True, "mae": 1.0,
+        "note": "production endpoint diabetes-prod (InService) answered the same rows"}
+    assert (got["versus_production"]["new_model"], got["versus_production"]["production"]) == (2.0, 1.0)
