@@ -105,7 +105,7 @@ def capture_config(destination: str, kms_key: str, percentage: int) -> dict | No
     return config
 
 
-def ensure_production_model(sagemaker, package: dict, endpoint_name: str, role_arn: str, instance_type: str,
+def ensure_production_model(sagemaker, package: dict, role_arn: str, instance_type: str,
                             instance_count: int, capture: dict | None) -> tuple[str, str]:
     """The model and endpoint config that run exactly this version. Returns (model, config) names."""
     containers = [{k: v for k, v in c.items() if k in ("Image", "ModelDataUrl", "Environment") and v}
@@ -288,7 +288,7 @@ def deploy_production(dynamodb, sagemaker, s3, event: dict, table: str, bake_sec
     if not is_sagemaker_name(endpoint_name):
         raise InvalidEvent("names.production_endpoint must be a valid SageMaker name")
     package = deployable_package(sagemaker, s3, package_arn, endpoint_name)
-    model_name, config_name = ensure_production_model(sagemaker, package, endpoint_name, role_arn, instance_type,
+    model_name, config_name = ensure_production_model(sagemaker, package, role_arn, instance_type,
                                                       instance_count, capture)
     result = deploy_config(dynamodb, sagemaker, {"run": run, "names": {"production_endpoint": endpoint_name},
                                                  "endpoint_config_name": config_name},

@@ -177,7 +177,7 @@ def test_a_new_version_gets_a_serial_model_of_exactly_its_containers_and_a_captu
     with stubbed_client("sagemaker") as (sagemaker, stub):
         expect_new_model(stub)
         expect_new_config(stub, name, CAPTURE, "ml.c5.xlarge", 2)
-        assert app.ensure_production_model(sagemaker, PACKAGE, ENDPOINT, ROLE_ARN, "ml.c5.xlarge", 2, CAPTURE) == (
+        assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.c5.xlarge", 2, CAPTURE) == (
             MODEL_NAME, name)
 
 
@@ -186,7 +186,7 @@ def test_without_capture_the_config_has_no_DataCaptureConfig(app):
     with stubbed_client("sagemaker") as (sagemaker, stub):
         expect_new_model(stub)
         expect_new_config(stub, name)
-        assert app.ensure_production_model(sagemaker, PACKAGE, ENDPOINT, ROLE_ARN, "ml.m5.large", 1, None) == (
+        assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None) == (
             MODEL_NAME, name)
 
 
@@ -198,7 +198,7 @@ def test_an_existing_model_of_the_same_definition_and_config_are_reused(app):
             "EndpointConfigName": name, "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
             "CreationTime": CREATED, "ProductionVariants": [{**variants()[0], "ModelName": MODEL_NAME}]},
             {"EndpointConfigName": name})
-        assert app.ensure_production_model(sagemaker, PACKAGE, ENDPOINT, ROLE_ARN, "ml.m5.large", 1, None) == (
+        assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None) == (
             MODEL_NAME, name)
 
 
@@ -212,7 +212,7 @@ def test_an_existing_model_of_another_definition_is_a_conflict(app, model):
     with stubbed_client("sagemaker") as (sagemaker, stub):
         stub.add_response("describe_model", model, {"ModelName": MODEL_NAME})
         with pytest.raises(app.ModelConflict) as raised:
-            app.ensure_production_model(sagemaker, PACKAGE, ENDPOINT, ROLE_ARN, "ml.m5.large", 1, None)
+            app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None)
     assert str(raised.value) == f"model {MODEL_NAME} exists but is not what {PACKAGE_ARN} specifies"
 
 
@@ -225,7 +225,7 @@ def test_an_existing_config_serving_another_model_is_a_conflict(app):
             "CreationTime": CREATED, "ProductionVariants": [{**variants()[0], "ModelName": "another-model"}]},
             {"EndpointConfigName": name})
         with pytest.raises(app.ModelConflict) as raised:
-            app.ensure_production_model(sagemaker, PACKAGE, ENDPOINT, ROLE_ARN, "ml.m5.large", 1, None)
+            app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None)
     assert str(raised.value) == f"endpoint config {name} exists but does not serve model {MODEL_NAME}"
 
 
