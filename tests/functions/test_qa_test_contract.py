@@ -423,3 +423,20 @@ def test_a_regression_challenger_is_judged_relative_to_productions_error(qa, s3)
         "endpoint_name": "diabetes-prod", "compared": True, "mae": 1.0,
         "note": "production endpoint diabetes-prod (InService) answered the same rows"}
     assert (got["versus_production"]["new_model"], got["versus_production"]["production"]) == (2.0, 1.0)
+
+
+def test_productions_side_is_its_exact_ratio_too(qa, s3):
+    """Production right on 2 of 3 rows, the new model on 1: exactly one third worse, and one third is allowed.
+    Production's rounded accuracy (0.666667) would make it a hair more than a third and fail the run."""
+    event = stored(s3, "multiclass", "a,b,c,d,e,f,unacc\na,b,c,d,e,g,unacc\na,b,c,d,e,h,unacc\n",
+                   quality_gate={"metric": "accuracy", "threshold": 0.3})
+    event["names"]["production_endpoint"] = "car-prod"
+    records = ["a,b,c,d,e,f", "a,b,c,d,e,g", "a,b,c,d,e,h"]
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with stubbed_client("sagemaker") as (sagemaker, described), Stubber(runtime) as stub:
+        production_serving(described, "car-prod")
+        answering(runtime, stub, "qa-run-qa", records, ["unacc\n", "acc\n", "acc\n"])
+        answering(runtime, stub, "car-prod", records, ["unacc\n", "unacc\n", "acc\n"])
+        result = qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100, sagemaker=sagemaker, max_regression=1 / 3)
+    assert result["passed"] is True and result["regression_against_production"] == round(1 / 3, 6)
+    assert result["production"]["value"] == 2 / 3
