@@ -150,8 +150,15 @@ class CaptureWriter:
                     if now.strftime("%Y%m%d%H") == hour else when
                 key = capture_key(prefix, endpoint, variant, when)
                 extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else {}
-                self.s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode("utf-8"),
-                                   ContentType="application/jsonlines", **extra)
+                try:
+                    self.s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode("utf-8"),
+                                       ContentType="application/jsonlines", **extra)
+                except Exception:
+                    # Back in the queue, ahead of what came since: the next flush writes them.
+                    with self._lock:
+                        group = (destination, kms_key, endpoint, variant, hour)
+                        self._pending[group] = lines + self._pending.get(group, [])
+                    raise
                 written.append(f"s3://{bucket}/{key}")
             self.written.extend(written)
             return written

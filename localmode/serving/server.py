@@ -291,13 +291,15 @@ class LocalInferenceServer(ThreadingHTTPServer):
             return
         response = result.response
         content_type = response.content_type or "application/octet-stream"
+        # Captured before the answer leaves: a caller that reads the capture files right after its
+        # answer (a flush) then finds its own request there.
+        if self.capture is not None and endpoint.capture:
+            self.capture.offer(endpoint.capture, endpoint.name, endpoint.variant_name, body, headers.get("Content-Type"),
+                               response.body, content_type, headers.get("X-Amzn-SageMaker-Inference-Id"))
         handler._send(200, response.body, {
             "Content-Type": content_type,
             "x-Amzn-Invoked-Production-Variant": endpoint.variant_name,
         })
-        if self.capture is not None and endpoint.capture:
-            self.capture.offer(endpoint.capture, endpoint.name, endpoint.variant_name, body, headers.get("Content-Type"),
-                               response.body, content_type, headers.get("X-Amzn-SageMaker-Inference-Id"))
 
     def start(self) -> "LocalInferenceServer":
         self._thread = threading.Thread(target=self.serve_forever, name="local-sagemaker-runtime", daemon=True)

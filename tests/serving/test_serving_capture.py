@@ -74,3 +74,27 @@ def test_a_disabled_config_captures_nothing():
     writer = CaptureWriter(s3=None)
     assert not writer.offer({**CONFIG, "EnableCapture": False}, "e", "v", b"a", "text/csv", b"b", "text/csv")
     assert not writer.offer(None, "e", "v", b"a", "text/csv", b"b", "text/csv")
+
+
+def test_records_whose_write_failed_are_written_by_the_next_flush():
+    """The background flush swallows a failed write and tries again later: the records must still be there."""
+    class FlakyS3:
+        def __init__(self):
+            self.calls, self.bodies = 0, []
+
+        def put_object(self, **request):
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("S3 unreachable")
+            self.bodies.append(request["Body"].decode("utf-8"))
+
+    s3 = FlakyS3()
+    writer = CaptureWriter(s3=s3, clock=lambda: WHEN)
+    writer.offer(CONFIG, "e", "AllTraffic", b"1,2", "text/csv", b"acc", "text/csv")
+    with pytest.raises(ConnectionError):
+        writer.flush()
+    writer.offer(CONFIG, "e", "AllTraffic", b"3,4", "text/csv", b"unacc", "text/csv")
+    [uri] = writer.flush()
+    [body] = s3.bodies
+    assert [json.loads(line)["captureData"]["endpointInput"]["data"] for line in body.splitlines()] == ["1,2", "3,4"]
+    assert uri.startswith("s3://bucket/capture/e/AllTraffic/2025/03/04/05/")
