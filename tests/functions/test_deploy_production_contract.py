@@ -190,14 +190,19 @@ def test_without_capture_the_config_has_no_DataCaptureConfig(app):
             MODEL_NAME, name)
 
 
+def expect_existing_config(stub, name: str, model: str) -> None:
+    """DescribeEndpointConfig of a config that already exists and serves `model`."""
+    stub.add_response("describe_endpoint_config", {
+        "EndpointConfigName": name, "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
+        "CreationTime": CREATED, "ProductionVariants": [{**variants()[0], "ModelName": model}]},
+        {"EndpointConfigName": name})
+
+
 def test_an_existing_model_of_the_same_definition_and_config_are_reused(app):
     name = config_name(app)
     with stubbed_client("sagemaker") as (sagemaker, stub):
         stub.add_response("describe_model", existing_model(), {"ModelName": MODEL_NAME})
-        stub.add_response("describe_endpoint_config", {
-            "EndpointConfigName": name, "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
-            "CreationTime": CREATED, "ProductionVariants": [{**variants()[0], "ModelName": MODEL_NAME}]},
-            {"EndpointConfigName": name})
+        expect_existing_config(stub, name, MODEL_NAME)
         assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None) == (
             MODEL_NAME, name)
 
@@ -220,10 +225,7 @@ def test_an_existing_config_serving_another_model_is_a_conflict(app):
     name = config_name(app)
     with stubbed_client("sagemaker") as (sagemaker, stub):
         stub.add_response("describe_model", existing_model(), {"ModelName": MODEL_NAME})
-        stub.add_response("describe_endpoint_config", {
-            "EndpointConfigName": name, "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
-            "CreationTime": CREATED, "ProductionVariants": [{**variants()[0], "ModelName": "another-model"}]},
-            {"EndpointConfigName": name})
+        expect_existing_config(stub, name, "another-model")
         with pytest.raises(app.ModelConflict) as raised:
             app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None)
     assert str(raised.value) == f"endpoint config {name} exists but does not serve model {MODEL_NAME}"

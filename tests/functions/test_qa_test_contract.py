@@ -399,21 +399,29 @@ def production_serving(stub: Stubber, endpoint: str) -> None:
         "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"}, {"EndpointName": endpoint})
 
 
+def qa_against_production(qa, s3, event, production: str, records, new_answers, production_answers, max_regression):
+    """QA of `event` with `production` serving: every record to the QA endpoint, then to production."""
+    event["names"]["production_endpoint"] = production
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with stubbed_client("sagemaker") as (sagemaker, described), Stubber(runtime) as stub:
+        production_serving(described, production)
+        answering(runtime, stub, "qa-run-qa", records, new_answers)
+        answering(runtime, stub, production, records, production_answers)
+        try:
+            return qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100, sagemaker=sagemaker,
+                              max_regression=max_regression)
+        finally:
+            stub.assert_no_pending_responses()
+
+
 def test_a_regression_challenger_is_judged_relative_to_productions_error(qa, s3):
     """MAE 2 against production's 1 on the same rows: 100% worse, beyond the 10% allowed; the message says so
     in the label's terms, lower being better."""
     event = stored(s3, "regression", "40,1,20.5,100\n41,,21,110\n42,1,21.5,120\n",
                    quality_gate={"metric": "mae", "threshold": 10.0})
-    event["names"]["production_endpoint"] = "diabetes-prod"
-    records = ["40,1,20.5", "41,,21", "42,1,21.5"]
-    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
-    with stubbed_client("sagemaker") as (sagemaker, described), Stubber(runtime) as stub:
-        production_serving(described, "diabetes-prod")
-        answering(runtime, stub, "qa-run-qa", records, ["102\n", "112\n", "118\n"])
-        answering(runtime, stub, "diabetes-prod", records, ["101\n", "111\n", "119\n"])
-        with pytest.raises(qa.WorseThanProduction) as raised:
-            qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100, sagemaker=sagemaker, max_regression=0.1)
-        stub.assert_no_pending_responses()
+    with pytest.raises(qa.WorseThanProduction) as raised:
+        qa_against_production(qa, s3, event, "diabetes-prod", ["40,1,20.5", "41,,21", "42,1,21.5"],
+                              ["102\n", "112\n", "118\n"], ["101\n", "111\n", "119\n"], max_regression=0.1)
     assert str(raised.value) == (
         "QA mae 2.0000 is 100.0% worse than production diabetes-prod's 1.0000 (lower is better) on the same 3 "
         "held-out rows (at most 10.0% allowed; 3 rows answered differently); "
@@ -430,13 +438,7 @@ def test_productions_side_is_its_exact_ratio_too(qa, s3):
     Production's rounded accuracy (0.666667) would make it a hair more than a third and fail the run."""
     event = stored(s3, "multiclass", "a,b,c,d,e,f,unacc\na,b,c,d,e,g,unacc\na,b,c,d,e,h,unacc\n",
                    quality_gate={"metric": "accuracy", "threshold": 0.3})
-    event["names"]["production_endpoint"] = "car-prod"
-    records = ["a,b,c,d,e,f", "a,b,c,d,e,g", "a,b,c,d,e,h"]
-    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
-    with stubbed_client("sagemaker") as (sagemaker, described), Stubber(runtime) as stub:
-        production_serving(described, "car-prod")
-        answering(runtime, stub, "qa-run-qa", records, ["unacc\n", "acc\n", "acc\n"])
-        answering(runtime, stub, "car-prod", records, ["unacc\n", "unacc\n", "acc\n"])
-        result = qa.qa_test(s3, runtime, event, threshold=0.5, max_rows=100, sagemaker=sagemaker, max_regression=1 / 3)
+    result = qa_against_production(qa, s3, event, "car-prod", ["a,b,c,d,e,f", "a,b,c,d,e,g", "a,b,c,d,e,h"],
+                                   ["unacc\n", "acc\n", "acc\n"], ["unacc\n", "unacc\n", "acc\n"], max_regression=1 / 3)
     assert result["passed"] is True and result["regression_against_production"] == round(1 / 3, 6)
     assert result["production"]["value"] == 2 / 3
