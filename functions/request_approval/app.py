@@ -219,6 +219,10 @@ def gate_line(summary: dict) -> str:
             f"{format_metric(gate.get('threshold'))} on {summary.get('rows')} held-out rows{source}")
 
 
+def approval_link(base_url: str, reference: str) -> str:
+    return f"{base_url.rstrip('/')}/approvals/{reference}"
+
+
 def approval_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
     # Every value from the run (the S3 key above all) on one visible line: a
     # newline in it would otherwise start a line of its own, e.g. a fake link.
@@ -228,7 +232,7 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
     subject = (f"Approve {dataset}run {summary['run_id']} for production? "
                f"QA {gate.get('metric')} {format_metric(gate.get('value'))}")
     details = regression_lines(summary) if summary.get("problem_type") == "regression" else classification_lines(summary)
-    link = f"{base_url.rstrip('/')}/approvals/{reference}"
+    link = approval_link(base_url, reference)
     message = "\n".join(
         [
             f"Run {summary['run_id']} passed QA and waits for your decision before it replaces",
@@ -262,12 +266,12 @@ def rollback_email(summary: dict, base_url: str, reference: str, expires_at: str
     def figures(version: dict) -> str:
         qa = version.get("qa") or {}
         shown = ", ".join(f"{key} {format_metric(value) if isinstance(value, float) else value}" for key, value in qa.items())
-        return shown or "no QA figures recorded"
+        return shown or "none recorded"
 
     now = (f"version {serving['version']} (run {serving.get('run_id')}, QA {figures(serving)})"
            if serving.get("version") else f"a model not in the registry (endpoint config {serving.get('endpoint_config')})")
     subject = f"Roll {summary['production_endpoint']} back to version {target['version']}?"
-    link = f"{base_url.rstrip('/')}/approvals/{reference}"
+    link = approval_link(base_url, reference)
     message = "\n".join(
         [
             f"Someone asked to roll production endpoint {summary['production_endpoint']} back to version "

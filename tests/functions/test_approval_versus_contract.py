@@ -257,8 +257,8 @@ def test_a_rollback_from_a_model_not_in_the_registry_names_its_endpoint_config(r
 def test_versions_without_qa_figures_say_so(request_approval):
     summary = {**ROLLBACK, "target": {**TARGET, "qa": {}}, "serving": {"version": 2, "run_id": "car-second"}}
     _, message = request_approval.rollback_email(summary, API_BASE_URL, "REF", "2025-01-02T04:04:05Z")
-    assert message.split("\n") == rollback_message("version 2 (run car-second, QA no QA figures recorded)",
-                                                   target_qa="no QA figures recorded")
+    assert message.split("\n") == rollback_message("version 2 (run car-second, QA none recorded)",
+                                                   target_qa="none recorded")
 
 
 def test_a_line_break_in_a_registry_value_cannot_start_a_line(request_approval):
