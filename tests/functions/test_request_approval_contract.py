@@ -120,8 +120,10 @@ def test_the_regression_lines(request_approval):
     assert lines[1] == "Label:      mean 3.0000, std 1.2500 on the held-out rows"
     assert lines[3] == "Residuals (true - predicted): mean 0.1250"
     assert lines[4].split("\n") == ["   p50     p90", "0.5000  2.0000"]
+    assert lines[2] == lines[5] == ""
     assert lines[6] == "Largest errors"
-    assert lines[7].split("\n")[1] == "  4  9.0000     5.0000    4.0000       x,y"
+    assert lines[7].split("\n") == ["row    true  predicted  residual  features",
+                                    "  4  9.0000     5.0000    4.0000       x,y"]
     assert request_approval.regression_lines({})[4] == "(none)"
 
 
@@ -157,6 +159,9 @@ def test_the_email_names_run_dataset_input_production_report_and_expiry(request_
     assert f"Approve: {API_BASE_URL}/approvals/REF?decision=approve" in lines
     assert f"Reject:  {API_BASE_URL}/approvals/REF?decision=reject" in lines
     assert "The links expire at 2025-01-02T04:04:05Z; without a decision the run fails then and" in lines
+    # Only slashes are trimmed from the base URL: a stage may end in any character.
+    _, staged = request_approval.approval_email(summary, "https://api.example/stageX/", "REF", "t")
+    assert "Approve: https://api.example/stageX/approvals/REF?decision=approve" in staged.split("\n")
     no_dataset, _ = request_approval.approval_email(request_approval.approval_summary(event(), REPORT), API_BASE_URL,
                                                     "REF", "t")
     assert no_dataset == "Approve run car-1 for production? QA accuracy 0.8750"
@@ -172,23 +177,25 @@ def test_the_subject_fits_sns_and_stays_on_one_line(request_approval):
 # ------------------------------------------------------------------ which events
 
 @pytest.mark.parametrize("bad, message", [
-    ([], "must be a JSON object"),
-    ({"task_token": ""}, "no task_token"),
-    ({"task_token": 5}, "no task_token"),
-    ({"run": "x"}, "no run object"),
-    ({"names": None}, "no names object"),
-    ({"qa": []}, "no qa object"),
+    ([], "the event must be a JSON object"),
+    ({"task_token": ""}, "the event has no task_token (invoke this function with .waitForTaskToken)"),
+    ({"task_token": 5}, "the event has no task_token (invoke this function with .waitForTaskToken)"),
+    ({"run": "x"}, "the event has no run object"),
+    ({"names": None}, "the event has no names object"),
+    ({"qa": []}, "the event has no qa object"),
     ({"approval_timeout_seconds": 0}, "approval_timeout_seconds must be a positive integer, got 0"),
-    ({"approval_timeout_seconds": True}, "got True"),
-    ({"approval_timeout_seconds": "3600"}, "got '3600'"),
-    ({"approval_timeout_seconds": 1.5}, "got 1.5"),
+    ({"approval_timeout_seconds": True}, "approval_timeout_seconds must be a positive integer, got True"),
+    ({"approval_timeout_seconds": "3600"}, "approval_timeout_seconds must be a positive integer, got '3600'"),
+    ({"approval_timeout_seconds": 1.5}, "approval_timeout_seconds must be a positive integer, got 1.5"),
     ({"qa": {"report_uri": None}}, "qa.report_uri is missing"),
 ])
 def test_malformed_events_are_refused_with_the_reason(request_approval, bad, message):
     full = {"task_token": TOKEN, **event(), "approval_timeout_seconds": 60}
     candidate = bad if isinstance(bad, list) else {**full, **bad}
-    with pytest.raises(InvalidEvent, match=message):
+    with pytest.raises(InvalidEvent) as refused:
         request_approval._validated(candidate)
+    # The whole message: it is what the failed run shows in the console.
+    assert str(refused.value) == message
     assert request_approval._validated({**full, "approval_timeout_seconds": 1})["approval_timeout_seconds"] == 1
 
 
