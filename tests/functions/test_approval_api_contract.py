@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from approval_support import approval_api, form_as_submitted  # noqa: F401 (fixtures)
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -658,14 +659,16 @@ class _Context:
 
 
 def test_the_time_left_is_lambdas_in_seconds_and_unbounded_without_lambda(approval_api, monkeypatch):
-    monkeypatch.setattr(approval_api.app, "lambda_context", _Context(12500), raising=False)
+    # Powertools keeps the context on BaseRouter, the class, and every resolve sets it there. Patching the
+    # app instance would leave a stale context on it after the undo, seen by every later request.
+    monkeypatch.setattr(BaseRouter, "lambda_context", _Context(12500), raising=False)
     assert approval_api._remaining_seconds() == 12.5
     # Exactly the budget left, as Lambda reports it in milliseconds, is enough to call Step Functions.
     budget_ms = int(approval_api.DELIVERY_BUDGET_SECONDS * 1000)
-    monkeypatch.setattr(approval_api.app, "lambda_context", _Context(budget_ms), raising=False)
+    monkeypatch.setattr(BaseRouter, "lambda_context", _Context(budget_ms), raising=False)
     assert approval_api._remaining_seconds() >= approval_api.DELIVERY_BUDGET_SECONDS
     # The resolver run without a Lambda context (a script, a local server without one) never runs out of time.
-    monkeypatch.setattr(approval_api.app, "lambda_context", None, raising=False)
+    monkeypatch.setattr(BaseRouter, "lambda_context", None, raising=False)
     assert approval_api._remaining_seconds() == float("inf")
 
 
