@@ -325,6 +325,33 @@ def test_exactly_the_delivery_budget_left_is_enough(approval_api, state_table, s
                   remaining=lambda: budget).title == "Approved"
 
 
+def test_time_running_out_after_the_decision_is_recorded_sends_nothing_and_reopens(approval_api, state_table, sfn):
+    """The budget is checked again after the decision write: a slow write can leave too little time for the
+    call. Nothing is sent, the request is open again, and the page says so (not "may have been applied")."""
+    client, stub = sfn
+    budget = approval_api.DELIVERY_BUDGET_SECONDS
+    reference = store(state_table)
+    left = iter([budget, budget - 0.001])
+    page = decide(approval_api, state_table, client, reference, body(decision="approve"), remaining=lambda: next(left))
+    assert page is approval_api.TRY_AGAIN
+    stub.assert_no_pending_responses()  # the stubbed client would refuse any call it was not given
+    assert stored(state_table, reference)["status"] == "pending"
+
+
+def test_exactly_the_budget_left_after_an_uncertain_redelivery_reads_the_history(approval_api, state_table, sfn):
+    """A redelivery meets a closed task: an earlier attempt may have landed. With exactly the budget left the
+    history is read, and it says approved."""
+    client, stub = sfn
+    reference = store(state_table, status="deciding", decision="approve", attempt_id="a1", reason="",
+                      submitted_at="2025-01-02T03:00:00Z")
+    stub.add_client_error("send_task_success", "TaskTimedOut", http_status_code=400)
+    _history(stub, [task("TaskSucceeded")])
+    page = decide(approval_api, state_table, client, reference, body(decision="approve"),
+                  remaining=lambda: approval_api.DELIVERY_BUDGET_SECONDS)
+    assert (page.status, page.title) == (200, "Approved")
+    assert stored(state_table, reference)["status"] == "decided"
+
+
 # ---------------------------------------------------------------- conditional writes and the lost race
 
 def _interleave(dynamodb, operation: str, action):
@@ -566,6 +593,45 @@ def test_a_refused_decision_reopens_the_record_for_a_new_one(approval_api, state
     after = stored(state_table, reference)
     assert after["status"] == "pending" and after["task_token"] == TOKEN
     assert not {"decision", "reason", "attempt_id", "submitted_at", "attempted_at"} & set(after)
+
+
+def _meanwhile(client, operation: str, action):
+    """Run `action` while this request's `operation` call is on its way (another request's doing)."""
+    client.meta.events.register(f"before-parameter-build.sfn.{operation}", lambda **_: action())
+
+
+def test_a_closed_task_after_another_request_delivered_shows_that_decision(approval_api, state_table, sfn):
+    """A double submit: the other request delivered the approval while this one's call met the task it had
+    closed. This one cannot record "closed" over "decided", and shows the decision that was applied."""
+    client, stub = sfn
+    reference = store(state_table)
+    other = boto3.client("dynamodb", region_name=REGION)
+    _meanwhile(client, "SendTaskSuccess", lambda: other.update_item(
+        TableName=TABLE, Key={"pk": {"S": approval_key(reference)}},
+        UpdateExpression="SET #s = :d, attempt_id = :a, decided_at = :t", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":d": {"S": "decided"}, ":a": {"S": "other"}, ":t": {"S": "2025-01-02T03:04:04Z"}}))
+    stub.add_client_error("send_task_success", "TaskTimedOut", http_status_code=400)
+    page = decide(approval_api, state_table, client, reference, body(decision="approve"))
+    assert (page.status, page.title) == (409, "Already decided")
+    assert "already approved at 2025-01-02T03:04:04Z" in page.body
+    assert stored(state_table, reference)["status"] == "decided"
+
+
+def test_a_refused_decision_after_another_request_reopened_the_record_may_have_been_applied(approval_api, state_table,
+                                                                                           sfn):
+    """This request's call is refused, and meanwhile another request reopened the record: this one's reopen
+    write finds no attempt of its own and leaves the record to the other request, open as it is."""
+    client, stub = sfn
+    reference = store(state_table)
+    other = boto3.client("dynamodb", region_name=REGION)
+    _meanwhile(client, "SendTaskSuccess", lambda: other.update_item(
+        TableName=TABLE, Key={"pk": {"S": approval_key(reference)}}, UpdateExpression="SET #s = :p REMOVE attempt_id",
+        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":p": {"S": "pending"}}))
+    stub.add_client_error("send_task_success", "ThrottlingException", http_status_code=400)
+    page = decide(approval_api, state_table, client, reference, body(decision="approve"))
+    assert (page.status, page.title) == (202, "Your decision may have been applied")
+    after = stored(state_table, reference)
+    assert after["status"] == "pending" and "attempt_id" not in after and after["decision"] == "approve"
 
 
 def test_a_closed_task_closes_the_record_and_drops_the_token(approval_api, state_table, sfn):
