@@ -151,9 +151,9 @@ def rollback_summary_html(summary: dict) -> str:
 
 
 def _gate(summary: dict) -> dict:
-    # Records written before issue 11 hold accuracy and threshold only.
+    # Records written before issue 11 hold accuracy and threshold only (higher is better: the reader's default).
     return summary.get("gate") or {"metric": "accuracy", "value": summary.get("accuracy"),
-                                   "threshold": summary.get("threshold"), "higher_is_better": True}
+                                   "threshold": summary.get("threshold")}
 
 
 def _table(header: list[str], rows: list[list[str]], row_heads: bool = True) -> str:
@@ -708,8 +708,8 @@ def form_body(event) -> str | None:
         if event.is_base64_encoded:
             return base64.b64decode(body, validate=True).decode("utf-8")
         return body
-    except (binascii.Error, UnicodeDecodeError) as error:
-        raise UnreadableBody(type(error).__name__) from None
+    except (binascii.Error, UnicodeDecodeError):
+        raise UnreadableBody from None
 
 
 def respond(page: Page) -> Response:

@@ -667,6 +667,9 @@ def test_a_base64_body_must_be_strict_base64_of_utf8(approval_api):
     # Not base64 at all: refused rather than decoded from whatever characters happen to be valid.
     with pytest.raises(approval_api.UnreadableBody):
         approval_api.form_body(_Event("decision=approve", True))
+    # Base64 with one stray character, which a lenient decoder would skip to read "decision=approve".
+    with pytest.raises(approval_api.UnreadableBody):
+        approval_api.form_body(_Event("ZGVj!aXNpb249YXBwcm92ZQ==", True))
     with pytest.raises(approval_api.UnreadableBody):
         approval_api.form_body(_Event("/w==", True))  # 0xff: not UTF-8
 
