@@ -410,6 +410,11 @@ def page_for(record: dict | None, now_epoch: int) -> Page | None:
     return None
 
 
+def where_it_is_now(dynamodb, table: str, reference: str, now_epoch: int, otherwise: Page) -> Page:
+    """After a conditional write lost to another request: the page for the record as that request left it."""
+    return page_for(load_record(dynamodb, table, reference), now_epoch) or otherwise
+
+
 def _condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -563,11 +568,10 @@ def _one_line(text: str) -> str:
     return printable(" ".join(text.split()))
 
 
-def decide(dynamodb, sfn, table: str, reference: str, body: str | None, content_type: str, now=None,
-           remaining_seconds: Callable[[], float] | None = None) -> Page:
+def decide(dynamodb, sfn, table: str, reference: str, body: str | None, content_type: str, now=None, *,
+           remaining_seconds: Callable[[], float]) -> Page:
     now = now or utc_now()
     now_epoch = int(now.timestamp())
-    remaining_seconds = remaining_seconds or (lambda: float("inf"))
     record = load_record(dynamodb, table, reference)
     if record is None:
         return UNKNOWN
@@ -597,7 +601,7 @@ def decide(dynamodb, sfn, table: str, reference: str, body: str | None, content_
         if not _update(dynamodb, table, reference, "SET attempt_id = :a, attempted_at = :t",
                        "#s = :deciding AND nonce = :n AND decision = :d",
                        {":a": attempt, ":t": iso(now), ":deciding": "deciding", ":n": record["nonce"], ":d": decision}):
-            return page_for(load_record(dynamodb, table, reference), now_epoch) or NOT_FROM_FORM
+            return where_it_is_now(dynamodb, table, reference, now_epoch, otherwise=NOT_FROM_FORM)
         return _deliver(dynamodb, sfn, table, reference, {**record, "attempt_id": attempt}, True, now, remaining_seconds)
 
     reason = _one_line(form.get("reason", ""))
@@ -627,8 +631,8 @@ def decide(dynamodb, sfn, table: str, reference: str, body: str | None, content_
                    {":deciding": "deciding", ":d": decision, ":r": reason, ":a": attempt, ":t": submitted_at,
                     ":pending": "pending", ":n": record["nonce"], ":now": now_epoch}):
         # Someone decided (or the window closed) between our read and write.
-        return page_for(load_record(dynamodb, table, reference), now_epoch) or NOT_FROM_FORM
-    deciding = {**record, "status": "deciding", "decision": decision, "reason": reason, "attempt_id": attempt,
+        return where_it_is_now(dynamodb, table, reference, now_epoch, otherwise=NOT_FROM_FORM)
+    deciding = {**record, "decision": decision, "reason": reason, "attempt_id": attempt,
                 "submitted_at": submitted_at}
     return _deliver(dynamodb, sfn, table, reference, deciding, False, now, remaining_seconds)
 
@@ -680,7 +684,7 @@ def _deliver(dynamodb, sfn, table: str, reference: str, record: dict, earlier_at
         logger.warning("approval record not updated", extra={"run_id": run_id, "error_type": type(error).__name__})
         return {DELIVERED: delivered(record), CLOSED: ENDED}.get(result, unconfirmed(record))
     # Another request moved the record meanwhile (a newer attempt): show where it is now.
-    return page_for(load_record(dynamodb, table, reference), int(now.timestamp())) or unconfirmed(record)
+    return where_it_is_now(dynamodb, table, reference, int(now.timestamp()), otherwise=unconfirmed(record))
 
 
 def show_request(dynamodb, table: str, reference: str, now=None) -> Page:

@@ -259,6 +259,28 @@ def test_a_deciding_record_shows_its_delivery_whatever_the_expiry(approval_api, 
     assert page.title == "A decision was submitted; its delivery is not confirmed"
 
 
+def test_a_decision_recorded_before_the_expiry_is_delivered_after_it(approval_api, state_table, sfn):
+    """The decision was taken in time and its delivery is not confirmed: sending it again after the link's
+    expiry is still allowed (only a new decision needs an open link)."""
+    client, stub = sfn
+    reference = store(state_table, status="deciding", expires_at=NOW_EPOCH - 10, decision="approve", reason="",
+                      submitted_at="2025-01-02T03:00:00Z", attempt_id="a1")
+    stub.add_response("send_task_success", {})
+    assert decide(approval_api, state_table, client, reference, body(decision="approve")).title == "Approved"
+
+
+def test_a_post_at_the_expiry_second_is_expired_whatever_it_carries(approval_api, state_table, sfn):
+    """An expired link says so, before the form is looked at: a stale form must not be told it was not
+    submitted from the page, nor asked to try again."""
+    client, _ = sfn
+    reference = store(state_table, expires_at=NOW_EPOCH)
+    assert decide(approval_api, state_table, client, reference, "decision=approve", content_type="text/plain") is \
+        approval_api.EXPIRED
+    assert decide(approval_api, state_table, client, reference, body(decision="approve"), remaining=lambda: 0.0) is \
+        approval_api.EXPIRED
+    assert stored(state_table, reference)["status"] == "pending"
+
+
 # ---------------------------------------------------------------- what a POST may carry
 
 def test_the_content_type_is_read_case_insensitively(approval_api, state_table, sfn):
@@ -286,7 +308,9 @@ def test_a_blank_field_counts_as_given(approval_api, state_table, sfn):
     client, _ = sfn
     reference = store(state_table)
     page = decide(approval_api, state_table, client, reference, "nonce=" + NONCE + "&decision=reject&reason=")
-    assert page.status == 400 and "Give a reason for the rejection" in page.body
+    assert page.status == 400
+    assert '<p class="error">Give a reason for the rejection: it is sent to the pipeline and the failure ' \
+           'notification.</p>' in page.body
     fields, _ = form_as_submitted(page.body)
     assert fields["nonce"] == NONCE
 
@@ -451,6 +475,36 @@ def test_a_repeated_decision_refreshes_its_attempt_and_is_delivered(approval_api
     after = stored(state_table, reference)
     assert after["status"] == "decided" and after["attempt_id"] != "old"
     assert after["attempted_at"] == "2025-01-02T03:04:05Z" and after["decided_at"] == "2025-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize("meanwhile, expected", [
+    ("SET #s = :v, decided_at = :t", "Already decided"),  # the other request's delivery landed
+    ("SET #s = :p REMOVE attempt_id", "Decision not accepted"),  # its delivery was refused: reopened
+])
+def test_a_redelivery_that_loses_the_race_shows_where_the_record_is(approval_api, state_table, sfn, meanwhile,
+                                                                     expected):
+    client, _ = sfn
+    reference = store(state_table, status="deciding", decision="approve", attempt_id="a1", reason="",
+                      submitted_at="2025-01-02T03:00:00Z")
+    other = boto3.client("dynamodb", region_name=REGION)
+    values = {":v": {"S": "decided"}, ":t": {"S": "2025-01-02T03:04:00Z"}} if ":v" in meanwhile else \
+        {":p": {"S": "pending"}}
+    _interleave(state_table, "UpdateItem", lambda: other.update_item(
+        TableName=TABLE, Key={"pk": {"S": approval_key(reference)}}, UpdateExpression=meanwhile,
+        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values))
+    page = decide(approval_api, state_table, client, reference, body(decision="approve"))
+    assert page.title == expected  # and nothing sent: the stubbed client was given no answer
+    if expected == "Already decided":
+        assert "already approved at 2025-01-02T03:04:00Z" in page.body
+
+
+def test_an_approval_without_a_reason_field_sends_an_empty_reason(approval_api, state_table, sfn):
+    client, stub = sfn
+    reference = store(state_table)
+    stub.add_response("send_task_success", {}, {"taskToken": TOKEN, "output": json.dumps(
+        {"decision": "approve", "reason": "", "decided_at": "2025-01-02T03:04:05Z"})})
+    assert decide(approval_api, state_table, client, reference, f"nonce={NONCE}&decision=approve").title == "Approved"
+    assert stored(state_table, reference)["reason"] == ""
 
 
 def test_the_other_decision_cannot_replace_a_recorded_one(approval_api, state_table, sfn):

@@ -113,6 +113,7 @@ def test_get_shows_the_summary_and_never_decides(request_approval, world, api):
         status, page, response = api("GET", sent["reference"], query=query)
         assert status == 200
         assert response["headers"]["Cache-Control"] == "no-store"
+        assert response["headers"]["Content-Type"] == "text/html; charset=utf-8"
         assert "frame-ancestors 'none'" in response["headers"]["Content-Security-Policy"]
     assert "Confusion matrix" in page and "<td>170</td>" in page and "0.9846" in page
     assert 'name="nonce"' in page and 'method="post"' in page
@@ -134,7 +135,7 @@ def test_no_link_preselects_a_decision_so_a_sandbox_submitting_the_form_decides_
     assert "decision" not in fields
 
     status, page, _ = api("POST", sent["reference"], fields)
-    assert status == 400 and "Choose approve or reject" in page
+    assert status == 400 and '<p class="error">Choose approve or reject.</p>' in page
     assert api.calls == []
     assert record(world, sent["reference"])["status"]["S"] == "pending"
 
