@@ -182,7 +182,7 @@ def register_model(s3, sagemaker, event: dict, instance_type: str) -> dict:
             "ClientToken": client_token(run_id),
         }
         if run.get("execution_arn"):
-            request["MetadataProperties"] = {"GeneratedBy": run["execution_arn"][:1024]}
+            request["MetadataProperties"] = {"GeneratedBy": run["execution_arn"]}
         arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
         existing = sagemaker.describe_model_package(ModelPackageName=arn)
     if (existing.get("CustomerMetadataProperties") or {}).get("run_id") != run_id or comparable_containers(

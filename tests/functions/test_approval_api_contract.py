@@ -281,6 +281,16 @@ def test_a_post_at_the_expiry_second_is_expired_whatever_it_carries(approval_api
     assert stored(state_table, reference)["status"] == "pending"
 
 
+def test_the_record_is_read_strongly_consistent(approval_api):
+    """A page read right after another request's write must see it: GetItem is eventually consistent unless
+    ConsistentRead is true (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_GetItem.html)."""
+    reference = new_reference()
+    with stubbed_client("dynamodb") as (client, stub):
+        stub.add_response("get_item", {}, {"TableName": TABLE, "Key": {"pk": {"S": approval_key(reference)}},
+                                           "ConsistentRead": True})
+        assert approval_api.load_record(client, TABLE, reference) is None
+
+
 # ---------------------------------------------------------------- what a POST may carry
 
 def test_the_content_type_is_read_case_insensitively(approval_api, state_table, sfn):
