@@ -680,6 +680,19 @@ def expect_config_models(stub, config: str, models: dict) -> None:
                                                  "ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{name}",
                                                  **answer}, {"ModelName": name})
 
+def expect_serving_the_new_model(stub) -> None:
+    """The production endpoint is InService on CONFIG, which serves this run's new model."""
+    stub.add_response("describe_endpoint", described_endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
+    expect_config_models(stub, CONFIG, {"new-model": new_model()})
+
+
+def expect_neither_endpoint_nor_config(stub) -> None:
+    """Production and this run's endpoint config are both gone: nothing serves."""
+    not_found(stub, "describe_endpoint", f'Could not find endpoint "{ENDPOINT}".', {"EndpointName": ENDPOINT})
+    not_found(stub, "describe_endpoint_config", f'Could not find endpoint configuration "{CONFIG}".',
+              {"EndpointConfigName": CONFIG})
+
+
 
 def new_model() -> dict:
     # A container without files and a file outside models/ (a run's own file, which expires with the run) are not kept.
@@ -733,8 +746,7 @@ def test_an_update_keeps_the_deployed_and_the_serving_model_and_supersedes_the_r
 def test_an_endpoint_serving_this_config_is_read_once(app, model_objects):
     s3 = model_objects
     with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
-        stub.add_response("describe_endpoint", described_endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
-        expect_config_models(stub, CONFIG, {"new-model": new_model()})
+        expect_serving_the_new_model(stub)
         dstub.add_response("get_item", holder(), {"TableName": TABLE, "Key": KEY, "ConsistentRead": True})
         dstub.add_response("update_item", {}, {
             "TableName": TABLE, "Key": KEY, "UpdateExpression": "SET production_models = :keep",
@@ -748,9 +760,7 @@ def test_an_endpoint_serving_this_config_is_read_once(app, model_objects):
 def test_nothing_to_keep_removes_the_record_and_supersedes_what_was_production(app, model_objects):
     s3 = model_objects
     with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
-        not_found(stub, "describe_endpoint", f'Could not find endpoint "{ENDPOINT}".', {"EndpointName": ENDPOINT})
-        not_found(stub, "describe_endpoint_config", f'Could not find endpoint configuration "{CONFIG}".',
-                  {"EndpointConfigName": CONFIG})
+        expect_neither_endpoint_nor_config(stub)
         dstub.add_response("get_item", holder(models=[OLD_FILE]), {"TableName": TABLE, "Key": KEY, "ConsistentRead": True})
         dstub.add_response("update_item", {}, {
             "TableName": TABLE, "Key": KEY, "UpdateExpression": "REMOVE production_models",
@@ -763,8 +773,7 @@ def test_nothing_to_keep_removes_the_record_and_supersedes_what_was_production(a
 def test_a_run_that_no_longer_holds_production_retags_nothing(app, model_objects):
     s3 = model_objects
     with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
-        stub.add_response("describe_endpoint", described_endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
-        expect_config_models(stub, CONFIG, {"new-model": new_model()})
+        expect_serving_the_new_model(stub)
         dstub.add_response("get_item", holder("car-newer-000000000002", [OLD_FILE]),
                            {"TableName": TABLE, "Key": KEY, "ConsistentRead": True})
         result = app.retain_production_models(s3, sagemaker, dynamodb, TABLE, ENDPOINT, CONFIG, RUN["run_id"], now=NOW)
@@ -777,8 +786,7 @@ def test_a_lock_gone_or_without_holder_retags_nothing(app, model_objects, lock):
     """The claim item deleted by hand (or left without run_id) means no run holds production: nothing is retagged."""
     s3 = model_objects
     with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
-        stub.add_response("describe_endpoint", described_endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
-        expect_config_models(stub, CONFIG, {"new-model": new_model()})
+        expect_serving_the_new_model(stub)
         dstub.add_response("get_item", lock, {"TableName": TABLE, "Key": KEY, "ConsistentRead": True})
         result = app.retain_production_models(s3, sagemaker, dynamodb, TABLE, ENDPOINT, CONFIG, RUN["run_id"], now=NOW)
     assert result == {"production": [], "superseded": []}
@@ -788,9 +796,7 @@ def test_a_lock_gone_or_without_holder_retags_nothing(app, model_objects, lock):
 def test_the_supersession_time_is_the_current_time_without_now(app, model_objects):
     s3 = model_objects
     with stubbed_client("dynamodb") as (dynamodb, dstub), stubbed_client("sagemaker") as (sagemaker, stub):
-        not_found(stub, "describe_endpoint", f'Could not find endpoint "{ENDPOINT}".', {"EndpointName": ENDPOINT})
-        not_found(stub, "describe_endpoint_config", f'Could not find endpoint configuration "{CONFIG}".',
-                  {"EndpointConfigName": CONFIG})
+        expect_neither_endpoint_nor_config(stub)
         dstub.add_response("get_item", holder(models=[OLD_FILE]))
         dstub.add_response("update_item", {})
         before = datetime.now(timezone.utc).replace(microsecond=0)

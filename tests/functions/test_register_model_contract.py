@@ -183,19 +183,12 @@ def test_a_run_is_registered_with_exactly_its_model_lineage_and_metrics(register
     assert json.loads(document["Body"].read()) == {**lineage(), "qa": QA, "containers": PACKAGE_CONTAINERS}
 
 
-def test_a_new_endpoints_group_is_created_first(register_model, stored):
+@pytest.mark.parametrize("create_error", [None, f"Model Package Group {ENDPOINT} already exists."],
+                         ids=["created-first", "created-meanwhile-by-another-run"])
+def test_a_new_endpoints_group_is_created_or_the_one_created_meanwhile_is_used(register_model, stored, create_error):
     with stubbed_client("sagemaker") as (sagemaker, stub):
         expect_model(stub)
-        expect_group(stub, exists=False)
-        expect_recent(stub, [])
-        expect_create(stub, create_request())
-        assert registered(register_model, stored, sagemaker) == RESULT
-
-
-def test_a_group_created_meanwhile_by_another_run_is_used(register_model, stored):
-    with stubbed_client("sagemaker") as (sagemaker, stub):
-        expect_model(stub)
-        expect_group(stub, exists=False, create_error=f"Model Package Group {ENDPOINT} already exists.")
+        expect_group(stub, exists=False, create_error=create_error)
         expect_recent(stub, [])
         expect_create(stub, create_request())
         assert registered(register_model, stored, sagemaker) == RESULT
