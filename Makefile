@@ -22,7 +22,7 @@ help:
 	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
 	@echo "make data        download and verify car.data into .cache/data/"
 	@echo "make bench       benchmarks -> bench/results.json"
-	@echo "make deploy      sam build + sam deploy + upload the dataset specs (datasets/*.json)"
+	@echo "make deploy      sam build + sam deploy + upload the Glue job's zip and the dataset specs (datasets/*.json)"
 
 $(UV):
 	python3 -m venv $(BOOTSTRAP)
@@ -88,8 +88,9 @@ glue-local: setup
 bench: setup
 	$(PY) -m bench $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
 
-# sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload every dataset
-# spec (datasets/*.json) to the artifacts bucket. Needs python3.13 on PATH and AWS credentials. Tear down with:
+# sam build + sam deploy (--guided until samconfig.toml holds the parameters) + upload the Glue job's
+# zip (deps/glue/preprocessing.zip: glue/preprocessing + dataset_spec) and every dataset spec
+# (datasets/*.json) to the artifacts bucket. Needs python3.13 on PATH and AWS credentials. Tear down with:
 # $(PY) scripts/deploy.py teardown
 deploy: .venv/.synced
 	$(PY) scripts/deploy.py deploy

@@ -87,7 +87,6 @@ def spark_sections(sections: Sections, args, data_path: Path, spec: dict):
     """Glue runs and the Spark transform benchmark share one Spark session, stopped before the
     in-process timings. Returns (the car run's serving model, its predictions), or Nones."""
     from bench import glue, inference
-    from localmode import glue_local
 
     results = sections.results
     started = sections.run("spark session", glue.start_spark, args.workdir / "spark-events")
@@ -96,9 +95,8 @@ def spark_sections(sections: Sections, args, data_path: Path, spec: dict):
     spark, start_seconds = started
     model = predictions = None
     try:
-        job_module = glue_local.load_job()
         sizes = QUICK_GLUE_SIZES if args.quick else GLUE_SIZES
-        found = sections.run("glue", glue.bench_glue, spark, job_module, spec, data_path, args.workdir / "glue",
+        found = sections.run("glue", glue.bench_glue, spark, spec, data_path, args.workdir / "glue",
                              args.workdir / "spark-events", sizes)
         if found is not None:
             car_dir, manifest = Path(found.pop("car_run_dir")), found.pop("car_manifest")
@@ -109,7 +107,7 @@ def spark_sections(sections: Sections, args, data_path: Path, spec: dict):
             predictions = sections.run("predictions", inference.predict_all, model, model.pipeline())
             if predictions is not None:
                 results["inference"]["python_accuracy"] = predictions["accuracy"]
-                spark_numbers = sections.run("spark transform", inference.bench_spark, spark, job_module, model,
+                spark_numbers = sections.run("spark transform", inference.bench_spark, spark, model,
                                              predictions["labels"], args.spark_calls)
                 results["inference"].update(spark_numbers or {})
     finally:

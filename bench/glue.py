@@ -1,8 +1,8 @@
-"""The Glue job (glue/preprocess.py) on local Spark at three data sizes, and what bounds it.
+"""The Glue job (glue/preprocessing) on local Spark at three data sizes, and what bounds it.
 
 The session is the one `python -m localmode glue` uses (glue_local.build_spark_session),
 with Spark's event log switched on so every Spark job of a run can be attributed to the
-line of the job script that started it, with its tasks' run, CPU and GC time.
+line of the job's code that started it, with its tasks' run, CPU and GC time.
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from typing import Iterator
 from bench.report import TARGETS
 from bench.synthetic import write_synthetic_csv
 
-JOB_SCRIPT_NAME = "preprocess.py"
+# The job's modules whose lines Spark names as call sites: validation's `collect`s, and the run's _build.
+VALIDATION_MODULE = "preprocessing/validate.py"
+JOB_MODULE = "preprocessing/job.py"
 TARGET_ROWS_PER_S = next(bound for target_id, *_, bound, _unit in TARGETS if target_id == "glue_1m")
 
 
@@ -143,7 +145,7 @@ def _wait_for_event_log(log_dir: Path, app_id: str, timeout: float = 15.0) -> li
 
 
 def driver_functions(profiler_session, job_file: str, min_share: float = 0.02) -> list[dict]:
-    """What the job script's `_build` spends its driver-side time in: its callees summed by function
+    """What the job's `_build` (preprocessing.job) spends its driver-side time in: its callees summed by function
     (inclusive seconds, number of calls), largest first."""
     root = profiler_session.root_frame()
     stack, build = ([root] if root is not None else []), None
@@ -173,11 +175,13 @@ def process_cpu_seconds(spark) -> float:
     return jvm + sum(os.times()[:2])
 
 
-def run_job(spark, job_module, spec: dict, input_path: Path, out_dir: Path, name: str) -> dict:
+def run_job(spark, spec: dict, input_path: Path, out_dir: Path, name: str) -> dict:
+    from preprocessing.job import run
+    from preprocessing.options import JobOptions
+
     cpu_before = process_cpu_seconds(spark)
     started = time.monotonic()
-    manifest = job_module.run(spark, job_module.JobOptions(input=str(input_path), output=str(out_dir), run_id=f"bench-{name}",
-                                                           spec=spec, seed=42))
+    manifest = run(spark, JobOptions(input=str(input_path), output=str(out_dir), run_id=f"bench-{name}", spec=spec, seed=42))
     seconds = time.monotonic() - started
     cpu = process_cpu_seconds(spark) - cpu_before
     rows = manifest["rows"]["total"]
@@ -198,7 +202,7 @@ def findings(profile: dict, run: dict, cores: int) -> list[str]:
         return sum(j[key] for j in jobs if predicate(j["call_site"]))
 
     def is_validation(label):
-        return label.startswith("collect") and JOB_SCRIPT_NAME in label
+        return label.startswith("collect") and VALIDATION_MODULE in label
 
     def is_training_write(label):
         return label in ("write data/train/", "write data/validation/")
@@ -210,7 +214,7 @@ def findings(profile: dict, run: dict, cores: int) -> list[str]:
     lines = [
         f"{rows:,} rows in {seconds:.1f} s = {run['rows_per_s']:,.0f} rows/s. Spark jobs' wall times (the three "
         f"split writes run at once, so theirs overlap): {total(lambda _: True, 'wall_s'):.1f} s in all: validation (read, parse, classify, hash, cache, count: the "
-        f"`collect`s in {JOB_SCRIPT_NAME}) {total(is_validation, 'wall_s'):.1f} s, writing train + validation "
+        f"`collect`s in {Path(VALIDATION_MODULE).name}) {total(is_validation, 'wall_s'):.1f} s, writing train + validation "
         f"{total(is_training_write, 'wall_s'):.1f} s, writing test {total(lambda l: l == 'write data/test/', 'wall_s'):.1f} s.",
         (f"The tasks ran {task_run:.1f} s but were on a CPU for only {cpu:.1f} s ({100 * share:.0f}%): at a load "
          f"average of {run['load_average'][0]:.1f} on {cores} cores they often waited for a core, so the wall times "
@@ -228,13 +232,13 @@ def findings(profile: dict, run: dict, cores: int) -> list[str]:
     return lines
 
 
-def bench_glue(spark, job_module, spec: dict, car_path: Path, workdir: Path, event_log_dir: Path,
+def bench_glue(spark, spec: dict, car_path: Path, workdir: Path, event_log_dir: Path,
                sizes: dict[str, int], profile: bool = True) -> dict:
     """Runs: car.data cold (first job in this JVM) and warm, then each synthetic size; the largest profiled."""
     runs = []
     results: dict = {}
-    car_cold = run_job(spark, job_module, spec, car_path, workdir / "car", "car.data")
-    car_warm = run_job(spark, job_module, spec, car_path, workdir / "car-warm", "car.data (warm JVM)")
+    car_cold = run_job(spark, spec, car_path, workdir / "car", "car.data")
+    car_warm = run_job(spark, spec, car_path, workdir / "car-warm", "car.data (warm JVM)")
     runs += [car_cold, car_warm]
     results["car_run_dir"] = str(workdir / "car")
     results["car_manifest"] = car_cold.pop("manifest")
@@ -252,7 +256,7 @@ def bench_glue(spark, job_module, spec: dict, car_path: Path, workdir: Path, eve
             with labelled_writes(spark, writes):
                 profiler.start()
                 try:
-                    run = run_job(spark, job_module, spec, data_path, out, f"synthetic {label}")
+                    run = run_job(spark, spec, data_path, out, f"synthetic {label}")
                 finally:
                     session = profiler.stop()
             until = time.time() * 1000
@@ -262,11 +266,11 @@ def bench_glue(spark, job_module, spec: dict, car_path: Path, workdir: Path, eve
             text_path.write_text(profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8")
             results[f"profile_{label}"] = {
                 "spark_jobs_by_call_site": by_label(jobs), "writes": writes,
-                "driver_functions": driver_functions(session, JOB_SCRIPT_NAME), "pyinstrument_text": str(text_path),
+                "driver_functions": driver_functions(session, JOB_MODULE), "pyinstrument_text": str(text_path),
             }
         else:
             since = time.time() * 1000
-            run = run_job(spark, job_module, spec, data_path, out, f"synthetic {label}")
+            run = run_job(spark, spec, data_path, out, f"synthetic {label}")
             until = time.time() * 1000
             jobs = spark_jobs(_wait_for_event_log(event_log_dir, spark.sparkContext.applicationId), since, until)
         results[f"task_cpu_us_per_row_{label}"] = round(1e6 * sum(j["cpu_s"] for j in jobs) / rows, 2)

@@ -164,7 +164,7 @@ def bench_jvm(model: ServingModel, predictions: list[str], iterations: int) -> d
 
 # --- (c) Spark ---------------------------------------------------------------------------
 
-def bench_spark(spark, job_module, model: ServingModel, predictions: list[str], calls: int, warmup: int = 10) -> dict:
+def bench_spark(spark, model: ServingModel, predictions: list[str], calls: int, warmup: int = 10) -> dict:
     """One record per call: one-row pandas -> Arrow DataFrame -> preprocess PipelineModel.transform -> collect
     -> XGBoost -> one-row DataFrame -> postprocess transform -> collect. The PipelineModels are built by the
     Glue job's own functions, so they are the ones its bundles were serialized from."""
@@ -173,6 +173,8 @@ def bench_spark(spark, job_module, model: ServingModel, predictions: list[str], 
     import xgboost
 
     from localmode.serving.trees import iteration_range
+    from preprocessing.features import build_preprocess_model
+    from preprocessing.labels import build_postprocess_model
 
     spec = model.manifest["spec"]
     names = model.feature_names
@@ -181,8 +183,8 @@ def bench_spark(spark, job_module, model: ServingModel, predictions: list[str], 
     post_input = schemas["postprocess"]["input"][0]["name"]
     post_output = schemas["postprocess"]["output"]["name"]
     sample = spark.createDataFrame(pd.DataFrame([row[:-1] for row in model.test_rows], columns=names))
-    preprocess = job_module.build_preprocess_model(spark, spec, sample, learned=model.manifest.get("learned"))
-    postprocess = job_module.build_postprocess_model(spec, model.manifest["label_values"])
+    preprocess = build_preprocess_model(spark, spec, sample, learned=model.manifest.get("learned"))
+    postprocess = build_postprocess_model(spec, model.manifest["label_values"])
     booster = xgboost.Booster()
     booster.load_model(str(model.model_dirs[1] / "xgboost-model"))
     booster.set_param("nthread", 1)

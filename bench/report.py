@@ -239,7 +239,7 @@ def render_markdown(results: dict) -> str:
         f"{inference.get('http_clients', 'several')} concurrent clients (the server answers in Python threads, "
         "so more clients than cores queue behind each other).",
         "",
-        "## Glue job on local Spark (`glue/preprocess.py`, local[2])",
+        "## Glue job on local Spark (`glue/`, local[2])",
         "",
         "| input | rows | seconds | rows/s | CPU s (JVM + Python) | rows/s if the cores were the job's | load average after |",
         "|---|---|---|---|---|---|---|",
@@ -262,7 +262,7 @@ def render_markdown(results: dict) -> str:
         lines += [f"- {finding}" for finding in profile.get("findings") or []]
         jobs = profile.get("spark_jobs_by_call_site") or []
         if jobs:
-            lines += ["", "Spark jobs of that run, by the line of `glue/preprocess.py` that started them "
+            lines += ["", "Spark jobs of that run, by the line of the job's code that started them "
                           "(from Spark's event log):", "",
                       "| call site | jobs | wall s | tasks | task run s | task CPU s | GC s |", "|---|---|---|---|---|---|---|"]
             for job in jobs:

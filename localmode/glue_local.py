@@ -1,33 +1,20 @@
-"""`python -m localmode glue --data CSV --out DIR`: the Glue job (glue/preprocess.py)
-on local PySpark, the same Spark as Glue 5.1 and nothing added to it (the job writes its
-MLeap bundles itself)."""
+"""`python -m localmode glue --data CSV --out DIR`: the Glue job (glue/preprocessing, whose
+entry script on AWS is glue/preprocess.py) on local PySpark, the same Spark as Glue 5.1 and nothing
+added to it (the job writes its MLeap bundles itself). It runs the job's run() in-process, with the
+package on sys.path as the job's --extra-py-files zip puts it on Glue's (localmode/__init__.py)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from localmode import REPO_ROOT, data
-
-JOB_SCRIPT = REPO_ROOT / "glue" / "preprocess.py"
-# The script is uploaded to Glue as a single file, so it is not a package here either;
-# one module name keeps its classes (InvalidInputData) identical for every importer.
-JOB_MODULE_NAME = "glue_preprocess"
-
-
-def load_job():
-    """glue/preprocess.py as a module (imported once per process)."""
-    if JOB_MODULE_NAME in sys.modules:
-        return sys.modules[JOB_MODULE_NAME]
-    spec = importlib.util.spec_from_file_location(JOB_MODULE_NAME, JOB_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[JOB_MODULE_NAME] = module
-    spec.loader.exec_module(module)
-    return module
+from localmode import data
+from preprocessing.errors import InvalidInputData
+from preprocessing.job import run
+from preprocessing.options import JobOptions, load_spec
 
 
 # Below this input size the local JVM compiles with C1 only (-XX:TieredStopAtLevel=1). Measured on
@@ -82,21 +69,20 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    job = load_job()
-    spec = job.load_spec(args.spec)
+    spec = load_spec(args.spec)
     try:
         input_path = data.resolve(args.data, spec) if not (args.data and Path(args.data).is_dir()) else Path(args.data)
     except data.DataUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     run_id = args.run_id or "local-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    options = job.JobOptions(input=str(input_path), output=args.out, run_id=run_id, spec=spec,
-                             seed=args.seed, spec_source=args.spec)
+    options = JobOptions(input=str(input_path), output=args.out, run_id=run_id, spec=spec,
+                         seed=args.seed, spec_source=args.spec)
     started = time.monotonic()
     spark = build_spark_session(input_bytes=input_size(input_path))
     try:
-        manifest = job.run(spark, options)
-    except job.InvalidInputData as exc:
+        manifest = run(spark, options)
+    except InvalidInputData as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

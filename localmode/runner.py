@@ -1,7 +1,7 @@
 """`python -m localmode run`: the whole pipeline on this machine.
 
 The real state machine (statemachine/pipeline.asl.json) runs in moto's
-Step Functions interpreter; its Glue task runs glue/preprocess.py on local
+Step Functions interpreter; its Glue task runs the Glue job (glue/preprocessing) on local
 Spark, its training task trains XGBoost locally, its Lambda tasks call the
 real handlers in functions/, and the endpoints it creates are served by a
 local inference server. The data is uploaded to the (moto) input bucket and
@@ -47,7 +47,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -55,11 +54,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from dataset_spec import DATASET_NAME, DATASET_NAME_RULE
 from localmode import REPO_ROOT, data
 
 SPEC_DIR = REPO_ROOT / "datasets"
-# A dataset spec's name rule (functions/common/pipeline_common/datasets.py; glue/preprocess.py).
-DATASET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 
 if TYPE_CHECKING:  # the session pulls in moto, boto3 and Spark glue: not needed for --help
     from localmode.faults import Faults
@@ -170,7 +168,7 @@ def dataset_of(spec: str | None) -> tuple[Path, str]:
     except (ValueError, AttributeError) as exc:
         raise ValueError(f"spec {path} is not a JSON object: {exc}") from None
     if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
-        raise ValueError(f"spec {path} names dataset {name!r}: a name is 1-32 lower-case letters, digits or inner hyphens")
+        raise ValueError(f"spec {path} names dataset {name!r}: a name is {DATASET_NAME_RULE}")
     if path.resolve().parent == SPEC_DIR.resolve() and path.stem != name:
         raise ValueError(f"{path} names dataset {name!r}; make deploy uploads it only as datasets/{name}.json")
     return path, name

@@ -23,6 +23,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset_spec import NUMBER_PATTERN, InvalidSpec, parse_spec
+from dataset_spec.gate import spec_default_metric
+from dataset_spec.serving import RESERVED_COLUMNS
+from dataset_spec.spec import (DEFAULT_BINARY_THRESHOLD, DEFAULT_MAX_CATEGORIES, DEFAULT_MISSING_VALUES,
+                               MAX_LEARNED_CLASSES, is_column_name)
+
 # Enough distinct values to tell "few" from "many" and to spot identifiers; beyond it only counts grow.
 DISTINCT_LIMIT = 10_000
 DEFAULT_MAX_LISTED = 20
@@ -132,14 +138,10 @@ def read_stats(path: Path, markers: set[str], number_pattern) -> tuple[list[Colu
 
 
 def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: str | None = None,
-               missing_values: list[str] | None = None, max_listed: int = DEFAULT_MAX_LISTED, job=None) -> tuple[dict, list[str]]:
+               missing_values: list[str] | None = None, max_listed: int = DEFAULT_MAX_LISTED) -> tuple[dict, list[str]]:
     """(spec, review notes); raises DraftRefused naming every column it cannot draft."""
-    if job is None:
-        from localmode.glue_local import load_job
-
-        job = load_job()
-    number_pattern = re.compile(job.NUMBER_PATTERN)
-    markers = list(job.DEFAULT_MISSING_VALUES if missing_values is None else missing_values)
+    number_pattern = re.compile(NUMBER_PATTERN)
+    markers = list(DEFAULT_MISSING_VALUES if missing_values is None else missing_values)
     stats, rows = read_stats(Path(path), set(markers), number_pattern)
     names = [s.name for s in stats]
     refusals, notes = [], []
@@ -147,10 +149,10 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
         raise DraftRefused(f"{path}: line 1 holds numbers ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), "
                            "not column names: spec draft reads the names from line 1; add a header row")
 
-    bad_names = [n for n in names if not job._is_column_name(n) or "__" in n or n in job._RESERVED_COLUMNS]
+    bad_names = [n for n in names if not is_column_name(n) or "__" in n or n in RESERVED_COLUMNS]
     if bad_names:
         refusals.append(f"column name(s) {bad_names} on line 1 cannot be spec names (no commas, quotes, dots, "
-                        f"backticks, '__', outer spaces; not {', '.join(sorted(job._RESERVED_COLUMNS))}): rename them")
+                        f"backticks, '__', outer spaces; not {', '.join(sorted(RESERVED_COLUMNS))}): rename them")
     lowered = [n.lower() for n in names]
     duplicates = sorted({n for n in names if lowered.count(n.lower()) > 1})
     if duplicates:
@@ -193,7 +195,7 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
                 continue
             entry["type"] = kind
             if kind == "categorical":
-                if column.overflow or len(column.counts) > job.MAX_LEARNED_CLASSES:
+                if column.overflow or len(column.counts) > MAX_LEARNED_CLASSES:
                     refusals.append(f"{where} has {column.distinct} distinct values: too many classes to list; "
                                     "pass --label-type numeric for regression")
                     continue
@@ -215,9 +217,9 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
             if not column.overflow and len(column.counts) <= max_listed:
                 entry["values"] = natural_order(column.counts, number_pattern)
             else:
-                entry["max_categories"] = job.DEFAULT_MAX_CATEGORIES
+                entry["max_categories"] = DEFAULT_MAX_CATEGORIES
                 notes.append(f"column {column.name!r} has {column.distinct} distinct values: learned from the "
-                             f"training split, the {job.DEFAULT_MAX_CATEGORIES} most frequent with a slot each")
+                             f"training split, the {DEFAULT_MAX_CATEGORIES} most frequent with a slot each")
             entry["allow_missing"] = column.missing > 0
         description = f"{column.distinct} distinct values"
         if column.missing:
@@ -237,12 +239,12 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
     spec["label"] = label
     label_entry = next(c for c in columns if c["name"] == label)
     if label_entry["type"] == "categorical" and len(label_entry["values"]) == 2:
-        spec["binary_threshold"] = job.DEFAULT_BINARY_THRESHOLD
-    metric = job.DEFAULT_GATE_METRIC["regression" if label_entry["type"] == "numeric" else "classification"]
+        spec["binary_threshold"] = DEFAULT_BINARY_THRESHOLD
+    metric = spec_default_metric(label_entry["type"] == "numeric")
     spec["quality_gate"] = {"metric": metric, "threshold": None}
     try:
-        job.parse_spec(spec)
-    except job.InvalidSpec as exc:
+        parse_spec(spec)
+    except InvalidSpec as exc:
         raise DraftRefused(f"the drafted spec is not valid ({exc}); pass --name if the file name is the problem") from None
     return spec, notes
 

@@ -1,14 +1,16 @@
 """Deploy the pipeline to AWS in one command (`make deploy`), and take it down.
 
-    python scripts/deploy.py deploy      # sam build, sam deploy, upload the dataset specs
+    python scripts/deploy.py deploy      # sam build, sam deploy, upload the Glue job's zip and the dataset specs
     python scripts/deploy.py teardown    # delete the production endpoints, stop access logs, empty the buckets, sam delete
     python scripts/deploy.py rollback --version N [--dataset NAME]   # redeploy an earlier approved model version (asks by email first)
     python scripts/deploy.py rollback --list [--dataset NAME]        # a dataset's model registry versions
 
-`sam deploy` packages the Lambda code and the Glue script (which writes its
-MLeap bundles itself: no jar), but not the dataset specs that runs read from
-`s3://<ArtifactsBucket>/deps/datasets/<dataset>.json` (each run's `--spec`):
-this script uploads every `datasets/*.json` once the stack exists. Region and credentials come
+`sam deploy` packages the Lambda code and the Glue job's script (glue/preprocess.py, Command.
+ScriptLocation), but neither the Glue job's code nor the dataset specs: this script builds the
+zip of the job's packages (glue/preprocessing and functions/common/dataset_spec) that the job's
+`--extra-py-files` names, `s3://<ArtifactsBucket>/deps/glue/preprocessing.zip`, and uploads it and
+every `datasets/*.json` (to `s3://<ArtifactsBucket>/deps/datasets/<dataset>.json`, each run's
+`--spec`) once the stack exists. Region and credentials come
 from the usual AWS settings (AWS_PROFILE, AWS_REGION, or what
 `sam deploy --guided` saved in samconfig.toml).
 """
@@ -17,16 +19,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The dataset spec's one parser lives in the Lambda layer's folder (and ships in the Glue job's zip).
+if str(REPO_ROOT / "functions" / "common") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "functions" / "common"))
+
+from dataset_spec import DATASET_NAME, DATASET_NAME_RULE, parse_spec  # noqa: E402
+# Where runs look for a dataset's spec (spec_key; the Glue job's default --spec).
+from pipeline_common.datasets import SPEC_PREFIX  # noqa: E402
+
 SAMCONFIG = REPO_ROOT / "samconfig.toml"
 TEMPLATE = REPO_ROOT / "template.yaml"
 DATASETS = REPO_ROOT / "datasets"
@@ -35,10 +46,14 @@ DATASETS = REPO_ROOT / "datasets"
 SAM_CLI_VERSION = "1.170.0"
 LAMBDA_PYTHON = "python3.13"
 
-# Where runs look for a dataset's spec (pipeline_common.datasets.spec_key; the Glue job's default --spec).
-SPEC_PREFIX = "deps/datasets/"
-# A dataset spec's name rule (pipeline_common.datasets.DATASET_NAME, glue/preprocess.py).
-DATASET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+# The Glue job's code: the packages its script imports, as one zip that template.yaml's PreprocessJob
+# names in --extra-py-files (and GlueJobRole may read). Glue adds a Spark job's --extra-py-files .zip
+# to the Python path before the script runs:
+# https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-etl-glue-arguments.html and
+# https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-python-libraries.html
+GLUE_PACKAGE_KEY = "deps/glue/preprocessing.zip"
+# Each folder's packages go in at the zip's top level, as import names: preprocessing, dataset_spec.
+GLUE_PACKAGES = (REPO_ROOT / "glue" / "preprocessing", REPO_ROOT / "functions" / "common" / "dataset_spec")
 
 # Stack outputs this script reads (tests check template.yaml declares them).
 OUTPUTS_USED = ("ArtifactsBucketName", "InputBucketName", "AccessLogsBucketName", "ProductionEndpointName",
@@ -120,18 +135,6 @@ def require(outputs: dict[str, str], key: str, stack_name: str) -> str:
     return outputs[key]
 
 
-def glue_job():
-    """glue/preprocess.py as a module (its spec check needs no Spark)."""
-    import importlib.util
-
-    if "glue_preprocess" not in sys.modules:
-        module_spec = importlib.util.spec_from_file_location("glue_preprocess", REPO_ROOT / "glue" / "preprocess.py")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules["glue_preprocess"] = module
-        module_spec.loader.exec_module(module)
-    return sys.modules["glue_preprocess"]
-
-
 def dataset_specs(directory: Path = DATASETS) -> dict[str, Path]:
     """Every datasets/*.json by dataset name. The file's stem must be the spec's
     name: a run finds the spec by the name its upload key says, and the name
@@ -145,12 +148,12 @@ def dataset_specs(directory: Path = DATASETS) -> dict[str, Path]:
             continue
         if name != path.stem or not DATASET_NAME.fullmatch(path.stem):
             problems.append(f"{path.name} names dataset {name!r}: the file must be datasets/<name>.json with a name of "
-                            "1-32 lower-case letters, digits or inner hyphens")
+                            f"{DATASET_NAME_RULE}")
             continue
         try:
             # The Glue job's own check: a spec it would refuse (one too wide for the serving
             # container's schema variable, say) is refused here, before the stack changes.
-            glue_job().parse_spec(json.loads(path.read_text(encoding="utf-8")))
+            parse_spec(json.loads(path.read_text(encoding="utf-8")))
         except ValueError as error:
             problems.append(f"{path.name}: {error}")
             continue
@@ -170,6 +173,28 @@ def upload_glue_dependencies(s3, outputs: dict[str, str], stack_name: str, specs
         s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "application/json"})
         uploaded.append(f"s3://{bucket}/{key}")
     return uploaded
+
+
+def build_glue_package(target: Path, packages: Sequence[Path] = GLUE_PACKAGES) -> Path:
+    """The zip of the Glue job's packages: every .py file of each, under the package's name. The
+    same sources give the same bytes (sorted entries, a fixed timestamp), so an unchanged job
+    uploads an unchanged object."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for package in packages:
+            for path in sorted(package.rglob("*.py")):
+                if "__pycache__" in path.parts:
+                    continue
+                entry = zipfile.ZipInfo(str(path.relative_to(package.parent)), date_time=(1980, 1, 1, 0, 0, 0))
+                entry.external_attr = 0o644 << 16
+                archive.writestr(entry, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
+    return target
+
+
+def upload_glue_package(s3, outputs: dict[str, str], stack_name: str, package: Path) -> str:
+    bucket = require(outputs, "ArtifactsBucketName", stack_name)
+    s3.upload_file(str(package), bucket, GLUE_PACKAGE_KEY, ExtraArgs={"ContentType": "application/zip"})
+    return f"s3://{bucket}/{GLUE_PACKAGE_KEY}"
 
 
 def boto3_session(settings: dict):
@@ -193,7 +218,11 @@ def deploy(run: Runner = run_command, session_factory=boto3_session, guided: boo
         raise DeployError("samconfig.toml names no stack_name after sam deploy")
     session = session_factory(settings)
     outputs = stack_outputs(session.client("cloudformation"), settings["stack_name"])
-    for uri in upload_glue_dependencies(session.client("s3"), outputs, settings["stack_name"], specs):
+    s3 = session.client("s3")
+    with tempfile.TemporaryDirectory(prefix="glue-package-") as workdir:
+        package = build_glue_package(Path(workdir) / Path(GLUE_PACKAGE_KEY).name)
+        print(f"uploaded {upload_glue_package(s3, outputs, settings['stack_name'], package)}")
+    for uri in upload_glue_dependencies(s3, outputs, settings["stack_name"], specs):
         print(f"uploaded {uri}")
     print(
         "\nDeployed. Next:\n"
@@ -356,7 +385,7 @@ def dataset_endpoint(outputs: dict[str, str], stack_name: str, dataset: str | No
     default = require(outputs, "DefaultDataset", stack_name)
     dataset = dataset or default
     if not DATASET_NAME.fullmatch(dataset):
-        raise DeployError(f"{dataset!r} is not a dataset name (1-32 lower-case letters, digits or inner hyphens)")
+        raise DeployError(f"{dataset!r} is not a dataset name ({DATASET_NAME_RULE})")
     if dataset == default:
         return dataset, require(outputs, "ProductionEndpointName", stack_name)
     return dataset, dataset + require(outputs, "ProductionEndpointSuffix", stack_name)
@@ -394,7 +423,7 @@ def rollback(version: int | None, list_only: bool = False, session_factory=boto3
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the dataset specs")
+    deploy_parser = commands.add_parser("deploy", help="sam build + sam deploy + upload the Glue job's zip and the dataset specs")
     deploy_parser.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
                                help="force (or skip) sam deploy --guided; default: guided until parameters are saved")
     teardown_parser = commands.add_parser("teardown", help="delete the production endpoints, empty the buckets, sam delete")

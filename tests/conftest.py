@@ -12,6 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+# Puts functions/common (the Lambda layer: pipeline_common, dataset_spec) and glue/ (the Glue job's
+# package, preprocessing) on sys.path, as AWS does, so tests import them by their names.
+import localmode  # noqa: E402,F401
+
 # Set before any test module creates a boto3 client.
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",

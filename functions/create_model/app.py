@@ -15,6 +15,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
+from dataset_spec import MAX_ENVIRONMENT_VALUE, environment_value
 from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent, ManifestInvalid
@@ -26,8 +27,6 @@ from pipeline_common.sagemaker import ensure_created
 logger = Logger()
 tracer = Tracer()
 
-# SageMaker caps each container environment value at 1024 characters.
-_MAX_ENV_VALUE = 1024
 
 
 class ModelConflict(Exception):
@@ -64,10 +63,10 @@ def schema_env_value(s3, uri: str) -> str:
         raise ManifestInvalid(f"schema {uri} is not valid JSON: {error}") from None
     if not isinstance(schema, dict) or not isinstance(schema.get("input"), list) or not isinstance(schema.get("output"), dict):
         raise ManifestInvalid(f"schema {uri} must be an object with an 'input' list and an 'output' object")
-    value = json.dumps(schema, separators=(",", ":"))
-    if len(value) > _MAX_ENV_VALUE:
+    value = environment_value(schema)
+    if len(value) > MAX_ENVIRONMENT_VALUE:
         raise ManifestInvalid(
-            f"schema {uri} is {len(value)} characters compacted; SageMaker allows {_MAX_ENV_VALUE} in an environment value"
+            f"schema {uri} is {len(value)} characters compacted; SageMaker allows {MAX_ENVIRONMENT_VALUE} in an environment value"
         )
     return value
 

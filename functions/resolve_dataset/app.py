@@ -16,6 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
+from dataset_spec import DATASET_NAME_RULE
 from pipeline_common.aws_errors import CLIENT_CONFIG, named_aws_errors
 from pipeline_common.config import env_str
 from pipeline_common.datasets import SPEC_PREFIX, dataset_from_key, is_dataset_name, production_endpoint_for, spec_key
@@ -78,7 +79,7 @@ def resolve_dataset(s3, event: dict, bucket: str, input_prefix: str, default_dat
         raise InvalidEvent(f"the event needs run.input_uri (an s3:// URI) ({error})") from None
     if not is_dataset_name(dataset):
         raise _unknown(s3, bucket, str(dataset),
-                       "is not a dataset name (1-32 lower-case letters, digits or inner hyphens)")
+                       f"is not a dataset name ({DATASET_NAME_RULE})")
     uri = s3_uri(bucket, spec_key(dataset))
     try:
         body = s3.get_object(Bucket=bucket, Key=spec_key(dataset))["Body"].read()

@@ -1,4 +1,5 @@
-"""`glue:startJobRun.sync`: the real Glue script (glue/preprocess.py) on local Spark.
+"""`glue:startJobRun.sync`: the real Glue job (glue/preprocessing, the package its script
+glue/preprocess.py runs on AWS) on local Spark.
 
 The run's input object is downloaded from moto's S3 to a temporary directory,
 the job writes the run layout locally (its own LocalRunStore: staged, renamed
@@ -23,6 +24,9 @@ import boto3
 
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util
+from preprocessing.job import run
+from preprocessing.options import DEFAULT_SEED, JobOptions, default_spec_path, load_spec
+
 
 def _epoch_ms(seconds: float) -> int:
     return int(seconds * 1000)
@@ -73,12 +77,9 @@ class GlueWorker:
         return {"CompletedOn": _epoch_ms(ended), "LastModifiedOn": _epoch_ms(ended), "ExecutionTime": int(ended - started)}
 
     def _run(self, arguments: dict[str, str]) -> dict:
-        from localmode import glue_local
-
         for name in ("--input", "--output", "--run_id"):
             if not arguments.get(name):
                 raise ValueError(f"the job run has no {name} argument")
-        job = glue_local.load_job()
         s3 = boto3.client("s3")
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"glue-{arguments['--run_id']}-", dir=self.workdir))
@@ -91,17 +92,17 @@ class GlueWorker:
             if spec_source and spec_source.startswith("s3://"):
                 [spec_path] = s3util.download(s3, spec_source, scratch / "spec")
                 spec_source = str(spec_path)
-            spec = job.load_spec(spec_source) if spec_source else job.load_spec(job._default_spec_path())
+            spec = load_spec(spec_source) if spec_source else load_spec(default_spec_path())
             local_run = scratch / "run"
-            options = job.JobOptions(
+            options = JobOptions(
                 input=str(input_path),
                 output=str(local_run),
                 run_id=arguments["--run_id"],
                 spec=spec,
-                seed=int(arguments.get("--seed") or job.DEFAULT_SEED),
+                seed=int(arguments.get("--seed") or DEFAULT_SEED),
                 spec_source=arguments.get("--spec") or "",
             )
-            manifest = job.run(self.spark(), options)
+            manifest = run(self.spark(), options)
             manifest = _to_s3_uris(manifest, local_run, arguments["--output"], str(input_path), arguments["--input"])
             s3util.upload_tree(s3, local_run, arguments["--output"], skip={"manifest.json"})
             # Last, as the job does on S3: the manifest's presence means the run's data is complete.

@@ -74,7 +74,7 @@ def test_spark_jobs_are_attributed_and_windowed():
 
 def test_findings_compare_task_cpu_with_the_wall_time():
     profile = {"spark_jobs_by_call_site": [
-        {"call_site": "collect at /x/preprocess.py:509", "jobs": 2, "wall_s": 30.0, "tasks": 4, "run_s": 60.0,
+        {"call_site": "collect at /x/preprocessing/validate.py:509", "jobs": 2, "wall_s": 30.0, "tasks": 4, "run_s": 60.0,
          "cpu_s": 10.0, "gc_s": 1.0},
         {"call_site": "write data/train/", "jobs": 2, "wall_s": 25.0, "tasks": 4, "run_s": 50.0, "cpu_s": 12.0, "gc_s": 0},
         {"call_site": "write data/validation/", "jobs": 2, "wall_s": 20.0, "tasks": 4, "run_s": 40.0, "cpu_s": 8.0,

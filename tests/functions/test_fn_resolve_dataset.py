@@ -146,5 +146,14 @@ def test_the_name_rule_is_the_one_the_deploy_script_and_local_mode_apply(load_fu
         assert bool(template_rule.fullmatch(name)) == bool(DATASET_NAME.fullmatch(name)), name
 
 
+def test_the_templates_allowed_pattern_is_the_name_rule_itself():
+    """CloudFormation checks DefaultDataset against its AllowedPattern and reads nothing else, so the template
+    repeats the rule: the same text as dataset_spec's, anchored."""
+    from dataset_spec import DATASET_NAME_PATTERN
+
+    parameter = __import__("localmode.stack", fromlist=["x"]).load_template()["Parameters"]["DefaultDataset"]
+    assert parameter["AllowedPattern"] == f"^{DATASET_NAME_PATTERN}$"
+
+
 def test_json_crosses_the_boundary(resolve, specs, context):
     json.dumps(resolve.lambda_handler({"run": run_for("input/car.data"), "input": {}}, context))

@@ -10,7 +10,10 @@ from pathlib import Path
 import pandas as pd
 from pyspark.ml.functions import vector_to_array
 
+from dataset_spec import parse_spec
 from localmode.serving.mleap import MleapBundle, dense_values
+from preprocessing.features import build_preprocess_model
+from preprocessing.labels import build_postprocess_model
 
 
 def unpack(tarball: Path, target: Path) -> Path:
@@ -36,12 +39,12 @@ def local_outputs(bundle_dir: Path, schema: dict, rows: list[dict]) -> list:
     return answers
 
 
-def spark_frame(spark, job, spec: dict, rows: list[dict]):
+def spark_frame(spark, spec: dict, rows: list[dict]):
     """The rows as Spark sees a client's strings: numeric fields cast to double by Spark ("" and
     "null" are null, as MLeap's String -> Double cast makes them), categorical fields as given."""
     from pyspark.sql import functions as F
 
-    layout = job.parse_spec(spec)
+    layout = parse_spec(spec)
     names = [c.name for c in layout.features]
     frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
                                                columns=names + ["row_id"], dtype=object))
@@ -49,20 +52,20 @@ def spark_frame(spark, job, spec: dict, rows: list[dict]):
                           for c in layout.features], "row_id")
 
 
-def spark_features(spark, job, spec: dict, rows: list[dict], learned: dict | None = None) -> list[list[float]]:
-    frame = spark_frame(spark, job, spec, rows)
-    model = job.build_preprocess_model(spark, spec, learned=learned)
+def spark_features(spark, spec: dict, rows: list[dict], learned: dict | None = None) -> list[list[float]]:
+    frame = spark_frame(spark, spec, rows)
+    model = build_preprocess_model(spark, spec, learned=learned)
     out = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id").collect()
     return [list(r.v) for r in out]
 
 
-def spark_postprocess(spark, job, spec: dict, label_values: list[str], inputs: list[float]) -> list[str]:
+def spark_postprocess(spark, spec: dict, label_values: list[str], inputs: list[float]) -> list[str]:
     frame = spark.createDataFrame(pd.DataFrame({"label": inputs, "row_id": range(len(inputs))}))
-    model = job.build_postprocess_model(spec, label_values)
+    model = build_postprocess_model(spec, label_values)
     return [r.predicted_label for r in model.transform(frame).orderBy("row_id").collect()]
 
 
-def preprocess_three_ways(run, tmp_path: Path, jvm, spark, job, spec: dict, rows: list[dict]) -> list[list[float]]:
+def preprocess_three_ways(run, tmp_path: Path, jvm, spark, spec: dict, rows: list[dict]) -> list[list[float]]:
     """The preprocess bundle on `rows` in the JVM runtime and the local runtime, and Spark's transform:
     asserts all three agree field for field and returns the vectors."""
     model = run.out / "model" / "preprocess"
@@ -70,21 +73,21 @@ def preprocess_three_ways(run, tmp_path: Path, jvm, spark, job, spec: dict, rows
     bundle = unpack(model / "model.tar.gz", tmp_path / f"preprocess-{len(list(tmp_path.iterdir()))}")
     from_jvm = jvm.transform(bundle, model / "schema.json", rows)
     from_local = local_outputs(bundle, schema, rows)
-    from_spark = spark_features(spark, job, spec, rows, run.manifest.get("learned"))
+    from_spark = spark_features(spark, spec, rows, run.manifest.get("learned"))
     mismatches = [(r, a, b, c) for r, a, b, c in zip(rows, from_jvm, from_local, from_spark)
                   if not (a == {"output": b} and b == c)]
     assert not mismatches, mismatches[:3]
     return from_spark
 
 
-def postprocess_three_ways(run, tmp_path: Path, jvm, spark, job, spec: dict, inputs: list[float]) -> list[str]:
+def postprocess_three_ways(run, tmp_path: Path, jvm, spark, spec: dict, inputs: list[float]) -> list[str]:
     model = run.out / "model" / "postprocess"
     schema = json.loads((model / "schema.json").read_text())
     bundle = unpack(model / "model.tar.gz", tmp_path / f"postprocess-{len(list(tmp_path.iterdir()))}")
     rows = [{"label": value} for value in inputs]
     from_jvm = [a.get("output", a) for a in jvm.transform(bundle, model / "schema.json", rows)]
     from_local = local_outputs(bundle, schema, rows)
-    from_spark = spark_postprocess(spark, job, spec, run.manifest["label_values"], inputs)
+    from_spark = spark_postprocess(spark, spec, run.manifest["label_values"], inputs)
     assert from_jvm == from_local == from_spark
     return from_spark
 

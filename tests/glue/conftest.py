@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from localmode import REPO_ROOT, glue_local
+from localmode import REPO_ROOT
+from preprocessing.job import run
+from preprocessing.options import JobOptions
 
 RUNTIME_JARS = REPO_ROOT / "build" / "jars" / "runtime"
 
@@ -36,19 +38,14 @@ def read_csv_dir(directory: Path) -> list[list[str]]:
 
 
 @pytest.fixture(scope="session")
-def job():
-    return glue_local.load_job()
-
-
-@pytest.fixture(scope="session")
-def run_job(spark, job, dataset_spec):
+def run_job(spark, dataset_spec):
     """Runs the job in-process; returns a JobRun."""
 
     def _run(input_path, out: Path, seed: int = 42, spec: dict | None = None, run_id: str = "test-run") -> JobRun:
         started = time.monotonic()
-        options = job.JobOptions(input=str(input_path), output=str(out), run_id=run_id,
-                                 spec=spec or dataset_spec, seed=seed)
-        manifest = job.run(spark, options)
+        options = JobOptions(input=str(input_path), output=str(out), run_id=run_id,
+                             spec=spec or dataset_spec, seed=seed)
+        manifest = run(spark, options)
         return JobRun(out=out, manifest=manifest, seconds=time.monotonic() - started)
 
     return _run

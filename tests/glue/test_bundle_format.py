@@ -12,8 +12,15 @@ import pandas as pd
 import pytest
 from bundle_parity import held_out_rows, local_outputs, preprocess_three_ways, spark_features, spark_postprocess, unpack
 
+from dataset_spec import parse_spec
 from localmode import REPO_ROOT
 from localmode.serving.jvm_runtime import MleapJvmRuntime
+from preprocessing.bundle import bundle_columns, bundle_nodes, plan_bundles
+from preprocessing.errors import UnsupportedStage
+from preprocessing.features import build_preprocess_model
+from preprocessing.job import run
+from preprocessing.lines import index_name, value_index
+from preprocessing.options import JobOptions
 
 pytestmark = pytest.mark.spark
 
@@ -26,8 +33,8 @@ def jvm() -> MleapJvmRuntime:
     return MleapJvmRuntime()
 
 
-def three_way(run_dir: Path, tmp_path: Path, jvm, spark, job, spec, rows: list[dict]) -> list[list[float]]:
-    return preprocess_three_ways(SimpleNamespace(out=run_dir, manifest={}), tmp_path, jvm, spark, job, spec, rows)
+def three_way(run_dir: Path, tmp_path: Path, jvm, spark, spec, rows: list[dict]) -> list[list[float]]:
+    return preprocess_three_ways(SimpleNamespace(out=run_dir, manifest={}), tmp_path, jvm, spark, spec, rows)
 
 
 def unseen_variants(spec: dict, rows: list[dict]) -> list[dict]:
@@ -49,11 +56,11 @@ def unseen_variants(spec: dict, rows: list[dict]) -> list[dict]:
 # --- the job's bundles, three ways --------------------------------------------------------------
 
 def test_car_data_every_held_out_row_and_its_unseen_variant_agree_three_ways(
-        car_run, jvm, spark, job, dataset_spec, tmp_path):
+        car_run, jvm, spark, dataset_spec, tmp_path):
     rows = held_out_rows(car_run)
     assert len(rows) == car_run.manifest["rows"]["test"] == 260
     variants = unseen_variants(dataset_spec, rows)
-    vectors = three_way(car_run.out, tmp_path, jvm, spark, job, dataset_spec, rows + variants)
+    vectors = three_way(car_run.out, tmp_path, jvm, spark, dataset_spec, rows + variants)
     width = car_run.manifest["feature_width"]
     features = len(car_run.manifest["feature_names"])
     assert all(len(v) == width for v in vectors)
@@ -62,7 +69,7 @@ def test_car_data_every_held_out_row_and_its_unseen_variant_agree_three_ways(
 
 
 def test_synthetic_file_every_held_out_row_and_its_unseen_variant_agree_three_ways(
-        run_job, jvm, spark, job, dataset_spec, tmp_path):
+        run_job, jvm, spark, dataset_spec, tmp_path):
     from bench.synthetic import write_synthetic_csv
 
     data = write_synthetic_csv(dataset_spec, 3000, tmp_path / "synthetic.csv", seed=11)
@@ -70,7 +77,7 @@ def test_synthetic_file_every_held_out_row_and_its_unseen_variant_agree_three_wa
     rows = held_out_rows(run)
     assert len(rows) == run.manifest["rows"]["test"] > 400
     variants = unseen_variants(dataset_spec, rows)
-    vectors = three_way(run.out, tmp_path, jvm, spark, job, dataset_spec, rows + variants)
+    vectors = three_way(run.out, tmp_path, jvm, spark, dataset_spec, rows + variants)
     assert [sum(v) for v in vectors[len(rows):]] == [len(run.manifest["feature_names"]) - 1] * len(variants)
 
     # The postprocess bundle: every label index, and the held-out rows' true labels, three ways.
@@ -82,7 +89,7 @@ def test_synthetic_file_every_held_out_row_and_its_unseen_variant_agree_three_wa
     expected = [r[-1] for r in run.csv_rows("test")] + labels
     assert [a.get("output") for a in jvm.transform(bundle, model / "schema.json", [{"label": i} for i in indices])] == expected
     assert local_outputs(bundle, schema, [{"label": i} for i in indices]) == expected
-    assert spark_postprocess(spark, job, dataset_spec, labels, indices) == expected
+    assert spark_postprocess(spark, dataset_spec, labels, indices) == expected
 
 
 # --- against the previous writer -------------------------------------------------------------------
@@ -99,11 +106,11 @@ def test_previous_writers_bundle_still_loads_and_gives_its_saved_outputs(part, j
     assert local_outputs(bundle, json.loads(schema_path.read_text()), rows) == want
 
 
-def test_previous_writers_saved_rows_give_the_same_vectors_from_the_new_bundle(car_run, jvm, spark, job, dataset_spec,
-                                                                                tmp_path):
+def test_previous_writers_saved_rows_give_the_same_vectors_from_the_new_bundle(car_run, jvm, spark, dataset_spec,
+                                                                               tmp_path):
     expected = json.loads((PREVIOUS / "preprocess" / "expected.json").read_text())
     rows = [case["input"] for case in expected]
-    assert three_way(car_run.out, tmp_path, jvm, spark, job, dataset_spec, rows) == [c["features"] for c in expected]
+    assert three_way(car_run.out, tmp_path, jvm, spark, dataset_spec, rows) == [c["features"] for c in expected]
 
 
 def _normalized(bundle_dir: Path) -> list[tuple]:
@@ -139,64 +146,65 @@ def test_new_bundle_says_what_the_previous_writer_said(part, car_run, tmp_path):
 
 # --- stages the writer does not know ---------------------------------------------------------------
 
-def test_an_unknown_stage_fails_the_job_by_name_before_anything_is_written(job, spark, dataset_spec, car_data, tmp_path,
-                                                                          monkeypatch):
+def test_an_unknown_stage_fails_the_job_by_name_before_anything_is_written(spark, dataset_spec, car_data, tmp_path,
+                                                                           monkeypatch):
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import SQLTransformer
 
-    real = job.build_preprocess_model
+    real = build_preprocess_model
 
     def with_extra_stage(spark, spec, sample=None, learned=None):
         fitted = real(spark, spec, sample, learned)
         return PipelineModel(stages=[*fitted.stages, SQLTransformer(statement="SELECT * FROM __THIS__")])
 
-    monkeypatch.setattr(job, "build_preprocess_model", with_extra_stage)
+    # plan_bundles (preprocessing.bundle) builds the pipeline.
+    monkeypatch.setattr("preprocessing.bundle.build_preprocess_model", with_extra_stage)
     out = tmp_path / "run"
-    options = job.JobOptions(input=str(car_data), output=str(out), run_id="r", spec=dataset_spec)
-    with pytest.raises(job.UnsupportedStage, match="SQLTransformer"):
-        job.run(spark, options)
+    options = JobOptions(input=str(car_data), output=str(out), run_id="r", spec=dataset_spec)
+    with pytest.raises(UnsupportedStage, match="SQLTransformer"):
+        run(spark, options)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stages_runtime_0_20_would_serve_differently_are_refused(job, spark, dataset_spec):
+def test_stages_runtime_0_20_would_serve_differently_are_refused(spark, dataset_spec):
     from pyspark.ml import PipelineModel
     from pyspark.ml.feature import StringIndexer, VectorAssembler
 
-    features = job.parse_spec(dataset_spec).features
+    features = parse_spec(dataset_spec).features
     names = [f.name for f in features]
     frame = spark.createDataFrame(pd.DataFrame([[f.values[0] for f in features]], columns=names))
     multi = StringIndexer(inputCols=names[:2], outputCols=["a", "b"]).fit(frame)
-    with pytest.raises(job.UnsupportedStage, match="several input columns"):
-        job.bundle_nodes(PipelineModel(stages=[multi]), names)
+    with pytest.raises(UnsupportedStage, match="several input columns"):
+        bundle_nodes(PipelineModel(stages=[multi]), names)
     lenient = VectorAssembler(inputCols=names[:1], outputCol="v", handleInvalid="skip")
-    with pytest.raises(job.UnsupportedStage, match="handleInvalid='skip'"):
-        job.bundle_nodes(PipelineModel(stages=[lenient]), names)
-    with pytest.raises(job.UnsupportedStage, match="'nope'"):
-        job.bundle_nodes(PipelineModel(stages=[VectorAssembler(inputCols=["nope"], outputCol="v")]), names)
+    with pytest.raises(UnsupportedStage, match="handleInvalid='skip'"):
+        bundle_nodes(PipelineModel(stages=[lenient]), names)
+    with pytest.raises(UnsupportedStage, match="'nope'"):
+        bundle_nodes(PipelineModel(stages=[VectorAssembler(inputCols=["nope"], outputCol="v")]), names)
 
 
 # --- the training CSV columns, computed from the same nodes --------------------------------------
 
-def test_training_columns_from_the_bundle_nodes_are_sparks_transform(car_run, spark, job, dataset_spec):
+def test_training_columns_from_the_bundle_nodes_are_sparks_transform(car_run, spark, dataset_spec):
     """What the job writes for training is the preprocess bundle applied in Spark SQL: both ways the
     job can compute it (from the strings, or from the value positions validation found) give
     Spark's own PipelineModel output, for known and unseen values alike."""
     from pyspark.sql import functions as F
 
     spec = dataset_spec
-    features = job.parse_spec(spec).features
+    features = parse_spec(spec).features
     names = [f.name for f in features]
     rows = held_out_rows(car_run)
     rows = rows + unseen_variants(spec, rows)
     frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
                                                columns=names + ["row_id"]))
-    frame = frame.select("*", *[job.value_index(F.col(f.name), list(f.values)).alias(job.index_name(f.name))
+    frame = frame.select("*", *[value_index(F.col(f.name), list(f.values)).alias(index_name(f.name))
                                 for f in features])
-    plan = job.plan_bundles(spark, spec)
-    from_strings = job.bundle_columns(plan.preprocess, names, "features")
-    indexed = {f.name: (F.col(job.index_name(f.name)), list(f.values)) for f in features}
-    from_indices = job.bundle_columns(plan.preprocess, names, "features", indexed)
+    plan = plan_bundles(spark, spec)
+    from_strings = bundle_columns(plan.preprocess, names, "features")
+    indexed = {f.name: (F.col(index_name(f.name)), list(f.values)) for f in features}
+    from_indices = bundle_columns(plan.preprocess, names, "features", indexed)
     got = frame.orderBy("row_id").select(F.array(*from_strings).alias("a"), F.array(*from_indices).alias("b")).collect()
-    expected = spark_features(spark, job, spec, rows)
+    expected = spark_features(spark, spec, rows)
     assert [[float(x) for x in r.a] for r in got] == expected
     assert [[float(x) for x in r.b] for r in got] == expected

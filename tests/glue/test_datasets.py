@@ -16,6 +16,7 @@ from pyspark.ml.functions import vector_to_array
 
 from localmode import datasets
 from localmode.serving.jvm_runtime import MleapJvmRuntime
+from preprocessing.features import build_preprocess_model
 
 pytestmark = pytest.mark.spark
 
@@ -55,13 +56,13 @@ def variants(run, spec: dict, rows: list[dict]) -> list[tuple[dict, str, str]]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_held_out_row_and_its_variants_agree_three_ways(name, dataset_run, jvm, spark, job, tmp_path):
+def test_every_held_out_row_and_its_variants_agree_three_ways(name, dataset_run, jvm, spark, tmp_path):
     run, spec, _ = dataset_run(name)
     manifest = run.manifest
     rows = held_out_rows(run)
     assert len(rows) == manifest["rows"]["test"] > 40
     changed = variants(run, spec, rows)
-    vectors = preprocess_three_ways(run, tmp_path, jvm, spark, job, spec, rows + [r for r, _, _ in changed])
+    vectors = preprocess_three_ways(run, tmp_path, jvm, spark, spec, rows + [r for r, _, _ in changed])
     assert all(len(v) == manifest["feature_width"] for v in vectors)
 
     # What each variant means, slot by slot.
@@ -93,7 +94,7 @@ def test_every_held_out_row_and_its_variants_agree_three_ways(name, dataset_run,
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_postprocess_answers_the_label_like_spark(name, dataset_run, jvm, spark, job, tmp_path):
+def test_postprocess_answers_the_label_like_spark(name, dataset_run, jvm, spark, tmp_path):
     run, spec, _ = dataset_run(name)
     manifest = run.manifest
     if manifest["problem_type"] == "regression":
@@ -108,15 +109,15 @@ def test_postprocess_answers_the_label_like_spark(name, dataset_run, jvm, spark,
         threshold = manifest["binary_threshold"]
         probabilities = [0.0, 0.25, math.nextafter(threshold, -math.inf), threshold,
                          math.nextafter(threshold, math.inf), 0.75, 1.0]
-        answers = postprocess_three_ways(run, tmp_path, jvm, spark, job, spec, probabilities)
+        answers = postprocess_three_ways(run, tmp_path, jvm, spark, spec, probabilities)
         # The contract: probability >= threshold is label_values[1].
         assert answers == [labels[1] if p >= threshold else labels[0] for p in probabilities]
         assert answers == [labels[0]] * 3 + [labels[1]] * 4
         certain = [1.0 if t == labels[1] else 0.0 for t in truth]
-        assert postprocess_three_ways(run, tmp_path, jvm, spark, job, spec, certain) == truth
+        assert postprocess_three_ways(run, tmp_path, jvm, spark, spec, certain) == truth
     else:
         indices = [float(labels.index(t)) for t in truth] + [float(i) for i in range(len(labels))]
-        assert postprocess_three_ways(run, tmp_path, jvm, spark, job, spec, indices) == truth + labels
+        assert postprocess_three_ways(run, tmp_path, jvm, spark, spec, indices) == truth + labels
 
 
 def _input_rows(spec: dict, data) -> list[dict]:
@@ -130,7 +131,7 @@ def _input_rows(spec: dict, data) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_written_training_rows_are_the_pipeline_applied_to_the_input_rows(name, dataset_run, spark, job):
+def test_written_training_rows_are_the_pipeline_applied_to_the_input_rows(name, dataset_run, spark):
     """train + validation CSVs plus the encoded test split = every input row, encoded by Spark's
     PipelineModel with what the run learned (markers in the file read as missing)."""
     run, spec, data = dataset_run(name)
@@ -142,8 +143,8 @@ def test_written_training_rows_are_the_pipeline_applied_to_the_input_rows(name, 
         return float(raw_label) if regression else float(manifest["label_values"].index(raw_label))
 
     def encoded(rows: list[dict]) -> collections.Counter:
-        frame = spark_frame(spark, job, spec, rows)
-        model = job.build_preprocess_model(spark, spec, learned=manifest["learned"])
+        frame = spark_frame(spark, spec, rows)
+        model = build_preprocess_model(spark, spec, learned=manifest["learned"])
         out = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id")
         return collections.Counter((key(r[label]), tuple(v.v)) for r, v in zip(rows, out.collect()))
 

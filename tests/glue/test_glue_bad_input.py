@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from preprocessing.errors import InvalidInputData
+
 pytestmark = pytest.mark.spark
 
 HEADER = "buying,maint,doors,persons,lug_boot,safety,class"
@@ -20,11 +22,11 @@ def car_lines(car_data) -> list[str]:
     return Path(car_data).read_text(encoding="ascii").splitlines()
 
 
-def refuse(run_job, job, tmp_path: Path, content: bytes, name: str = "input.csv") -> str:
+def refuse(run_job, tmp_path: Path, content: bytes, name: str = "input.csv") -> str:
     source = tmp_path / name
     source.write_bytes(content)
     out = tmp_path / "out"
-    with pytest.raises(job.InvalidInputData) as caught:
+    with pytest.raises(InvalidInputData) as caught:
         run_job(source, out)
     # Nothing written: no run directory, no staging directory; the input untouched.
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
@@ -36,38 +38,38 @@ def lines_to_bytes(lines: list[str], ending: str = "\n") -> bytes:
     return ("".join(line + ending for line in lines)).encode("utf-8")
 
 
-def test_wrong_field_count(run_job, job, tmp_path, car_lines):
+def test_wrong_field_count(run_job, tmp_path, car_lines):
     lines = car_lines[:10]
     lines[3] = "vhigh,vhigh,2,2,small,unacc"
     lines[6] = lines[6] + ",extra"
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert "2 line(s) do not have 7 comma-separated fields" in message
     assert "line 4 (6 fields), line 7 (8 fields)" in message
 
 
-def test_empty_fields_and_missing_markers(run_job, job, tmp_path, car_lines):
+def test_empty_fields_and_missing_markers(run_job, tmp_path, car_lines):
     """car's columns allow no missing cells: an empty cell or a marker (NA, ?, ...) is refused."""
     lines = car_lines[:10]
     lines[1] = "vhigh,,2,2,small,low,unacc"
     lines[5] = "vhigh,vhigh,?,2,small,low,unacc"
     lines[8] = "vhigh,vhigh,2,2,small,low,"
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert ("3 line(s) have an empty cell or a missing-value marker in a column that allows none (the label, or a "
             "categorical feature without allow_missing): line 2 (maint=''), line 6 (doors='?'), line 9 (class='')"
             in message)
 
 
-def test_label_outside_the_spec(run_job, job, tmp_path, car_lines):
+def test_label_outside_the_spec(run_job, tmp_path, car_lines):
     lines = car_lines[:10]
     lines[2] = lines[2].rsplit(",", 1)[0] + ",excellent"
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert "1 line(s) have a 'class' label outside the spec's values (unacc, acc, good, vgood): line 3 ('excellent')" in message
 
 
-def test_feature_value_outside_the_spec(run_job, job, tmp_path, car_lines):
+def test_feature_value_outside_the_spec(run_job, tmp_path, car_lines):
     lines = car_lines[:10]
     lines[4] = "vhigh,vhigh,6,2,small,low,unacc"
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert "1 line(s) have feature values the spec does not list: line 5 (doors='6')" in message
 
 
@@ -77,54 +79,54 @@ def test_feature_value_outside_the_spec(run_job, job, tmp_path, car_lines):
     ((HEADER + "\n").encode(), "only the column-names line and no data rows"),
     (("\ufeff" + HEADER + "\r\n\r\n").encode(), "only the column-names line and no data rows"),
 ], ids=["empty", "blank-lines", "header-only", "bom-crlf-header-only"])
-def test_no_data_rows(run_job, job, tmp_path, content, expected):
-    assert expected in refuse(run_job, job, tmp_path, content)
+def test_no_data_rows(run_job, tmp_path, content, expected):
+    assert expected in refuse(run_job, tmp_path, content)
 
 
-def test_bytes_that_are_not_utf8(run_job, job, tmp_path, car_lines):
+def test_bytes_that_are_not_utf8(run_job, tmp_path, car_lines):
     content = lines_to_bytes(car_lines[:3]) + "vhigh,vhigh,2,2,small,low,unacc é\n".encode("latin-1") + lines_to_bytes(car_lines[3:6])
-    message = refuse(run_job, job, tmp_path, content)
+    message = refuse(run_job, tmp_path, content)
     assert "1 line(s) are not valid UTF-8 text (save the file as UTF-8): line 4" in message
 
 
-def test_utf16_file(run_job, job, tmp_path, car_lines):
-    message = refuse(run_job, job, tmp_path, "\n".join(car_lines[:5]).encode("utf-16"))
+def test_utf16_file(run_job, tmp_path, car_lines):
+    message = refuse(run_job, tmp_path, "\n".join(car_lines[:5]).encode("utf-16"))
     assert "are not valid UTF-8 text" in message
     assert "line 1" in message
 
 
-def test_unbalanced_quotes(run_job, job, tmp_path, car_lines):
+def test_unbalanced_quotes(run_job, tmp_path, car_lines):
     lines = car_lines[:10]
     lines[1] = '"vhigh,vhigh,2,2,small,low,unacc'
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert "1 line(s) have an unbalanced double quote: line 2" in message
 
 
-def test_column_names_after_line_1(run_job, job, tmp_path, car_lines):
+def test_column_names_after_line_1(run_job, tmp_path, car_lines):
     lines = [HEADER] + car_lines[:5] + [HEADER] + car_lines[5:8]
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert "1 line(s) repeat the column names after line 1: line 7" in message
 
 
-def test_many_problems_are_counted_and_the_first_lines_named(run_job, job, tmp_path, car_lines):
+def test_many_problems_are_counted_and_the_first_lines_named(run_job, tmp_path, car_lines):
     lines = list(car_lines)
     for i in range(100, 1700, 100):
         lines[i] = lines[i].rsplit(",", 1)[0] + ",bogus"
     lines[50] = "a,b"
-    message = refuse(run_job, job, tmp_path, lines_to_bytes(lines))
+    message = refuse(run_job, tmp_path, lines_to_bytes(lines))
     assert message.startswith("Input data rejected, nothing was trained")
     assert "16 line(s) have a 'class' label outside" in message
     assert "line 101 ('bogus'), line 201 ('bogus'), line 301 ('bogus'), line 401 ('bogus'), line 501 ('bogus'), ... (11 more)" in message
     assert "1 line(s) do not have 7 comma-separated fields (buying, maint, doors, persons, lug_boot, safety, class): line 51 (2 fields)" in message
 
 
-def test_missing_input(run_job, job, tmp_path):
-    with pytest.raises(job.InvalidInputData, match="cannot be read"):
+def test_missing_input(run_job, tmp_path):
+    with pytest.raises(InvalidInputData, match="cannot be read"):
         run_job(tmp_path / "nope.csv", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_line_numbers_are_exact_across_many_partitions_and_files(spark, run_job, job, tmp_path, car_lines):
+def test_line_numbers_are_exact_across_many_partitions_and_files(spark, run_job, tmp_path, car_lines):
     """Line numbers must not depend on how Spark cuts the input into partitions."""
     folder = tmp_path / "input"
     folder.mkdir()
@@ -141,7 +143,7 @@ def test_line_numbers_are_exact_across_many_partitions_and_files(spark, run_job,
     spark.conf.set("spark.sql.files.openCostInBytes", "0")
     try:
         assert spark.read.text(str(folder)).rdd.getNumPartitions() > 10
-        with pytest.raises(job.InvalidInputData) as caught:
+        with pytest.raises(InvalidInputData) as caught:
             run_job(folder, tmp_path / "out")
     finally:
         for key, value in previous.items():

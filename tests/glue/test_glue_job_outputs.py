@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from pyspark.ml.functions import vector_to_array
 
+from preprocessing.features import build_preprocess_model
+
 pytestmark = pytest.mark.spark
 
 
@@ -82,13 +84,13 @@ def test_test_split_holds_raw_rows_in_spec_order(car_run, dataset_spec):
         assert row[-1] in label_values(dataset_spec)
 
 
-def test_written_vectors_are_the_pipeline_transform_of_the_input_rows(car_run, car_data, spark, job, dataset_spec):
+def test_written_vectors_are_the_pipeline_transform_of_the_input_rows(car_run, car_data, spark, dataset_spec):
     """train + validation CSVs plus the encoded test split = every car row, encoded by the pipeline."""
     columns = [f["name"] for f in features_of(dataset_spec)] + [dataset_spec["label"]]
     labels = label_values(dataset_spec)
     raw = pd.read_csv(car_data, header=None, names=columns, dtype=str)
     frame = spark.createDataFrame(raw)
-    model = job.build_preprocess_model(spark, dataset_spec, frame)
+    model = build_preprocess_model(spark, dataset_spec, frame)
     encoded = model.transform(frame).select(dataset_spec["label"], vector_to_array("features").alias("v")).collect()
     expected = collections.Counter((labels.index(r[0]), tuple(r.v)) for r in encoded)
 

@@ -7,20 +7,25 @@ from pathlib import Path
 
 import pytest
 
+from dataset_spec import parse_spec
+from dataset_spec.spec import spec_columns
+from preprocessing.split import assign_split, boundary_buckets, split_counts
+from preprocessing.validate import validate
 
-def test_boundary_buckets_find_the_buckets_where_each_cut_falls(job):
+
+def test_boundary_buckets_find_the_buckets_where_each_cut_falls():
     # Label "a": 10 rows in buckets 0..3 holding 4, 0 (absent), 3, 3 rows; test ends at rank 2, validation at 5.
     sizes = {"a": {"test": 2, "validation": 3, "train": 5}, "b": {"test": 0, "validation": 0, "train": 1}}
     counts = {("a", 0): 4, ("a", 2): 3, ("a", 3): 3, ("b", 7): 1}
-    plan = job.boundary_buckets(sizes, counts)
+    plan = boundary_buckets(sizes, counts)
     assert plan["a"] == {"test_bucket": 0, "validation_bucket": 2, "test_end": 2, "validation_end": 5,
                          "starts": {0: 0, 2: 4}}
     # No test or validation rows: no boundary, everything is train.
     assert plan["b"]["starts"] == {} and plan["b"]["test_bucket"] == plan["b"]["validation_bucket"] == -1
 
 
-def test_split_counts_round_each_label_and_give_train_the_rest(job):
-    assert job.split_counts({"good": 69, "vgood": 65, "one": 1, "none": 0}) == {
+def test_split_counts_round_each_label_and_give_train_the_rest():
+    assert split_counts({"good": 69, "vgood": 65, "one": 1, "none": 0}) == {
         "good": {"test": 10, "validation": 10, "train": 49},
         "vgood": {"test": 10, "validation": 10, "train": 45},
         "one": {"test": 0, "validation": 0, "train": 1},
@@ -29,22 +34,22 @@ def test_split_counts_round_each_label_and_give_train_the_rest(job):
 
 
 @pytest.mark.spark
-def test_split_is_exact_and_a_partition_with_crowded_buckets(spark, job, dataset_spec, car_data, tmp_path, monkeypatch):
+def test_split_is_exact_and_a_partition_with_crowded_buckets(spark, dataset_spec, car_data, tmp_path, monkeypatch):
     lines = Path(car_data).read_text().splitlines()
     source = tmp_path / "tripled.csv"
     source.write_text("".join(line + "\n" for line in lines * 3))
-    monkeypatch.setattr(job, "SPLIT_BUCKETS", 3)  # about 600 rows per bucket for "unacc"
-    layout = job.parse_spec(dataset_spec)
-    valid = job.validate(spark, layout, str(source), 42)
+    monkeypatch.setattr("preprocessing.validate.SPLIT_BUCKETS", 3)  # about 600 rows per bucket for "unacc"
+    layout = parse_spec(dataset_spec)
+    valid = validate(spark, layout, str(source), 42)
     try:
-        sizes = job.split_counts(valid.label_counts)
+        sizes = split_counts(valid.label_counts)
         assert max(valid.bucket_counts.values()) > 500
-        rows = job.assign_split(valid, layout, sizes).collect()
+        rows = assign_split(valid, layout, sizes).collect()
     finally:
         valid.release()
     label = dataset_spec["label"]
     got = collections.Counter((r[label], r.split) for r in rows)
     assert got == {(lab, split): n for lab, s in sizes.items() for split, n in s.items() if n}
     # A partition of the input: every line exactly as often as it was given.
-    columns = job.spec_columns(dataset_spec)
+    columns = spec_columns(dataset_spec)
     assert collections.Counter(",".join(r[c] for c in columns) for r in rows) == collections.Counter(lines * 3)

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from dataset_spec import InvalidSpec, parse_spec
 from localmode import REPO_ROOT
+from preprocessing.options import load_spec
 
 BASE = {
     "name": "shop",
@@ -26,20 +28,20 @@ def spec_with(**changes) -> dict:
     return spec
 
 
-def problems(job, spec) -> str:
-    with pytest.raises(job.InvalidSpec) as caught:
-        job.parse_spec(spec)
+def problems(spec) -> str:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_spec(spec)
     return str(caught.value)
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "datasets").glob("*.json")), ids=lambda p: p.stem)
-def test_every_committed_spec_is_valid_and_named_after_its_file(job, path):
+def test_every_committed_spec_is_valid_and_named_after_its_file(path):
     spec = json.loads(path.read_text(encoding="utf-8"))
-    assert job.parse_spec(spec).name == spec["name"] == path.stem
+    assert parse_spec(spec).name == spec["name"] == path.stem
 
 
-def test_defaults_are_written_out_in_the_spec_as_used(job):
-    layout = job.parse_spec(BASE)
+def test_defaults_are_written_out_in_the_spec_as_used():
+    layout = parse_spec(BASE)
     assert layout.spec == {
         "name": "shop", "header": "auto", "missing_values": ["NA", "N/A", "null", "?"],
         "columns": [
@@ -53,12 +55,21 @@ def test_defaults_are_written_out_in_the_spec_as_used(job):
     assert [c.name for c in layout.features] == ["colour", "weight"] and layout.label.name == "bought"
     assert layout.problem_type(["no", "yes"]) == "binary"
     # The spec as used is itself a valid spec that reads the same.
-    assert job.parse_spec(layout.spec).spec == layout.spec
+    assert parse_spec(layout.spec).spec == layout.spec
 
 
-def test_regression_defaults_to_r2_and_a_label_may_be_any_column(job):
+def test_a_gate_without_a_metric_gets_the_default_the_qa_step_would_use():
+    """The spec check writes the default metric before the data says how many classes a learned label has: the
+    QA step's defaults for binary and multiclass must be the one it writes (dataset_spec.gate)."""
+    from dataset_spec import DEFAULT_GATE_METRIC
+
+    learned = spec_with(columns=BASE["columns"][:2] + [{"name": "bought", "type": "categorical"}])
+    assert parse_spec(learned).quality_gate["metric"] == DEFAULT_GATE_METRIC["binary"] == DEFAULT_GATE_METRIC["multiclass"]
+
+
+def test_regression_defaults_to_r2_and_a_label_may_be_any_column():
     spec = spec_with(columns=[{"name": "price", "type": "numeric"}] + BASE["columns"], label="price")
-    layout = job.parse_spec(spec)
+    layout = parse_spec(spec)
     assert layout.quality_gate == {"metric": "r2", "threshold": None, "higher_is_better": True}
     assert [c.name for c in layout.features] == ["colour", "weight", "bought"]
     assert layout.problem_type(None) == "regression" and "binary_threshold" not in layout.spec
@@ -83,8 +94,8 @@ def test_regression_defaults_to_r2_and_a_label_may_be_any_column(job):
     ({"quality_gate": {"metric": "accuracy", "min": 0.9}}, "quality_gate: unknown key(s) min"),
     ({"columns": []}, "columns must list the file's columns in order"),
 ], ids=lambda v: str(v)[:40])
-def test_spec_mistakes_are_named(job, change, expected):
-    assert expected in problems(job, spec_with(**change))
+def test_spec_mistakes_are_named(change, expected):
+    assert expected in problems(spec_with(**change))
 
 
 @pytest.mark.parametrize("column, expected", [
@@ -108,10 +119,10 @@ def test_spec_mistakes_are_named(job, change, expected):
     ({"name": "features", "type": "numeric"}, "column names ['features'] clash with the job's own columns"),
     ({"name": "a__b", "type": "numeric"}, "column names ['a__b'] clash with the job's own columns"),
 ], ids=lambda v: str(v)[:40])
-def test_column_mistakes_are_named(job, column, expected):
+def test_column_mistakes_are_named(column, expected):
     spec = copy.deepcopy(BASE)
     spec["columns"][0] = column
-    assert expected in problems(job, spec)
+    assert expected in problems(spec)
 
 
 @pytest.mark.parametrize("label, extra, expected", [
@@ -135,36 +146,36 @@ def test_column_mistakes_are_named(job, column, expected):
     ({"name": "bought", "type": "numeric"}, {"quality_gate": {"metric": "mae", "threshold": -1}},
      "quality_gate.threshold for mae must not be negative, got -1"),
 ], ids=lambda v: str(v)[:40])
-def test_label_mistakes_are_named(job, label, extra, expected):
+def test_label_mistakes_are_named(label, extra, expected):
     spec = copy.deepcopy(BASE)
     spec["columns"][2] = label
     spec.update(extra)
-    assert expected in problems(job, spec)
+    assert expected in problems(spec)
 
 
-def test_every_problem_is_reported_at_once(job):
+def test_every_problem_is_reported_at_once():
     spec = spec_with(header="maybe", label="nope", extra=1)
-    message = problems(job, spec)
+    message = problems(spec)
     assert message.startswith("dataset spec 'shop' is invalid: ")
     for part in ("unknown key(s) extra", "header must be one of", "label 'nope' is not one of the columns"):
         assert part in message
 
 
-def test_the_previous_format_gets_a_pointer_to_the_new_one(job):
+def test_the_previous_format_gets_a_pointer_to_the_new_one():
     old = {"name": "car", "features": [{"name": "a", "values": ["x"]}], "label": {"name": "class", "values": ["y", "z"]}}
-    assert "previous format (features + label {name, values})" in problems(job, old)
+    assert "previous format (features + label {name, values})" in problems(old)
 
 
-def test_only_features_are_ignored_columns_and_at_least_one_feature_remains(job):
+def test_only_features_are_ignored_columns_and_at_least_one_feature_remains():
     spec = spec_with(columns=[{"name": "id", "type": "ignore"}, BASE["columns"][2]])
-    assert "no feature columns: every column but the label is ignored" in problems(job, spec)
+    assert "no feature columns: every column but the label is ignored" in problems(spec)
 
 
-def test_a_spec_file_that_is_not_json_is_named(job, tmp_path):
+def test_a_spec_file_that_is_not_json_is_named(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text("{", encoding="utf-8")
-    with pytest.raises(job.InvalidSpec, match=r"broken.json is not valid JSON"):
-        job.load_spec(str(path))
+    with pytest.raises(InvalidSpec, match=r"broken.json is not valid JSON"):
+        load_spec(str(path))
 
 
 def _environment_value_max() -> int:
@@ -183,7 +194,7 @@ def _schema_length(feature_names: list[str]) -> int:
     return len(json.dumps(document, separators=(",", ":")))
 
 
-def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_refused_before_any_data(job):
+def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_refused_before_any_data():
     # SparkML Serving reads a CSV request's schema only from SAGEMAKER_SPARKML_SCHEMA
     # (aws/sagemaker-sparkml-serving-container, SerializationUtils / the README's "Schema"), and
     # CreateModel refuses an environment value over the limit: such a spec would train and then
@@ -197,7 +208,7 @@ def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_ref
     wide = spec_with(columns=[{"name": n, "type": "numeric"} for n in measurements]
                      + [{"name": "diagnosis", "type": "categorical", "values": ["benign", "malignant"]}],
                      label="diagnosis")
-    message = problems(job, wide)
+    message = problems(wide)
     assert f"would be {_schema_length(measurements)} characters" in message
     assert "SageMaker allows 1024" in message and "SAGEMAKER_SPARKML_SCHEMA" in message
 
@@ -205,14 +216,14 @@ def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_ref
     narrowed = copy.deepcopy(wide)
     for column in narrowed["columns"][10:30]:
         column["type"] = "ignore"
-    job.parse_spec(narrowed)
+    parse_spec(narrowed)
 
     # The boundary: a feature name that makes the schema exactly `limit` characters is accepted, one more is not.
     fixed = _schema_length(["colour", ""])
     at_limit = spec_with(columns=[BASE["columns"][0], {"name": "w" * (limit - fixed), "type": "numeric"},
                                   BASE["columns"][2]])
     assert _schema_length(["colour", "w" * (limit - fixed)]) == limit
-    job.parse_spec(at_limit)
+    parse_spec(at_limit)
     over = copy.deepcopy(at_limit)
     over["columns"][1]["name"] += "w"
-    assert f"would be {limit + 1} characters" in problems(job, over)
+    assert f"would be {limit + 1} characters" in problems(over)

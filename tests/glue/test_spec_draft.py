@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_spec import parse_spec
 from localmode import datasets
 from localmode.__main__ import main as localmode_main
 from localmode.spec_draft import DraftRefused, draft_spec
@@ -30,8 +31,8 @@ def column(spec: dict, name: str) -> dict:
     return next(c for c in spec["columns"] if c["name"] == name)
 
 
-def test_penguins_draft_types_listed_values_and_missing_cells(built, job):
-    spec, notes = draft_spec(built / "penguins.csv", "species", job=job)
+def test_penguins_draft_types_listed_values_and_missing_cells(built):
+    spec, notes = draft_spec(built / "penguins.csv", "species")
     assert spec["name"] == "penguins" and spec["header"] == "yes" and spec["label"] == "species"
     assert column(spec, "species") == {"name": "species", "type": "categorical",
                                        "values": ["Adelie", "Chinstrap", "Gentoo"]}
@@ -41,11 +42,11 @@ def test_penguins_draft_types_listed_values_and_missing_cells(built, job):
     assert column(spec, "bill_length_mm")["type"] == "numeric"
     assert "2 of 344 cells missing" in column(spec, "bill_length_mm")["description"]
     assert spec["quality_gate"] == {"metric": "accuracy", "threshold": None} and "binary_threshold" not in spec
-    job.parse_spec(spec)
+    parse_spec(spec)
 
 
-def test_diabetes_draft_finds_regression_and_an_identifier(built, job):
-    spec, notes = draft_spec(built / "diabetes.csv", "progression", job=job)
+def test_diabetes_draft_finds_regression_and_an_identifier(built):
+    spec, notes = draft_spec(built / "diabetes.csv", "progression")
     assert column(spec, "progression") == {"name": "progression", "type": "numeric"}
     assert column(spec, "patient_id")["type"] == "ignore" and any("patient_id" in n for n in notes)
     assert column(spec, "age_group")["values"] == ["10s", "20s", "30s", "40s", "50s", "60s", "70s"]
@@ -54,20 +55,20 @@ def test_diabetes_draft_finds_regression_and_an_identifier(built, job):
     assert spec["quality_gate"]["metric"] == "r2"
 
 
-def test_few_whole_numbers_as_label_are_classes_unless_told_otherwise(tmp_path, job):
+def test_few_whole_numbers_as_label_are_classes_unless_told_otherwise(tmp_path):
     path = write(tmp_path, "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
-    spec, notes = draft_spec(path, "y", job=job)
+    spec, notes = draft_spec(path, "y")
     assert column(spec, "y") == {"name": "y", "type": "categorical", "values": ["0", "1"]}
     assert spec["binary_threshold"] == 0.5 and any("--label-type numeric" in n for n in notes)
-    spec, _ = draft_spec(path, "y", label_type="numeric", job=job)
+    spec, _ = draft_spec(path, "y", label_type="numeric")
     assert column(spec, "y")["type"] == "numeric" and spec["quality_gate"]["metric"] == "r2"
 
 
-def test_many_text_values_are_learned_with_a_cap(tmp_path, job):
+def test_many_text_values_are_learned_with_a_cap(tmp_path):
     path = write(tmp_path, "city,y\n" + "".join(f"c{i % 30},{'ab'[i % 2]}\n" for i in range(90)))
-    spec, _ = draft_spec(path, "y", job=job)
+    spec, _ = draft_spec(path, "y")
     assert column(spec, "city")["max_categories"] == 20 and "values" not in column(spec, "city")
-    spec, _ = draft_spec(path, "y", max_listed=30, job=job)
+    spec, _ = draft_spec(path, "y", max_listed=30)
     assert len(column(spec, "city")["values"]) == 30
 
 
@@ -85,9 +86,9 @@ def test_many_text_values_are_learned_with_a_cap(tmp_path, job):
     ("", "y", "line 1 should hold the column names, and the file is empty"),
 ], ids=["all-empty", "one-class", "label-missing", "mixed", "ragged", "no-label", "bad-name", "duplicate",
         "no-header", "empty"])
-def test_refusals_name_the_column_and_why(tmp_path, job, text, label, expected):
+def test_refusals_name_the_column_and_why(tmp_path, text, label, expected):
     with pytest.raises(DraftRefused) as caught:
-        draft_spec(write(tmp_path, text), label, job=job)
+        draft_spec(write(tmp_path, text), label)
     assert expected in str(caught.value)
 
 
@@ -104,8 +105,8 @@ def test_the_command_writes_nothing_when_it_refuses_and_a_valid_spec_otherwise(t
 
 
 @pytest.mark.spark
-def test_the_job_accepts_a_drafted_spec_unchanged(built, job, run_job, tmp_path):
-    spec, _ = draft_spec(built / "penguins.csv", "species", job=job)
+def test_the_job_accepts_a_drafted_spec_unchanged(built, run_job, tmp_path):
+    spec, _ = draft_spec(built / "penguins.csv", "species")
     run = run_job(built / "penguins.csv", tmp_path / "run", spec=spec)
     assert run.manifest["problem_type"] == "multiclass" and run.manifest["rows"]["total"] == 344
     assert run.manifest["missing_cells"]["sex"] == 11

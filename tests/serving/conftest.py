@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from localmode import glue_local
 from localmode.run_artifacts import read_csv_parts, unpack
 from localmode.serving.containers import InferencePipeline, SparkMLServingContainer, XGBoostContainer
 from localmode.serving.jvm_runtime import JvmRuntimeUnavailable, MleapJvmRuntime
+from preprocessing.job import run
+from preprocessing.options import JobOptions
 
 # What prepare_training asks the built-in algorithm for (its defaults).
 HYPERPARAMETERS = {"objective": "multi:softmax", "num_round": "200", "early_stopping_rounds": "10",
@@ -52,11 +53,6 @@ class ServingArtifacts:
         ]
 
 
-@pytest.fixture(scope="session")
-def glue_job():
-    return glue_local.load_job()
-
-
 def _train(run_dir: Path, manifest: dict, target: Path) -> Path:
     """The built-in algorithm's training, as localmode's training worker does it (same functions)."""
     from localmode.workers.training import plan_training, train_on_channels
@@ -70,13 +66,13 @@ def _train(run_dir: Path, manifest: dict, target: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def serving_artifacts(spark, glue_job, car_data, dataset_spec, tmp_path_factory) -> ServingArtifacts:
+def serving_artifacts(spark, car_data, dataset_spec, tmp_path_factory) -> ServingArtifacts:
     """The real Glue job on the real car data, once per session, and a model trained on its split."""
     root = tmp_path_factory.mktemp("serving")
     run_dir = root / "run"
-    options = glue_job.JobOptions(input=str(car_data), output=str(run_dir), run_id="serving-tests",
-                                  spec=dataset_spec, seed=42)
-    manifest = glue_job.run(spark, options)
+    options = JobOptions(input=str(car_data), output=str(run_dir), run_id="serving-tests",
+                         spec=dataset_spec, seed=42)
+    manifest = run(spark, options)
     return ServingArtifacts(
         run_dir=run_dir,
         manifest=manifest,

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from localmode.glue_local import load_job
 from localmode.serving.jvm_runtime import MleapJvmRuntime
 from localmode.serving.mleap import BundleError, MleapBundle, MleapError
+from preprocessing.features import other_splits
+from preprocessing.labels import probability_cut
+from preprocessing.mleap import BundleNode, write_bundle
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +22,8 @@ def jvm() -> MleapJvmRuntime:
 
 
 def bundle(tmp_path: Path, name: str, nodes: list, inputs: list[tuple[str, str]], output: str) -> tuple[Path, Path]:
-    job = load_job()
     directory = tmp_path / name
-    job.write_bundle(name, nodes, directory)
+    write_bundle(name, nodes, directory)
     schema = {"input": [{"name": n, "type": t} for n, t in inputs], "output": {"name": output, "type": "double"}}
     schema_path = tmp_path / f"{name}-schema.json"
     schema_path.write_text(json.dumps(schema))
@@ -55,14 +56,13 @@ def same_answers(jvm_answers: list[dict], local_answers: list[dict]) -> None:
             assert theirs == ours
 
 
-def node(job, name: str, op: str, attributes: dict, source: str, target: str):
-    return job.BundleNode(name, op, attributes, [("input", source)], [("output", target)])
+def node(name: str, op: str, attributes: dict, source: str, target: str):
+    return BundleNode(name, op, attributes, [("input", source)], [("output", target)])
 
 
 def test_imputer_on_a_string_field_reads_empty_and_null_as_missing(jvm, tmp_path):
-    job = load_job()
-    imputer = node(job, "imp", "imputer", {"surrogate_value": {"double": 2.5}, "strategy": {"string": "mean"},
-                                           "nullable_input": {"boolean": True}}, "x", "y")
+    imputer = node("imp", "imputer", {"surrogate_value": {"double": 2.5}, "strategy": {"string": "mean"},
+                                      "nullable_input": {"boolean": True}}, "x", "y")
     directory, schema = bundle(tmp_path, "imputer", [imputer], [("x", "string")], "y")
     rows = [{"x": v} for v in ["", "null", "NaN", "3", " 4 ", "-0", "1e2", "abc", "NA", "1,5"]]
     theirs = jvm.transform(directory, schema, rows)
@@ -73,9 +73,8 @@ def test_imputer_on_a_string_field_reads_empty_and_null_as_missing(jvm, tmp_path
 
 
 def test_imputer_on_a_double_field_fills_nan(jvm, tmp_path):
-    job = load_job()
-    imputer = node(job, "imp", "imputer", {"surrogate_value": {"double": 0.0}, "strategy": {"string": "median"},
-                                           "nullable_input": {"boolean": True}}, "x", "y")
+    imputer = node("imp", "imputer", {"surrogate_value": {"double": 0.0}, "strategy": {"string": "median"},
+                                      "nullable_input": {"boolean": True}}, "x", "y")
     directory, schema = bundle(tmp_path, "imputer-double", [imputer], [("x", "double")], "y")
     rows = [{"x": "NaN"}, {"x": "7.25"}]
     theirs = jvm.transform(directory, schema, rows)
@@ -85,11 +84,10 @@ def test_imputer_on_a_double_field_fills_nan(jvm, tmp_path):
 
 @pytest.mark.parametrize("handle_invalid", ["error", "keep"])
 def test_bucketizer_buckets_bounds_and_nan(jvm, tmp_path, handle_invalid):
-    job = load_job()
-    splits = job.other_splits(2, 5)  # positions 0, 1 own buckets; 2..4 "other"; 5 (never seen) the last
+    splits = other_splits(2, 5)  # positions 0, 1 own buckets; 2..4 "other"; 5 (never seen) the last
     assert splits == [-0.5, 0.5, 1.5, 4.5, 5.5]
-    bucketizer = node(job, "b", "bucketizer", {"splits": {"double": splits, "type": "list"},
-                                               "handle_invalid": {"string": handle_invalid}}, "i", "bucket")
+    bucketizer = node("b", "bucketizer", {"splits": {"double": splits, "type": "list"},
+                                          "handle_invalid": {"string": handle_invalid}}, "i", "bucket")
     directory, schema = bundle(tmp_path, f"bucketizer-{handle_invalid}", [bucketizer], [("i", "double")], "bucket")
     values = ["0", "1", "2", "3", "4", "5", "5.5", "-0.5", "-1", "6", "NaN"]
     theirs = jvm.transform(directory, schema, [{"i": v} for v in values])
@@ -103,11 +101,10 @@ def test_bucketizer_buckets_bounds_and_nan(jvm, tmp_path, handle_invalid):
 
 
 def test_binarizer_at_the_threshold_cut(jvm, tmp_path):
-    job = load_job()
-    cut = job.probability_cut(0.5)
+    cut = probability_cut(0.5)
     assert cut < 0.5 and math.nextafter(cut, 1.0) == 0.5
-    binarizer = node(job, "bin", "binarizer", {"threshold": {"double": cut},
-                                               "input_shapes": {"data_shape": {"base": "scalar", "isNullable": False}}},
+    binarizer = node("bin", "binarizer", {"threshold": {"double": cut},
+                                          "input_shapes": {"data_shape": {"base": "scalar", "isNullable": False}}},
                      "p", "c")
     directory, schema = bundle(tmp_path, "binarizer", [binarizer], [("p", "double")], "c")
     values = [0.0, cut, 0.5, math.nextafter(0.5, 1.0), 1.0]
@@ -118,7 +115,6 @@ def test_binarizer_at_the_threshold_cut(jvm, tmp_path):
 
 
 def test_the_loaders_refusals(tmp_path):
-    job = load_job()
     cases = {
         "binarizer": ({"thresholds": {"double": [0.5], "type": "list"},
                        "input_shapes": {"data_shape": {"base": "scalar", "isNullable": False}}},
@@ -128,6 +124,6 @@ def test_the_loaders_refusals(tmp_path):
                        "Invalid handler: drop"),
     }
     for op, (attributes, message) in cases.items():
-        directory, _ = bundle(tmp_path, f"bad-{op}", [node(job, "n", op, attributes, "x", "y")], [("x", "double")], "y")
+        directory, _ = bundle(tmp_path, f"bad-{op}", [node("n", op, attributes, "x", "y")], [("x", "double")], "y")
         with pytest.raises(BundleError, match=message):
             MleapBundle(directory)

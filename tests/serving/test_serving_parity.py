@@ -10,7 +10,13 @@ import pytest
 import xgboost
 from pyspark.ml.functions import vector_to_array
 
+from dataset_spec import parse_spec
+from dataset_spec.spec import spec_columns
 from localmode.serving.mleap import MleapBundle, RowSkipped, dense_values
+from preprocessing.bundle import bundle_nodes
+from preprocessing.features import build_preprocess_model
+from preprocessing.labels import build_postprocess_model
+from preprocessing.mleap import write_bundle
 
 pytestmark = pytest.mark.spark
 
@@ -21,10 +27,10 @@ def python_features(artifacts, rows: list[list[str]]) -> list[list[float]]:
     return [dense_values(program.run(list(row))) for row in rows]
 
 
-def spark_features(spark, glue_job, spec, rows: list[list[str]]) -> list[list[float]]:
-    names = [f.name for f in glue_job.parse_spec(spec).features]
+def spark_features(spark, spec, rows: list[list[str]]) -> list[list[float]]:
+    names = [f.name for f in parse_spec(spec).features]
     frame = spark.createDataFrame(pd.DataFrame([[*row, i] for i, row in enumerate(rows)], columns=names + ["row_id"]))
-    model = glue_job.build_preprocess_model(spark, spec, frame)
+    model = build_preprocess_model(spark, spec, frame)
     result = model.transform(frame).select("row_id", vector_to_array("features").alias("v")).orderBy("row_id")
     return [list(r.v) for r in result.collect()]
 
@@ -37,7 +43,7 @@ def unseen_rows(spec) -> list[list[str]]:
 
 
 def test_preprocess_matches_the_jvm_runtime_and_spark_on_every_test_row(
-        serving_artifacts, jvm_runtime, schema_files, spark, glue_job, dataset_spec):
+        serving_artifacts, jvm_runtime, schema_files, spark, dataset_spec):
     rows = [row[:-1] for row in serving_artifacts.test_rows] + unseen_rows(dataset_spec)
     assert len(serving_artifacts.test_rows) == serving_artifacts.manifest["rows"]["test"] > 100
     names = serving_artifacts.feature_names
@@ -45,7 +51,7 @@ def test_preprocess_matches_the_jvm_runtime_and_spark_on_every_test_row(
     ours = python_features(serving_artifacts, rows)
     jvm = jvm_runtime.transform(serving_artifacts.preprocess_dir, schema_files["preprocess"],
                                 [dict(zip(names, row)) for row in rows])
-    spark_rows = spark_features(spark, glue_job, dataset_spec, rows)
+    spark_rows = spark_features(spark, dataset_spec, rows)
 
     assert [{"output": v} for v in ours] == jvm
     assert ours == spark_rows
@@ -54,7 +60,7 @@ def test_preprocess_matches_the_jvm_runtime_and_spark_on_every_test_row(
     assert sum(ours[len(serving_artifacts.test_rows)]) == len(names) - 1
 
 
-def test_postprocess_matches_the_jvm_runtime_and_spark(serving_artifacts, jvm_runtime, schema_files, spark, glue_job,
+def test_postprocess_matches_the_jvm_runtime_and_spark(serving_artifacts, jvm_runtime, schema_files, spark,
                                                        dataset_spec):
     labels = serving_artifacts.manifest["label_values"]
     indices = [float(labels.index(row[-1])) for row in serving_artifacts.test_rows] + [float(i) for i in range(len(labels))]
@@ -65,7 +71,7 @@ def test_postprocess_matches_the_jvm_runtime_and_spark(serving_artifacts, jvm_ru
                                 [{"label": index} for index in indices])
     frame = spark.createDataFrame(pd.DataFrame({"label": indices, "row_id": range(len(indices))}))
     spark_labels = [r.predicted_label for r in
-                    glue_job.build_postprocess_model(dataset_spec).transform(frame).orderBy("row_id").collect()]
+                    build_postprocess_model(dataset_spec).transform(frame).orderBy("row_id").collect()]
 
     assert [{"output": label} for label in ours] == jvm
     assert ours == spark_labels == [row[-1] for row in serving_artifacts.test_rows] + labels
@@ -122,15 +128,15 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module")
-def variant_bundles(spark, car_data, dataset_spec, glue_job, tmp_path_factory):
+def variant_bundles(spark, car_data, dataset_spec, tmp_path_factory):
     """Feature pipelines fitted by Spark (frequency-ordered labels) and written by the Glue job's
     own bundle writer, one per setting."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
     from pyspark.sql.types import StringType, StructField, StructType
 
-    names = [f.name for f in glue_job.parse_spec(dataset_spec).features]
-    columns = glue_job.spec_columns(dataset_spec)
+    names = [f.name for f in parse_spec(dataset_spec).features]
+    columns = spec_columns(dataset_spec)
     frame = spark.read.csv(str(car_data), schema=StructType([StructField(c, StringType()) for c in columns]))
     root = tmp_path_factory.mktemp("variants")
     bundles = {}
@@ -140,8 +146,8 @@ def variant_bundles(spark, car_data, dataset_spec, glue_job, tmp_path_factory):
                                     handleInvalid=encoder, dropLast=drop_last))
         stages.append(VectorAssembler(inputCols=[f"{n}_v" for n in names], outputCol="features"))
         model = Pipeline(stages=stages).fit(frame)
-        nodes, _ = glue_job.bundle_nodes(model, names)
-        glue_job.write_bundle(f"v{number}", nodes, root / f"v{number}")
+        nodes, _ = bundle_nodes(model, names)
+        write_bundle(f"v{number}", nodes, root / f"v{number}")
         bundles[title] = (root / f"v{number}", model)
     return bundles
 

@@ -135,10 +135,10 @@ def test_deploy_builds_deploys_then_uploads(monkeypatch, tmp_path):
         session = FakeSession(stubbed_cloudformation(outputs_for()))
         assert deploy.deploy(run=commands.append, session_factory=lambda settings: session) == 0
         keys = [o["Key"] for o in boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="art-bucket")["Contents"]]
-    # sam build && sam deploy, then the spec: nothing is built or uploaded for the Glue job besides its script.
+    # sam build && sam deploy, then the Glue job's zip and the specs: sam uploads the job's script only.
     assert [c[c.index("sam") + 1] for c in commands] == ["build", "deploy"]
     assert "--guided" in commands[1], "no saved parameters: the first deploy must ask for them"
-    assert keys == [f"{deploy.SPEC_PREFIX}{name}.json" for name in sorted(deploy.dataset_specs())]
+    assert keys == sorted([deploy.GLUE_PACKAGE_KEY] + [f"{deploy.SPEC_PREFIX}{name}.json" for name in deploy.dataset_specs()])
     assert f"aws-sam-cli=={deploy.SAM_CLI_VERSION}" in commands[0]
 
 

@@ -9,7 +9,7 @@ import json
 import boto3
 import pytest
 from moto import mock_aws
-from template_support import REPO_ROOT, env_vars_read, load_module
+from template_support import REPO_ROOT, env_vars_read, iam_allows, load_module, role_statements
 
 # Names the Powertools library reads itself.
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
@@ -99,19 +99,43 @@ def test_glue_job_is_glue_5_1_running_only_the_packaged_script(template, resolve
     artifacts = resolver.ref("ArtifactsBucket")
     assert job["DefaultArguments"]["--spec"] == f"s3://{artifacts}/deps/datasets/car.json"
     # sam package uploads Command.ScriptLocation and nothing else of a Glue job (aws-sam-cli
-    # samcli/lib/package/packageable_resources.py): any extra code or jar would need a deploy step of its own.
+    # samcli/lib/package/packageable_resources.py): the job's own code has a deploy step of its own (make deploy
+    # uploads its --extra-py-files zip: test_the_glue_jobs_zip_is_where_deploy_uploads_it), and nothing else is added.
     extras = {"--extra-jars", "--extra-py-files", "--additional-python-modules", "--extra-files", "--user-jars-first"}
-    assert not extras & set(job["DefaultArguments"])
+    assert extras & set(job["DefaultArguments"]) == {"--extra-py-files"}
     # Continuous logging is a Glue 4.0-and-earlier switch; Glue 5.x logs in real time by itself:
     # https://docs.aws.amazon.com/glue/latest/dg/monitor-continuous-logging-enable.html
     assert not [k for k in job["DefaultArguments"] if k.startswith("--enable-continuous")]
     assert job["SecurityConfiguration"] == resolver.ref("GlueSecurityConfiguration")
 
 
+def test_the_glue_jobs_zip_is_where_deploy_uploads_it(template, resolver):
+    """--extra-py-files: "The Amazon S3 paths to additional Python modules that AWS Glue adds to the Python path
+    before executing your script. Multiple values must be complete paths separated by a comma (,). Only
+    individual files are supported, not a directory path."
+    (https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-etl-glue-arguments.html); a package goes in a
+    .zip with the package directory at the root of the archive
+    (https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-python-libraries.html). sam package leaves the
+    argument as it is (it packages Command.ScriptLocation only, as `aws cloudformation package` does: aws/aws-cli#7013,
+    open), so it must name the object make deploy uploads, and the job's role must be able to read it."""
+    import deploy
+
+    defaults = template["Resources"]["PreprocessJob"]["Properties"]["DefaultArguments"]
+    assert defaults["--extra-py-files"] == {"Fn::Sub": f"s3://${{ArtifactsBucket}}/{deploy.GLUE_PACKAGE_KEY}"}
+    assert "," not in deploy.GLUE_PACKAGE_KEY and deploy.GLUE_PACKAGE_KEY.endswith(".zip")
+    statements = role_statements(resolver, "GlueJobRole")
+    artifacts = resolver.get_att("ArtifactsBucket", "Arn")
+    assert iam_allows(statements, "s3:GetObject", f"{artifacts}/{deploy.GLUE_PACKAGE_KEY}")
+    assert not iam_allows(statements, "s3:GetObject", f"{artifacts}/deps/glue/other.zip")
+    assert not iam_allows(statements, "s3:PutObject", f"{artifacts}/{deploy.GLUE_PACKAGE_KEY}")
+    # The bucket is encrypted with the pipeline's key: reading the zip needs kms:Decrypt on it.
+    assert iam_allows(statements, "kms:Decrypt", resolver.get_att("PipelineKey", "Arn"))
+
+
 def test_glue_script_accepts_the_arguments_the_pipeline_passes(template, resolver, definition, monkeypatch):
     """The job's default arguments plus the state machine's per-run arguments,
-    parsed by the real glue/preprocess.py (the spec fetched from S3 as on AWS)."""
-    preprocess = load_module(REPO_ROOT / "glue" / "preprocess.py", "template_test_preprocess")
+    parsed by the job's own argument parser (the spec fetched from S3 as on AWS)."""
+    from preprocessing.options import parse_options
     defaults = resolver.resolve(template["Resources"]["PreprocessJob"]["Properties"]["DefaultArguments"])
     per_run = definition["States"]["PreprocessWithGlue"]["Parameters"]["Arguments"]
     artifacts = resolver.ref("ArtifactsBucket")
@@ -129,7 +153,7 @@ def test_glue_script_accepts_the_arguments_the_pipeline_passes(template, resolve
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=artifacts)
         s3.put_object(Bucket=artifacts, Key="deps/datasets/car.json", Body=(REPO_ROOT / "datasets" / "car.json").read_bytes())
-        options = preprocess.parse_options(argv)
+        options = parse_options(argv)
     assert (options.input, options.output, options.run_id) == ("s3://input-bucket/input/car.csv", "s3://artifacts/runs/car-1/", "car-1")
     assert options.spec == json.loads((REPO_ROOT / "datasets" / "car.json").read_text())
     assert options.seed == int(defaults["--seed"])

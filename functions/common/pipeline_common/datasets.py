@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 
-# The spec's `name` rule (glue/preprocess.py checks it there too): it becomes an S3 key and part
-# of an endpoint name, so lower-case letters, digits and inner hyphens, at most 32 characters.
-DATASET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+# The spec's `name` rule, the one the spec check applies: it becomes an S3 key and part of an endpoint name.
+from dataset_spec import DATASET_NAME
+
 SPEC_PREFIX = "deps/datasets/"
 # SageMaker: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}; lower case for IAM (ARNs carry names in lower case).
 ENDPOINT_SUFFIX = re.compile(r"-[a-z0-9](?:-*[a-z0-9]){0,22}")

@@ -11,7 +11,8 @@ import math
 from botocore.exceptions import ClientError
 
 from pipeline_common.errors import InvalidEvent, ManifestInvalid, ManifestMissing
-from pipeline_common.metrics import PROBLEM_TYPES, metric_fits
+from dataset_spec import PROBLEM_TYPES
+from pipeline_common.metrics import metric_fits
 from pipeline_common.s3 import get_bytes, is_access_denied, is_missing_object, object_listed, parse_s3_uri
 
 MANIFEST_NAME = "manifest.json"

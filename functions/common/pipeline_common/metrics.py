@@ -21,18 +21,9 @@ from __future__ import annotations
 
 import math
 
-PROBLEM_TYPES = ("binary", "multiclass", "regression")
-# metric -> (problem types it measures, higher is better); the names the
-# manifest's quality_gate uses (the data side's spec validation shares them).
-GATE_METRICS = {
-    "accuracy": (("binary", "multiclass"), True),
-    "macro_f1": (("binary", "multiclass"), True),
-    "roc_auc": (("binary",), True),
-    "rmse": (("regression",), False),
-    "mae": (("regression",), False),
-    "r2": (("regression",), True),
-}
-DEFAULT_GATE_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "r2"}
+# metric -> (problem types it measures, higher is better): the table the spec check uses too.
+from dataset_spec import DEFAULT_GATE_METRIC, GATE_METRICS
+
 ROC_AUC_BASIS = (
     "predicted labels at the spec's binary_threshold: one ROC operating point, "
     "area (1 + TPR - FPR) / 2 = balanced accuracy (the endpoint answers labels, not probabilities)"
