@@ -37,14 +37,19 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_common.approvals import (
-    approval_key,
-    format_metric,
-    is_wellformed_reference,
-    new_attempt_id,
-)
+from pipeline_common.approvals import approval_key, is_wellformed_reference, new_attempt_id
 from pipeline_common.config import env_str
 from pipeline_common.logs import quiet_library_loggers
+from pipeline_common.summary import (
+    classification_sections,
+    html_value,
+    is_rollback,
+    regression_sections,
+    render_html,
+    rollback_sections,
+    summary_sections,
+    versus_sections,
+)
 from pipeline_common.text import printable
 from pipeline_common.timeutil import from_epoch, iso, utc_now
 
@@ -118,122 +123,25 @@ def dependencies() -> Dependencies:
 
 # ---------------------------------------------------------------- rendering
 
-def _e(value) -> str:
-    """A value for the page: control and format characters made visible, then HTML-escaped."""
-    return html.escape(printable(value), quote=True)
-
-
-def is_rollback(summary: dict) -> bool:
-    return summary.get("kind") == "rollback"
+_e = html_value
 
 
 def rollback_summary_html(summary: dict) -> str:
     """A rollback's confirmation: the version it deploys next to what serves now."""
-    def version_rows(version: dict) -> str:
-        qa = ", ".join(f"{_e(k)} {format_metric(v) if isinstance(v, float) else _e(v)}"
-                       for k, v in (version.get("qa") or {}).items())
-        return (f"<dt>Version</dt><dd>{_e(version.get('version'))} ({_e(version.get('status'))}: "
-                f"{_e(version.get('approval_description'))})</dd>"
-                f"<dt>QA</dt><dd>{qa or 'no QA figures recorded'}</dd>"
-                f"<dt>Run</dt><dd>{_e(version.get('run_id'))} on {_e(version.get('input_uri'))} "
-                f"(object version {_e(version.get('input_version_id'))})</dd>"
-                f"<dt>Glue job run, training job</dt><dd>{_e(version.get('glue_job_run_id'))}, "
-                f"{_e(version.get('training_job'))}</dd>"
-                f"<dt>QA report</dt><dd>{_e(version.get('qa_report_uri'))}</dd>")
-
-    target, serving = summary.get("target") or {}, summary.get("serving") or {}
-    now = (f"<dl>{version_rows(serving)}</dl>" if serving.get("version") else
-           f"<p>A model not in the registry (endpoint config {_e(serving.get('endpoint_config'))}).</p>")
-    return (f"<p>Rollback run {_e(summary.get('run_id'))} asks to deploy an earlier approved version of "
-            f"{_e(summary.get('model_package_group'))} to production endpoint {_e(summary.get('production_endpoint'))}, "
-            "through the same blue/green deployment and alarms as any deployment.</p>"
-            f"<h2>Roll back to</h2><dl>{version_rows(target)}</dl><h2>Serving now</h2>{now}")
-
-
-def _gate(summary: dict) -> dict:
-    # Records written before issue 11 hold accuracy and threshold only (higher is better: the reader's default).
-    return summary.get("gate") or {"metric": "accuracy", "value": summary.get("accuracy"),
-                                   "threshold": summary.get("threshold")}
-
-
-def _table(header: list[str], rows: list[list[str]], row_heads: bool = True) -> str:
-    """An HTML table whose cells are already escaped."""
-    head = "".join(f"<th>{cell}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join((f"<th>{cell}</th>" if i == 0 and row_heads else f"<td>{cell}</td>") for i, cell in enumerate(row))
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return render_html(rollback_sections(summary))
 
 
 def classification_html(summary: dict) -> str:
-    labels = summary.get("labels") or []
-    html_parts = [
-        "<h2>Classification</h2><dl>"
-        f"<dt>Accuracy</dt><dd>{format_metric(summary.get('accuracy'))}</dd>"
-        f"<dt>Macro F1</dt><dd>{format_metric(summary.get('macro_f1'))}</dd>"
-    ]
-    if summary.get("problem_type") == "binary":
-        html_parts.append(
-            f"<dt>ROC AUC</dt><dd>{format_metric(summary.get('roc_auc'))} (from the endpoint's labels at threshold "
-            f"{format_metric(summary.get('binary_threshold'), 2)} for {_e(summary.get('positive_label'))}: one ROC "
-            "point, equal to balanced accuracy)</dd>"
-        )
-    html_parts.append("</dl>")
-    html_parts.append("<h2>Per class</h2>" + _table(
-        ["class", "precision", "recall", "F1", "support"],
-        [[_e(label), format_metric(stats.get("precision"), 3), format_metric(stats.get("recall"), 3),
-          format_metric(stats.get("f1"), 3), _e(stats.get("support"))]
-         for label, stats in (summary.get("per_class") or {}).items()]))
-    html_parts.append("<h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p>" + _table(
-        ["", *[_e(label) for label in labels]],
-        [[_e(label), *[_e(count) for count in row]] for label, row in zip(labels, summary.get("confusion_matrix") or [])]))
-    return "".join(html_parts)
+    return render_html(classification_sections(summary))
 
 
 def regression_html(summary: dict) -> str:
-    residuals = summary.get("residuals") or {}
-    quantiles = residuals.get("quantiles") or {}
-    return (
-        "<h2>Regression</h2><dl>"
-        f"<dt>RMSE</dt><dd>{format_metric(summary.get('rmse'))}</dd>"
-        f"<dt>MAE</dt><dd>{format_metric(summary.get('mae'))}</dd>"
-        f"<dt>R-squared</dt><dd>{format_metric(summary.get('r2'))}</dd>"
-        f"<dt>Held-out label</dt><dd>mean {format_metric(summary.get('label_mean'))}, "
-        f"std {format_metric(summary.get('label_std'))}</dd></dl>"
-        f"<h2>Residuals</h2><p>True minus predicted; mean {format_metric(residuals.get('mean'))}.</p>"
-        + _table([_e(name) for name in quantiles], [[format_metric(value) for value in quantiles.values()]], row_heads=False)
-        + "<h2>Largest errors</h2>"
-        + _table(["row", "true", "predicted", "residual", "features"],
-                 [[_e(e.get("row")), format_metric(e.get("truth")), format_metric(e.get("predicted")),
-                   format_metric(e.get("residual")), _e(",".join(e.get("features") or []))]
-                  for e in summary.get("largest_errors") or []])
-    )
+    return render_html(regression_sections(summary))
 
 
 def versus_html(summary: dict) -> str:
     """Champion versus challenger as request_approval summarised it (see its versus_production)."""
-    versus = summary.get("versus_production")
-    if not isinstance(versus, dict):
-        return ""
-    if not versus.get("compared"):
-        return f"<h2>Versus production</h2><p>{_e(versus.get('note'))}</p>"
-
-    def answer(value) -> str:
-        return format_metric(value) if isinstance(value, float) else _e(value)
-
-    examples = versus.get("examples") or []
-    return (
-        f"<h2>Versus production</h2><p>{_e(versus.get('note'))}.</p><p><strong>{_e(versus.get('verdict'))}</strong></p>"
-        + _table(["figure", "new model", "production"],
-                 [[_e(name), format_metric(new), format_metric(old)] for name, new, old in versus.get("figures") or []])
-        + f"<h2>Rows answered differently</h2><p>{_e(versus.get('rows_answered_differently'))} of "
-        f"{_e(versus.get('rows'))} held-out rows{'; the first ' + str(len(examples)) + ':' if examples else '.'}</p>"
-        + (_table(["true", "new model", "production", "features"],
-                  [[answer(e.get("truth")), answer(e.get("new_model")), answer(e.get("production")),
-                    _e(",".join(e.get("features") or []))] for e in examples], row_heads=False) if examples else "")
-    )
+    return render_html(versus_sections(summary))
 
 
 def approval_title(summary: dict) -> str:
@@ -244,26 +152,7 @@ def approval_title(summary: dict) -> str:
 
 
 def summary_html(summary: dict) -> str:
-    if is_rollback(summary):
-        return rollback_summary_html(summary)
-    gate = _gate(summary)
-    comparison = "&ge;" if gate.get("higher_is_better", True) else "&le;"
-    source = f", threshold from {_e(gate['threshold_source'])}" if gate.get("threshold_source") else ""
-    details = regression_html(summary) if summary.get("problem_type") == "regression" else classification_html(summary)
-    return (
-        "<dl>"
-        f"<dt>Run</dt><dd>{_e(summary.get('run_id'))}</dd>"
-        f"<dt>Dataset</dt><dd>{_e(summary.get('dataset') or 'not recorded')} ({_e(summary.get('problem_type') or 'multiclass')}"
-        f"{', label ' + _e(summary.get('label_name')) if summary.get('label_name') else ''})</dd>"
-        f"<dt>Input</dt><dd>{_e(summary.get('input_uri'))}</dd>"
-        f"<dt>Production endpoint</dt><dd>{_e(summary.get('production_endpoint'))}</dd>"
-        f"<dt>Quality gate</dt><dd>{_e(gate.get('metric'))} {format_metric(gate.get('value'))} {comparison} "
-        f"{format_metric(gate.get('threshold'))} on {_e(summary.get('rows'))} held-out rows{source}</dd>"
-        f"<dt>QA report</dt><dd>{_e(summary.get('report_uri'))}</dd>"
-        "</dl>"
-        + versus_html(summary)
-        + details
-    )
+    return render_html(summary_sections(summary))
 
 
 def form_html(record: dict, error: str | None = None, reason: str = "") -> str:

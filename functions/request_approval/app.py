@@ -17,6 +17,21 @@ from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent
 from pipeline_common.logs import quiet_library_loggers
 from pipeline_common.s3 import get_json
+from pipeline_common.summary import (
+    answer,
+    approval_sections,
+    classification_sections,
+    field_text,
+    gate_field,
+    production_field,
+    regression_sections,
+    rollback_sections,
+    shorten,
+    text_lines,
+    text_of,
+    text_table,
+    versus_sections,
+)
 from pipeline_common.text import printable, printable_tree
 from pipeline_common.timeutil import iso, utc_now
 
@@ -130,93 +145,29 @@ def side_by_side(report: dict, production: dict) -> list[list]:
 
 def versus_lines(summary: dict) -> list[str]:
     """The email's champion-versus-challenger section (empty when production was not compared)."""
-    versus = summary.get("versus_production") or {}
-    if not versus.get("compared"):
-        return []
-    figures = text_table(["figure", "new model", "production"],
-                         [[name, format_metric(new), format_metric(old)] for name, new, old in versus["figures"]])
-    examples = versus.get("examples") or []
-    lines = ["", "Versus production, on the same held-out rows", figures, "",
-             f"Rows answered differently: {versus.get('rows_answered_differently')} of {versus.get('rows')}"]
-    if examples:
-        lines.append(text_table(["true", "new model", "production", "features"],
-                                [[answer_text(e.get("truth")), answer_text(e.get("new_model")),
-                                  answer_text(e.get("production")),
-                                  shorten(",".join(e.get("features") or []))] for e in examples]))
-    return lines
+    lines = text_lines(versus_sections(summary))
+    return ["", *lines] if lines else []
 
 
 def answer_text(value) -> str:
     """A label as it is; a regression answer with the metrics' four decimals."""
-    return format_metric(value) if isinstance(value, float) else str(value)
+    return text_of(answer(value))
 
 
 def production_line(summary: dict) -> str:
-    versus = summary.get("versus_production") or {}
-    return f"Production: {versus.get('verdict') if versus.get('compared') else versus.get('note')}"
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)) for row in [header, *rows]]
-    return "\n".join(lines)
+    return field_text(production_field(summary))
 
 
 def classification_lines(summary: dict) -> list[str]:
-    labels = summary.get("labels") or []
-    per_class = text_table(
-        ["class", "precision", "recall", "f1", "support"],
-        [
-            [label, format_metric(stats.get("precision"), 3), format_metric(stats.get("recall"), 3),
-             format_metric(stats.get("f1"), 3), str(stats.get("support"))]
-            for label, stats in (summary.get("per_class") or {}).items()
-        ],
-    )
-    matrix = text_table(
-        ["true \\ predicted", *labels],
-        [[label, *[str(count) for count in row]] for label, row in zip(labels, summary.get("confusion_matrix") or [])],
-    )
-    lines = [f"Accuracy:   {format_metric(summary.get('accuracy'))}    macro F1: {format_metric(summary.get('macro_f1'))}"]
-    if summary.get("problem_type") == "binary":
-        lines.append(f"ROC AUC:    {format_metric(summary.get('roc_auc'))} (from the endpoint's labels at threshold "
-                     f"{format_metric(summary.get('binary_threshold'), 2)} for {summary.get('positive_label')}: "
-                     "one ROC point, = balanced accuracy)")
-    return [*lines, "", per_class, "", "Confusion matrix (rows: true class, columns: predicted class)", matrix]
+    return text_lines(classification_sections(summary))
 
 
 def regression_lines(summary: dict) -> list[str]:
-    residuals = summary.get("residuals") or {}
-    quantiles = residuals.get("quantiles") or {}
-    lines = [
-        f"RMSE:       {format_metric(summary.get('rmse'))}    MAE: {format_metric(summary.get('mae'))}    "
-        f"R-squared: {format_metric(summary.get('r2'))}",
-        f"Label:      mean {format_metric(summary.get('label_mean'))}, std {format_metric(summary.get('label_std'))} "
-        f"on the held-out rows",
-        "",
-        "Residuals (true - predicted): mean " + format_metric(residuals.get("mean")),
-        text_table(list(quantiles), [[format_metric(value) for value in quantiles.values()]]) if quantiles else "(none)",
-        "",
-        "Largest errors",
-        text_table(
-            ["row", "true", "predicted", "residual", "features"],
-            [[str(e.get("row")), format_metric(e.get("truth")), format_metric(e.get("predicted")),
-              format_metric(e.get("residual")), shorten(",".join(e.get("features") or []))]
-             for e in summary.get("largest_errors") or []],
-        ),
-    ]
-    return lines
-
-
-def shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text_lines(regression_sections(summary))
 
 
 def gate_line(summary: dict) -> str:
-    gate = summary.get("gate") or {}
-    comparison = ">=" if gate.get("higher_is_better", True) else "<="
-    source = f", threshold from {gate['threshold_source']}" if gate.get("threshold_source") else ""
-    return (f"Gate:       {gate.get('metric')} {format_metric(gate.get('value'))} {comparison} "
-            f"{format_metric(gate.get('threshold'))} on {summary.get('rows')} held-out rows{source}")
+    return field_text(gate_field(summary))
 
 
 def approval_link(base_url: str, reference: str) -> str:
@@ -231,21 +182,10 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
     dataset = f"{summary['dataset']} " if summary.get("dataset") else ""
     subject = (f"Approve {dataset}run {summary['run_id']} for production? "
                f"QA {gate.get('metric')} {format_metric(gate.get('value'))}")
-    details = regression_lines(summary) if summary.get("problem_type") == "regression" else classification_lines(summary)
     link = approval_link(base_url, reference)
     message = "\n".join(
         [
-            f"Run {summary['run_id']} passed QA and waits for your decision before it replaces",
-            f"production endpoint {summary['production_endpoint']}.",
-            "",
-            f"Dataset:    {summary.get('dataset')} ({summary.get('problem_type')}, label {summary.get('label_name')})",
-            f"Input:      {summary['input_uri']}",
-            gate_line(summary),
-            production_line(summary),
-            f"QA report:  {summary['report_uri']}",
-            *versus_lines(summary),
-            "",
-            *details,
+            *text_lines(approval_sections(summary)),
             "",
             "Each link opens a confirmation page where you choose; nothing is decided until you submit it.",
             f"Approve: {link}?decision=approve",
@@ -261,30 +201,12 @@ def approval_email(summary: dict, base_url: str, reference: str, expires_at: str
 def rollback_email(summary: dict, base_url: str, reference: str, expires_at: str) -> tuple[str, str]:
     """The confirmation of a rollback: the version it deploys, and what production serves now."""
     summary = printable_tree(summary)
-    target, serving = summary["target"], summary["serving"]
-
-    def figures(version: dict) -> str:
-        qa = version.get("qa") or {}
-        shown = ", ".join(f"{key} {format_metric(value) if isinstance(value, float) else value}" for key, value in qa.items())
-        return shown or "none recorded"
-
-    now = (f"version {serving['version']} (run {serving.get('run_id')}, QA {figures(serving)})"
-           if serving.get("version") else f"a model not in the registry (endpoint config {serving.get('endpoint_config')})")
+    target = summary["target"]
     subject = f"Roll {summary['production_endpoint']} back to version {target['version']}?"
     link = approval_link(base_url, reference)
     message = "\n".join(
         [
-            f"Someone asked to roll production endpoint {summary['production_endpoint']} back to version "
-            f"{target['version']} of model group {summary['model_package_group']} (rollback run {summary['run_id']}).",
-            "",
-            f"Now serving: {now}",
-            f"Roll back to: version {target['version']}, {target.get('status')}: {target.get('approval_description')}",
-            f"  QA:         {figures(target)}",
-            f"  Run:        {target.get('run_id')} on {target.get('input_uri')} (version {target.get('input_version_id')})",
-            f"  Glue run:   {target.get('glue_job_run_id')}; training job {target.get('training_job')}",
-            f"  QA report:  {target.get('qa_report_uri')}",
-            "",
-            "The rollback goes through the same blue/green deployment and alarms as any deployment.",
+            *text_lines(rollback_sections(summary)),
             "Each link opens a confirmation page where you choose; nothing is decided until you submit it.",
             f"Approve: {link}?decision=approve",
             f"Reject:  {link}?decision=reject",
