@@ -1,0 +1,61 @@
+"""What the documentation says against what the code does, where a reader acts
+on it: an input they would type, a file they expect on AWS. Each test reads
+every page (README.md and docs/*.md), so a fact stays true wherever it moves."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def page_texts() -> dict[str, str]:
+    return {str(page.relative_to(REPO_ROOT)): page.read_text(encoding="utf-8") for page in PAGES}
+
+
+@pytest.fixture(scope="module")
+def lambdas():
+    from localmode.lambdas import LocalLambdas
+
+    return LocalLambdas(region="us-east-1")
+
+
+class _Reads(dict):
+    """A dict that records which keys the code under test looked at."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def documented_rollback_keys() -> dict[str, set[str]]:
+    """{page: the keys of every `{"rollback": {...}}` execution input it shows}."""
+    found: dict[str, set[str]] = {}
+    for page, text in page_texts().items():
+        for inner in re.findall(r'\{"rollback":\s*\{([^{}]*)\}', text.replace("\n", " ")):
+            found.setdefault(page, set()).update(re.findall(r'"(\w+)"\s*:', inner))
+    return found
+
+
+def test_every_key_of_a_documented_rollback_input_is_one_the_pipeline_reads(lambdas):
+    """A key nothing reads is dropped silently: a rollback meant for one dataset's endpoint would
+    roll back DefaultDataset's. ResolveRollbackDataset (resolve_dataset) and PrepareRollback read the input."""
+    documented = documented_rollback_keys()
+    assert documented, "no page shows the rollback input any more"
+    resolve, prepare = lambdas.module("resolve_dataset"), lambdas.module("prepare_rollback")
+    for page, keys in documented.items():
+        rollback = _Reads({key: 1 if key == "model_package_version" else "car" for key in keys})
+        resolve.requested_dataset({}, {"rollback": rollback}, "input/", "car")
+        prepare.requested({"rollback": rollback, "dataset": {"production_endpoint": "car-evaluation"}})
+        assert keys <= rollback.read, f"{page} documents rollback keys the pipeline ignores: {sorted(keys - rollback.read)}"
