@@ -59,3 +59,19 @@ def test_every_key_of_a_documented_rollback_input_is_one_the_pipeline_reads(lamb
         resolve.requested_dataset({}, {"rollback": rollback}, "input/", "car")
         prepare.requested({"rollback": rollback, "dataset": {"production_endpoint": "car-evaluation"}})
         assert keys <= rollback.read, f"{page} documents rollback keys the pipeline ignores: {sorted(keys - rollback.read)}"
+
+
+def test_what_the_docs_say_make_deploy_uploads_is_every_dataset_spec():
+    """scripts/deploy.py uploads every datasets/*.json (each dataset's runs need its spec on AWS);
+    a page naming one spec file as what deploy uploads tells a reader the others are not there."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import deploy
+
+    assert set(deploy.dataset_specs(REPO_ROOT / "datasets").values()) == set((REPO_ROOT / "datasets").glob("*.json"))
+    claims = {page: re.findall(r"uploads?\s+(?:every\s+)?`(datasets/[^`]+)`", text.replace("\n", " "))
+              for page, text in page_texts().items()}
+    assert any(claims.values()), "no page says what make deploy uploads any more"
+    for page, paths in claims.items():
+        assert all(path == "datasets/*.json" for path in paths), f"{page} says deploy uploads {paths}"
