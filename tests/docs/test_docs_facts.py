@@ -75,3 +75,22 @@ def test_what_the_docs_say_make_deploy_uploads_is_every_dataset_spec():
     assert any(claims.values()), "no page says what make deploy uploads any more"
     for page, paths in claims.items():
         assert all(path == "datasets/*.json" for path in paths), f"{page} says deploy uploads {paths}"
+
+
+NUMBER_WORDS = {word: n for n, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+
+
+def test_the_number_of_lambda_functions_the_docs_state_is_the_templates():
+    from cfnlint.decode import cfn_yaml
+
+    template = cfn_yaml.load(str(REPO_ROOT / "template.yaml"))
+    functions = sum(1 for resource in template["Resources"].values()
+                    if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function"))
+    stated = {page: re.findall(r"\b(\w+) Lambda\s+functions\b", text) for page, text in page_texts().items()}
+    counts = {page: [NUMBER_WORDS.get(word.lower(), word) for word in words if word.lower() in NUMBER_WORDS
+                     or word.isdigit()] for page, words in stated.items()}
+    assert any(counts.values()), "no page states how many Lambda functions the stack has any more"
+    for page, numbers in counts.items():
+        assert all(int(n) == functions for n in numbers), f"{page} says {numbers} Lambda functions; template.yaml has {functions}"
