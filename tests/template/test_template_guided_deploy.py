@@ -1,5 +1,5 @@
 """`sam deploy --guided` stops on "<function> has no authentication. Is this
-okay?" unless the person answers y: the README must name every such question
+okay?" unless the person answers y: the deploy guide (docs/deploy.md) must name every such question
 and its answer. Which functions get the question is decided by the pinned SAM
 CLI's own code (samcli.commands.deploy.auth_utils.auth_per_resource, what
 guided_context.prompt_authorization asks about), run here on template.yaml."""
@@ -35,7 +35,7 @@ def unauthenticated() -> list[str]:
 
 
 def test_the_readme_answers_every_authentication_question_of_the_guided_deploy(unauthenticated):
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert unauthenticated, "SAM CLI asks about no function: drop the README's answer"
     for resource in sorted(set(unauthenticated)):
         assert f"{resource} has no authentication. Is this okay? [y/N]" in readme, resource
