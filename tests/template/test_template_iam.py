@@ -174,3 +174,77 @@ def test_glue_reads_only_the_input_prefix_and_writes_only_runs(resolver):
     assert not iam_allows(statements, "s3:PutObject", f"{artifacts}/deps/datasets/car.json")
     script = "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-1a2b3c/car-ml-pipeline/0123abcd"
     assert iam_allows(statements, "s3:GetObject", script), "Glue could not read the script sam deploy uploaded"
+
+
+# Every SageMaker name a run builds from its dataset's production endpoint (pipeline_common.names,
+# deploy_production, register_model): the endpoint, its model package group and the group's versions.
+# ARN formats from the Service Authorization Reference's SageMaker resource types
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html#amazonsagemaker-resources-for-iam-policies).
+def _per_endpoint_arns(endpoint: str) -> list[str]:
+    return [f"{SAGEMAKER}:endpoint/{endpoint}", f"{SAGEMAKER}:model-package-group/{endpoint}",
+            f"{SAGEMAKER}:model-package/{endpoint}/3"]
+
+
+def _other_datasets_endpoint(resolver) -> str:
+    from pipeline_common.datasets import production_endpoint_for
+
+    return production_endpoint_for("penguins", resolver.ref("DefaultDataset"), resolver.ref("ProductionEndpointName"),
+                                   resolver.ref("ProductionEndpointSuffix"))
+
+
+def _sagemaker_actions(statements: list[dict]) -> set[str]:
+    return {a for s in statements for a in as_list(s.get("Action", [])) if a.startswith("sagemaker:")}
+
+
+@pytest.mark.parametrize("role", sorted(LAMBDA_ROLES) + ["StateMachineRole", "CleanupStateMachineRole"])
+def test_a_grant_on_the_default_datasets_names_covers_every_datasets_names(resolver, role):
+    """The second audit's blocker: QATestRole could describe only DefaultDataset's production endpoint, so every
+    other dataset's run was denied at RunQATests. Whatever a role may do to the default dataset's endpoint,
+    package group or versions, it may do to another dataset's, named as the code names them."""
+    if role not in resolver.resources:
+        pytest.skip(f"{role} is not in this template")
+    statements = role_statements(resolver, role)
+    default, other = resolver.ref("ProductionEndpointName"), _other_datasets_endpoint(resolver)
+    missing = [(action, theirs) for action in sorted(_sagemaker_actions(statements))
+               for ours, theirs in zip(_per_endpoint_arns(default), _per_endpoint_arns(other))
+               if iam_allows(statements, action, ours) and not iam_allows(statements, action, theirs)]
+    assert missing == []
+
+
+@pytest.fixture
+def load_qa_test():
+    """functions/qa_test/app.py as local mode loads it (the layer on the path, as /opt/python on Lambda)."""
+    from localmode.lambdas import LocalLambdas
+
+    return LocalLambdas(region=REGION).module("qa_test")
+
+
+def test_qa_compares_another_datasets_production_under_its_own_role(resolver, load_qa_test):
+    """The real qa_test code, under QATestRole's policy, on a dataset that is not DefaultDataset and has no
+    production endpoint yet: SageMaker must be asked (and answer "Could not find endpoint"), which it is only
+    if IAM allows the call first. IAM denies what no statement allows (implicit deny:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html), before the
+    service looks the resource up, and answers AccessDeniedException (SageMaker's error for it:
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/CommonErrors.html)."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    statements = role_statements(resolver, "QATestRole")
+    endpoint = _other_datasets_endpoint(resolver)
+    denied = []
+
+    def enforce(params, model, **_):
+        action = f"sagemaker:{model.name}"
+        arn = f"{SAGEMAKER}:endpoint/{params['EndpointName'].lower()}"
+        if not iam_allows(statements, action, arn):
+            denied.append((action, arn))
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": f"not authorized to perform: "
+                                         f"{action} on resource: {arn}"}}, model.name)
+
+    with mock_aws():
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        sagemaker.meta.events.register("provide-client-params.sagemaker.DescribeEndpoint", enforce)
+        compared, note = load_qa_test.production_to_compare(sagemaker, endpoint)
+    assert denied == []
+    assert (compared, note) == (False, f"no production endpoint {endpoint} yet: this is the dataset's first model")
