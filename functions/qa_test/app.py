@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
+import heapq
 import io
 import math
 
@@ -71,10 +73,39 @@ class TestDataInvalid(Exception):
     __test__ = False  # a domain error, not a pytest test class
 
 
-def read_test_rows(s3, test_uri: str, feature_count: int, max_rows: int) -> list[tuple[list[str], str]]:
-    """(features, true label) pairs from the test split's CSV parts, streamed
-    so that a large split costs only the rows used."""
-    rows: list[tuple[list[str], str]] = []
+def _sample_key(seed: int, index: int) -> bytes:
+    """A row's place in the seeded random order: a hash of the seed and the row's position in the
+    test split (parts in their listed order), so the same split and seed choose the same rows."""
+    return hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+
+
+def _quotas(counts: dict[str, int], size: int) -> dict[str, int]:
+    """Each stratum's share of `size` rows, proportional to its count (largest remainders, ties by
+    stratum name), so the sample's label mix is the split's within one row per label."""
+    total = sum(counts.values())
+    exact = {label: size * count / total for label, count in counts.items()}
+    quotas = {label: math.floor(value) for label, value in exact.items()}
+    left = size - sum(quotas.values())
+    for label in sorted(exact, key=lambda label: (quotas[label] - exact[label], label))[:left]:
+        quotas[label] += 1
+    return quotas
+
+
+def read_test_rows(s3, test_uri: str, feature_count: int, max_rows: int, seed: int = 0,
+                   stratified: bool = True) -> list[tuple[list[str], str]]:
+    """read_test_sample's rows."""
+    return read_test_sample(s3, test_uri, feature_count, max_rows, seed, stratified)[0]
+
+
+def read_test_sample(s3, test_uri: str, feature_count: int, max_rows: int, seed: int = 0,
+                     stratified: bool = True) -> tuple[list[tuple[list[str], str]], dict]:
+    """(features, true label) pairs from the test split's CSV parts, and how they were chosen. All
+    rows when the split has at most `max_rows`; else a seeded uniform random sample of `max_rows`,
+    stratified by label for classification (a sorted input keeps its order in the split, so the
+    first rows are no sample at all). Streamed: at most `max_rows` rows per label are held."""
+    kept: dict[str, list[tuple[bytes, int, list[str]]]] = {}
+    counts: dict[str, int] = {}
+    index = 0
     for part_uri in list_data_objects(s3, test_uri):
         bucket, key = parse_s3_uri(part_uri)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
@@ -86,10 +117,35 @@ def read_test_rows(s3, test_uri: str, feature_count: int, max_rows: int) -> list
                 raise TestDataInvalid(
                     f"{part_uri} row {row_number}: {len(fields)} fields, expected {feature_count} features and the label"
                 )
-            rows.append((fields[:-1], fields[-1]))
-            if len(rows) >= max_rows:
-                return rows
-    return rows
+            stratum = fields[-1] if stratified else ""
+            counts[stratum] = counts.get(stratum, 0) + 1
+            candidates = kept.setdefault(stratum, [])
+            # The max_rows smallest keys of each stratum: a max-heap by negated key.
+            entry = (bytes(255 - b for b in _sample_key(seed, index)), index, fields)
+            if len(candidates) < max_rows:
+                heapq.heappush(candidates, entry)
+            elif entry[0] > candidates[0][0]:
+                heapq.heapreplace(candidates, entry)
+            index += 1
+    total = sum(counts.values())
+    if total <= max_rows:
+        chosen = [entry for candidates in kept.values() for entry in candidates]
+        sample = {"method": "all", "rows": total, "of": total}
+    else:
+        quotas = _quotas(counts, max_rows)
+        chosen = [entry for stratum, candidates in kept.items()
+                  for entry in sorted(candidates, reverse=True)[:quotas[stratum]]]
+        sample = {"method": "stratified random by label" if stratified else "uniform random",
+                  "rows": len(chosen), "of": total, "seed": seed}
+    # In the split's order, so reports list examples as the split holds them.
+    rows = [(fields[:-1], fields[-1]) for _, _, fields in sorted(chosen, key=lambda entry: entry[1])]
+    return rows, sample
+
+
+def _manifest_seed(manifest: dict) -> int:
+    """The run's seed (the split's), so a rerun of the same file scores the same rows."""
+    seed = manifest.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
 def csv_record(fields: list[str]) -> bytes:
@@ -229,7 +285,8 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
     manifest = load_manifest(s3, manifest_uri, run_id=run.get("run_id"))
     kind = problem_type(manifest)
 
-    rows = read_test_rows(s3, manifest["uris"]["test"], len(feature_names(manifest)), max_rows)
+    rows, sample = read_test_sample(s3, manifest["uris"]["test"], len(feature_names(manifest)), max_rows,
+                                  seed=_manifest_seed(manifest), stratified=kind != "regression")
     if not rows:
         raise TestDataInvalid(f"no test rows under {manifest['uris']['test']}")
 
@@ -274,6 +331,7 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         "threshold": gate["threshold"],
         "passed": gate["passed"],
         "rows_available": manifest["rows"]["test"],
+        "sample": sample,
         "invalid_examples": invalid_examples,
         "production": production,
         "versus_production": versus,
@@ -308,6 +366,7 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         "correct": metrics.get("correct"),
         "rows": metrics["rows"],
         "rows_available": manifest["rows"]["test"],
+        "sample": sample,
         "report_uri": report_uri,
         "passed": True,
         "production": {"endpoint_name": production_endpoint, "compared": compare, "note": production_note,

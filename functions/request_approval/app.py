@@ -64,6 +64,7 @@ def approval_summary(event: dict, report: dict) -> dict:
         "label_name": report.get("label_name"),
         "gate": report.get("gate") or gate_of(qa),
         "rows": qa.get("rows"),
+        "sample": report.get("sample") or qa.get("sample"),
         "report_uri": qa.get("report_uri"),
         "invalid_predictions": report.get("invalid_predictions", 0),
         "versus_production": versus_production(report),

@@ -93,3 +93,19 @@ def test_the_email_and_the_page_show_the_same_figures(request_approval, approval
         return set(re.findall(r"-?\d+\.\d+", text))
 
     assert figures(email) and figures(email) == figures(page)
+
+
+def test_the_gate_line_names_qas_sample_in_both_media_and_nothing_when_every_row_was_scored(request_approval,
+                                                                                          approval_api):
+    """Issue 22: the approver must know when the figures come from a sample of the test split."""
+    event = {"run": {"run_id": "r1", "input_uri": "s3://in/x.csv"}, "names": {"production_endpoint": "p"},
+             "qa": {"report_uri": "s3://a/qa.json", "rows": 5000}}
+    sampled = {**BINARY_REPORT, "rows": 5000,
+               "sample": {"method": "stratified random by label", "rows": 5000, "of": 12082, "seed": 42}}
+    summary = request_approval.approval_summary(event, sampled)
+    _, email = request_approval.approval_email(summary, "https://api", "REF", "t")
+    assert "on 5000 held-out rows (stratified random by label sample of 12082)" in email
+    assert "held-out rows (stratified random by label sample of 12082)" in approval_api.summary_html(summary)
+    every_row = request_approval.approval_summary(event, {**sampled, "sample": {"method": "all", "rows": 5000,
+                                                                                "of": 5000}})
+    assert "sample of" not in request_approval.approval_email(every_row, "https://api", "REF", "t")[1]

@@ -194,11 +194,17 @@ def test_row_cap(qa, stored_run, s3, held_out_rows):
     write_test_split(s3, stored_run["manifest"], held_out_rows, parts=1)
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
     event = qa_event(stored_run)
+    # Five rows of the split, chosen as QA chooses them (a seeded stratified sample, not the first five).
+    chosen = [features + [truth] for features, truth in qa.read_test_rows(
+        s3, stored_run["manifest"]["uris"]["test"], 6, 5, seed=stored_run["manifest"].get("seed", 0))]
+    assert len(chosen) == 5 and chosen != held_out_rows[:5]
     with Stubber(runtime) as stub:
-        stub_endpoint(stub, event["names"]["qa_endpoint"], held_out_rows[:5], [r[-1] for r in held_out_rows[:5]])
+        stub_endpoint(stub, event["names"]["qa_endpoint"], chosen, [r[-1] for r in chosen])
         result = qa.qa_test(s3, runtime, event, threshold=0.9, max_rows=5)
         stub.assert_no_pending_responses()
     assert result["rows"] == 5 and result["rows_available"] == stored_run["manifest"]["rows"]["test"]
+    assert result["sample"] == {"method": "stratified random by label", "rows": 5, "of": len(held_out_rows),
+                                "seed": stored_run["manifest"].get("seed", 0)}
 
 
 def test_wrong_field_count_names_the_file_and_line(qa, stored_run, s3):

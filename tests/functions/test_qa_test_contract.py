@@ -72,9 +72,32 @@ def test_the_row_cap_is_exact_across_parts(qa, s3):
     uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
     put(s3, uri + "part-00000.csv", "a,yes\nb,no\n")
     put(s3, uri + "part-00001.csv", "c,yes\nd,no\n")
-    assert [truth for _, truth in qa.read_test_rows(s3, uri, 1, 3)] == ["yes", "no", "yes"]
-    assert len(qa.read_test_rows(s3, uri, 1, 2)) == 2
+    assert sorted(truth for _, truth in qa.read_test_rows(s3, uri, 1, 3)) in (["no", "yes", "yes"], ["no", "no", "yes"])
+    assert sorted(truth for _, truth in qa.read_test_rows(s3, uri, 1, 2)) == ["no", "yes"]
     assert len(qa.read_test_rows(s3, uri, 1, 1)) == 1
+    assert qa.read_test_sample(s3, uri, 1, 4)[1] == {"method": "all", "rows": 4, "of": 4}
+
+
+def test_qa_scores_a_seeded_stratified_sample_of_a_split_sorted_by_label(qa, s3):
+    """Issue 22: on a file sorted by its label, the first QA_MAX_ROWS rows held one class only. The sample's label
+    mix is the split's within one row per label, it spreads over the whole split, and the seed decides it."""
+    uri = f"s3://{ARTIFACTS}/runs/x/data/test/"
+    labels = ["a"] * 6000 + ["b"] * 3000 + ["c"] * 1000  # sorted, as the split keeps a sorted input's order
+    put(s3, uri + "part-00000.csv", "".join(f"{i},{label}\n" for i, label in enumerate(labels[:5000])))
+    put(s3, uri + "part-00001.csv", "".join(f"{i + 5000},{label}\n" for i, label in enumerate(labels[5000:])))
+    rows, sample = qa.read_test_sample(s3, uri, 1, 1000, seed=42)
+    assert sample == {"method": "stratified random by label", "rows": 1000, "of": 10000, "seed": 42}
+    mix = {label: sum(1 for _, truth in rows if truth == label) for label in "abc"}
+    assert mix == {"a": 600, "b": 300, "c": 100}
+    positions = sorted(int(features[0]) for features, _ in rows)
+    # Uniform within each label: the chosen rows' positions spread over each label's run of rows.
+    for label, (start, end) in {"a": (0, 6000), "b": (6000, 9000), "c": (9000, 10000)}.items():
+        inside = [p for p in positions if start <= p < end]
+        assert abs(sum(inside) / len(inside) - (start + end - 1) / 2) < (end - start) * 0.05
+    assert qa.read_test_sample(s3, uri, 1, 1000, seed=42) == (rows, sample)
+    assert qa.read_test_sample(s3, uri, 1, 1000, seed=7)[0] != rows
+    regression_rows, regression_sample = qa.read_test_sample(s3, uri, 1, 1000, seed=42, stratified=False)
+    assert regression_sample["method"] == "uniform random" and len(regression_rows) == 1000
 
 
 def test_a_row_with_the_wrong_field_count_is_named_by_part_and_row(qa, s3):
@@ -177,6 +200,7 @@ def test_the_report_and_the_answer_carry_every_fact_of_the_run(qa, s3, monkeypat
     # 3 of 4 right: exactly the spec's 0.75, which passes.
     assert result == {"problem_type": "binary", "metric": "accuracy", "value": 0.75, "threshold": 0.75,
                       "higher_is_better": True, "accuracy": 0.75, "correct": 3, "rows": 4, "rows_available": 150,
+                      "sample": {"method": "all", "rows": 4, "of": 4},
                       "report_uri": report_uri, "passed": True,
                       "production": {"endpoint_name": None, "compared": False, "accuracy": None, "value": None,
                                      "note": "no production endpoint is configured for this dataset"},

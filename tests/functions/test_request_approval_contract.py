@@ -49,7 +49,7 @@ def test_the_summary_holds_every_fact_the_approver_sees(request_approval):
         "problem_type": "multiclass", "label_name": None,
         "gate": {"metric": "accuracy", "value": 0.875, "threshold": 0.8, "higher_is_better": True,
                  "threshold_source": None},
-        "rows": 8, "report_uri": "s3://a/qa.json", "invalid_predictions": 0,
+        "rows": 8, "sample": None, "report_uri": "s3://a/qa.json", "invalid_predictions": 0,
         "accuracy": 0.875, "macro_f1": 0.8, "labels": ["a", "b"], "confusion_matrix": [[3, 1], [0, 4]],
         "per_class": REPORT["per_class"],
         # A report from before the comparison with production (or with nothing to compare) says so.

@@ -249,7 +249,16 @@ def gate_field(summary: dict) -> Field:
     source = (Words(", threshold from "), gate["threshold_source"]) if gate.get("threshold_source") else ()
     return Field(Words("Gate", "Quality gate"), (
         gate.get("metric"), Words(" "), format_metric(gate.get("value")), Words(" "), comparison, Words(" "),
-        format_metric(gate.get("threshold")), Words(" on "), summary.get("rows"), Words(" held-out rows"), *source))
+        format_metric(gate.get("threshold")), Words(" on "), summary.get("rows"), Words(" held-out rows"),
+        *sample_pieces(summary), *source))
+
+
+def sample_pieces(summary: dict) -> tuple:
+    """How QA chose its rows, when it did not score them all: e.g. " (stratified random by label sample of 12082)"."""
+    sample = summary.get("sample")
+    if not isinstance(sample, dict) or sample.get("method") in (None, "all"):
+        return ()
+    return Words(" ("), sample.get("method"), Words(" sample of "), sample.get("of"), Words(")")
 
 
 def _versus(summary: dict) -> dict | None:
