@@ -2,10 +2,12 @@
 (regression: one stratum). The car data's rare classes (good: 69, vgood: 65 rows) still get about
 10 rows each in validation (early stopping) and in the QA test set, which 80/10/10 would halve.
 
-Within each label, rows are ranked by xxhash64(seed, the row's parsed fields but the ignored ones),
-with the line position breaking ties between identical rows only. So which rows go where depends on
-the seed and the data alone (not on file paths, line endings, quoting or partitioning), and
-identical rows land together, keeping duplicates from leaking between train and test. Ranking does
+Within each label, rows are ranked by xxhash64(seed, the line's index in its file), never by the
+row's content: a split by content sent identical rows to one split as a block, and rows with the
+same features but different labels to different splits by label (a passenger table's survivors of
+one feature pattern all went to test). So within any repeated feature pattern each split's label mix
+is the whole's within sampling error, and which rows go where depends on the seed and the line order
+alone (not on file paths, line endings, quoting or partitioning). Ranking does
 not sort the data: rows are hashed into SPLIT_BUCKETS buckets per label (while validating), counted,
 and only the few buckets where a cut falls are ranked (assign_split).
 """

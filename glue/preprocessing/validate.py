@@ -179,10 +179,8 @@ def validate(spark, layout: Layout, input_uri: str, seed: int) -> ValidInput:
     label = layout.label
     classified = classify(read_lines(spark, input_uri), layout)
     is_row = F.col("kind") == KINDS.index("row")
-    split_hash = F.xxhash64(F.lit(seed), *[F.col(c.name) for c in used])
     keyed = classified.select(
         "file", "part", "pos", "kind", *[index_name(c.name) for c in used],
-        F.when(is_row, split_hash).alias("split_hash"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
     may_be_missing = [c for c in layout.features if allows_missing(c, layout)]
     try:
@@ -196,6 +194,11 @@ def validate(spark, layout: Layout, input_uri: str, seed: int) -> ValidInput:
             row["kind"] = KINDS[row["kind"]]
         _raise_for_problems(layout, input_uri, lambda: read_lines(spark, input_uri), summary)
         total = sum(r["n"] for r in summary if r["kind"] == "row")
+        # A row's place in the split's random order hashes the seed and its line's index in its file
+        # (never its content: identical rows, or equal features with different labels, must not move
+        # between splits as a block). The index comes from the per-partition counts just collected, so
+        # it does not depend on how Spark cut the file into partitions.
+        keyed = keyed.withColumn("split_hash", F.when(is_row, F.xxhash64(F.lit(seed), line_index(summary))))
         missing_cells = {c.name: sum(r[f"missing{i}"] for r in summary if r["kind"] == "row")
                          for i, c in enumerate(may_be_missing)}
         empty = [name for name, n in missing_cells.items() if n == total]
@@ -241,6 +244,28 @@ def validate(spark, layout: Layout, input_uri: str, seed: int) -> ValidInput:
         "file", "pos", "split_hash", bucket.alias("bucket"), *[index_name(c.name) for c in used],
         *[text(c).alias(c.name) for c in used], stratum_text.alias("stratum"))
     return ValidInput(rows, label_counts, bucket_counts, missing_cells, release=keyed.unpersist)
+
+
+def line_index(summary: list[dict]):
+    """Each line's 0-based index in its file after any header, from `pos` (Spark's id: contiguous within a partition's
+    part of a file) and the summary's line counts and first ids per (file, partition)."""
+    from pyspark.sql import functions as F
+
+    lines: dict[tuple[str, int], list[int]] = {}
+    # A header is a file's first line: rows are counted after it, so adding or removing one keeps the split.
+    headed = {row["file"] for row in summary if row["kind"] == "header"}
+    for row in summary:
+        entry = lines.setdefault((row["file"], row["part"]), [0, row["min_pos"]])
+        entry[0] += row["n"]
+        entry[1] = min(entry[1], row["min_pos"])
+    base = None
+    seen_in_file: dict[str, int] = {}
+    for (file, part), (n, first_pos) in sorted(lines.items()):
+        offset = seen_in_file.get(file, 0) - first_pos - (1 if file in headed else 0)
+        seen_in_file[file] = seen_in_file.get(file, 0) + n
+        here = (F.col("file") == file) & (F.col("part") == part)
+        base = F.when(here, F.lit(offset)) if base is None else base.when(here, F.lit(offset))
+    return F.col("pos") + (base if base is not None else F.lit(0))
 
 
 def _header_problem(layout: Layout, fields: list[str]) -> str:
