@@ -104,7 +104,7 @@ def test_happy_path_creates_production_and_removes_qa_before_the_approval_wait(s
     assert len(outcome.calls("CheckQAEndpoint")) == 2
     assert len(outcome.calls("CheckProduction")) == 2
     mail = the_mail(outcome)
-    assert mail["Subject"] == "Pipeline run run-0001 deployed (car)"
+    assert mail["Subject"] == "Pipeline deployed car to production"
     assert PRODUCTION in mail["Message"] and "QA accuracy 0.97 (threshold 0.95)" in mail["Message"]
     assert not outcome.calls("CleanupAfterFailure")
 
@@ -223,7 +223,7 @@ def test_a_rollback_redeploys_an_approved_version_after_its_own_confirmation(sfn
     # The same guardrails: the deployment waits for the endpoint like any other.
     assert outcome.calls("DeployProduction") and outcome.calls("CheckProduction")
     mail = the_mail(outcome)
-    assert mail["Subject"] == f"Production endpoint {PRODUCTION} rolled back to version 1"
+    assert mail["Subject"] == f"{PRODUCTION} rolled back to version 1"
     # A rollback's version is not the run's own: nothing changed its status.
     assert outcome.world.packages[APPROVED_V1]["status"] == "Approved"
 
@@ -568,7 +568,7 @@ def test_a_run_of_another_dataset_deploys_to_its_own_endpoint_and_leaves_car_alo
     assert glue.request.parameters["Arguments"]["--spec"] == "s3://artifacts/deps/datasets/penguins.json"
     assert outcome.output["dataset"] == {"name": "penguins", "spec_uri": "s3://artifacts/deps/datasets/penguins.json",
                                          "production_endpoint": "penguins-prod"}
-    assert the_mail(outcome)["Subject"] == "Pipeline run run-0001 deployed (penguins)"
+    assert the_mail(outcome)["Subject"] == "Pipeline deployed penguins to production"
 
 
 def test_the_upload_key_names_the_dataset_when_the_input_does_not(sfn_local):

@@ -382,3 +382,52 @@ def test_run_ended_rule_matches_executions_that_ended_badly(template, resolver, 
     [target] = rule["Targets"]
     assert resolver.resolve(target["Arn"]) == resolver.ref("CleanupStateMachine")
     assert resolver.resolve(target["DeadLetterConfig"]["Arn"]) == resolver.get_att("RunEndedDeadLetterQueue", "Arn")
+
+
+def _longest(definition: dict) -> dict[str, int]:
+    """The longest value each path an email subject formats can hold, each from its own source."""
+    models = botocore.session.get_session()
+    sagemaker = models.get_service_model("sagemaker")
+    from dataset_spec import DATASET_NAME_PATTERN
+
+    return {
+        # A console execution may be named with up to 80 characters (StartExecution's name).
+        "$.run.run_id": models.get_service_model("stepfunctions").operation_model("StartExecution")
+        .input_shape.members["name"].metadata["max"],
+        "$.dataset.name": int(re.search(r"\{0,(\d+)\}", DATASET_NAME_PATTERN).group(1)) + 2,
+        "$.production.endpoint_name": sagemaker.operation_model("CreateEndpoint").input_shape.members["EndpointName"]
+        .metadata["max"],
+        # A model package version is an Integer in SageMaker's model (no max): at most 10 digits.
+        "$.registry.version": 10,
+        "$.failure.state": max(len(name) for name in definition["States"]),
+    }
+
+
+def _subject_limit() -> int:
+    """SNS's Subject rule, read from botocore's sns:Publish documentation ("less than 100 characters long")."""
+    doc = (botocore.session.get_session().get_service_model("sns").operation_model("Publish")
+           .input_shape.members["Subject"].documentation)
+    return int(re.search(r"less than (\d+) characters", doc).group(1)) - 1
+
+
+def test_every_email_subject_fits_snss_limit_at_its_longest(definition):
+    """Issue 20: NotifySuccess, NotifyRolledBack and NotifyFailureWithoutCleanup formatted the run id (up to 80
+    characters) into the subject, so a long console execution name made sns:Publish refuse the email."""
+    longest, limit = _longest(definition), _subject_limit()
+    subjects = {name: state["Parameters"]["Subject.$"] for name, state in definition["States"].items()
+                if state.get("Resource") == "arn:aws:states:::sns:publish"}
+    assert len(subjects) >= 4
+    too_long = {}
+    for name, subject in subjects.items():
+        if subject.startswith("$."):
+            continue  # written by a Lambda (pipeline_common.failures caps it): checked below
+        template, *paths = split_arguments(re.fullmatch(r"States\.Format\((.*)\)", subject).group(1))
+        length = len(template.strip("'").replace("{}", "")) + sum(longest[path] for path in paths)
+        if length > limit:
+            too_long[name] = length
+    assert too_long == {}
+    from pipeline_common.failures import failure_notice
+
+    notice = failure_notice("r" * longest["$.run.run_id"], {"state": "x" * longest["$.failure.state"], "error": "E",
+                                                            "cause": "c"})
+    assert 0 < len(notice["subject"]) <= limit

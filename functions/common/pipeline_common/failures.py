@@ -11,6 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 
+# SNS: "Subjects must be ... less than 100 characters long" (sns:Publish, botocore's model).
+SNS_SUBJECT_LIMIT = 99
 _QUOTA = re.compile(r"service limit '(?P<quota>[^']+)' is (?P<limit>[^,]+), with current utilization of "
                     r"(?P<used>[^,]+) and a request delta of (?P<delta>[^.]+)")
 _NOT_AUTHORIZED = re.compile(r"(?:User|Principal): (?P<principal>\S+) is not authorized to perform: (?P<action>\S+)"
@@ -228,4 +230,6 @@ def failure_notice(run_id: str, failure: dict, *, region: str = "", approval_win
         f"Error: {error}",
         f"Details: {detail if detail else 'none were given'}",
     ]
-    return {"subject": f"Pipeline run {run_id} failed in {state}"[:100], "message": "\n".join(lines)}
+    # SNS refuses a Subject of 100 characters or more (sns:Publish in botocore's model); a console execution
+    # name is up to 80, so a long one is cut rather than losing the email.
+    return {"subject": f"Pipeline run {run_id} failed in {state}"[:SNS_SUBJECT_LIMIT], "message": "\n".join(lines)}
