@@ -162,13 +162,25 @@ def claim_production(dynamodb, table: str, endpoint_name: str, run: dict, now=No
         ) from None
 
 
+# How long the green fleet may take to provision before the bake: SageMaker stops (and rolls back) a
+# deployment that runs longer than MaximumExecutionTimeoutInSeconds in all.
+PROVISIONING_ALLOWANCE_SECONDS = 3600
+# botocore's range for MaximumExecutionTimeoutInSeconds.
+EXECUTION_TIMEOUT_RANGE = (600, 28800)
+
+
 def deployment_config(bake_seconds: int, alarm_names: list[str]) -> dict:
+    """All at once: "Once the green fleet starts receiving traffic, the baking period begins ... If no alarms
+    trip during the baking period, SageMaker AI terminates the old fleet" (deployment-guardrails-blue-green-
+    all-at-once.html), and the only wait that page sets is TerminationWaitInSeconds: the bake. WaitIntervalInSeconds
+    is between traffic-shifting steps (ALL_AT_ONCE has one) but botocore requires it. The execution timeout
+    "should be larger than the total waiting time" (botocore), so it covers provisioning and the bake."""
+    low, high = EXECUTION_TIMEOUT_RANGE
     config = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-            # The old fleet stays up this long after the switch, so an alarm in
-            # the baking period rolls back to it at once.
             "TerminationWaitInSeconds": bake_seconds,
+            "MaximumExecutionTimeoutInSeconds": min(high, max(low, bake_seconds + PROVISIONING_ALLOWANCE_SECONDS)),
         }
     }
     if alarm_names:

@@ -339,13 +339,15 @@ def test_the_holder_may_claim_again_and_each_endpoint_has_its_own_claim(app, sta
 def test_the_update_is_blue_green_all_at_once_with_a_baking_period_and_alarm_rollback(app):
     assert app.deployment_config(600, ALARMS) == {
         "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-                                  "TerminationWaitInSeconds": 600},
+                                  "TerminationWaitInSeconds": 600,
+                              "MaximumExecutionTimeoutInSeconds": 4200},
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "stack-production-5xx"},
                                                  {"AlarmName": "stack-production-latency"}]},
     }
     assert app.deployment_config(0, []) == {
         "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-                                  "TerminationWaitInSeconds": 0}}
+                                  "TerminationWaitInSeconds": 0,
+                                  "MaximumExecutionTimeoutInSeconds": 3600}}
 
 
 def alarm_requests(endpoint: str, prefix: str, latency: int) -> list[dict]:
@@ -551,7 +553,8 @@ def test_an_update_is_waited_for_with_the_baking_period_and_the_endpoints_own_al
             "EndpointName": ENDPOINT, "EndpointConfigName": CONFIG,
             "DeploymentConfig": {
                 "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-                                          "TerminationWaitInSeconds": 600},
+                                          "TerminationWaitInSeconds": 600,
+                              "MaximumExecutionTimeoutInSeconds": 4200},
                 "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "own-5xx"}]}}})
         result = app.deploy_config(dynamodb, sagemaker, config_event(), TABLE, 600, alarms_for, wait_seconds=1800, now=NOW)
     assert asked == [ENDPOINT]
@@ -804,3 +807,21 @@ def test_the_supersession_time_is_the_current_time_without_now(app, model_object
         after = datetime.now(timezone.utc)
     stamp = s3.head_object(Bucket=ARTIFACTS, Key=OLD_FILE[len(f"s3://{ARTIFACTS}/"):])["Metadata"]["superseded-at"]
     assert before <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= after
+
+
+@pytest.mark.parametrize("bake", [0, 600, 3600])
+def test_the_execution_timeout_covers_the_bake_within_sagemakers_range(app, bake):
+    """Issue 20: MaximumExecutionTimeoutInSeconds was unset (SageMaker's default) while the bake is
+    TerminationWaitInSeconds, the only wait the all-at-once page configures
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green-all-at-once.html).
+    The ranges and the rule "should be larger than the total waiting time" are botocore's."""
+    import botocore.session
+
+    shapes = botocore.session.get_session().get_service_model("sagemaker").shape_for("BlueGreenUpdatePolicy").members
+    timeout_shape, termination_shape = shapes["MaximumExecutionTimeoutInSeconds"], shapes["TerminationWaitInSeconds"]
+    assert "larger than the total waiting time" in timeout_shape.documentation
+    policy = app.deployment_config(bake, ALARMS)["BlueGreenUpdatePolicy"]
+    assert policy["TerminationWaitInSeconds"] == bake <= termination_shape.metadata["max"]
+    timeout = policy["MaximumExecutionTimeoutInSeconds"]
+    assert timeout_shape.metadata["min"] <= timeout <= timeout_shape.metadata["max"]
+    assert timeout > policy["TerminationWaitInSeconds"] + policy["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"]

@@ -94,6 +94,7 @@ def test_an_existing_endpoint_gets_a_blue_green_update_with_rollback_alarms(depl
                     "BlueGreenUpdatePolicy": {
                         "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
                         "TerminationWaitInSeconds": 900,
+                        "MaximumExecutionTimeoutInSeconds": 4500,
                     },
                     "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in ALARMS]},
                 },

@@ -29,7 +29,8 @@ def make_config(sagemaker, name: str, instances: int = 1) -> None:
 
 DEPLOYMENT = {
     "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-                              "TerminationWaitInSeconds": 600},
+                              "TerminationWaitInSeconds": 600,
+                              "MaximumExecutionTimeoutInSeconds": 4200},
     "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
 }
 
