@@ -105,9 +105,33 @@ def capture_config(destination: str, kms_key: str, percentage: int) -> dict | No
     return config
 
 
+# How SageMaker may refuse DataCaptureConfig in an account that cannot use it: AWS's data-capture page says
+# Model Monitor "is no longer open to new customers", and which error a new account gets is not documented.
+CAPTURE_REFUSALS = ("ValidationException", "AccessDeniedException")
+CAPTURE_ON = "on: requests and responses are captured"
+
+
 def ensure_production_model(sagemaker, package: dict, role_arn: str, instance_type: str,
-                            instance_count: int, capture: dict | None) -> tuple[str, str]:
-    """The model and endpoint config that run exactly this version. Returns (model, config) names."""
+                            instance_count: int, capture: dict | None) -> tuple[str, str, str]:
+    """The model and endpoint config that run exactly this version, and what became of data capture.
+    When SageMaker refuses the config with capture, the same config without capture is created instead:
+    production is served, and the run says it is not captured. Returns (model, config, capture note)."""
+    try:
+        model_name, config_name = _ensure_production_model(sagemaker, package, role_arn, instance_type,
+                                                           instance_count, capture)
+        return model_name, config_name, CAPTURE_ON if capture else "off (CaptureSamplingPercentage is 0)"
+    except ClientError as error:
+        if not capture or error.response.get("Error", {}).get("Code") not in CAPTURE_REFUSALS:
+            raise
+        refusal = f"{error.response['Error']['Code']}: {error.response['Error'].get('Message', '')}"
+    model_name, config_name = _ensure_production_model(sagemaker, package, role_arn, instance_type, instance_count,
+                                                       None)
+    logger.warning("SageMaker refused data capture: deployed without it", extra={"refusal": refusal})
+    return model_name, config_name, f"off: SageMaker refused the capture config ({refusal[:300]})"
+
+
+def _ensure_production_model(sagemaker, package: dict, role_arn: str, instance_type: str,
+                             instance_count: int, capture: dict | None) -> tuple[str, str]:
     containers = [{k: v for k, v in c.items() if k in ("Image", "ModelDataUrl", "Environment") and v}
                   for c in package["InferenceSpecification"]["Containers"]]
     variants = [{"VariantName": VARIANT_NAME, "InstanceType": instance_type, "InitialInstanceCount": instance_count,
@@ -300,14 +324,14 @@ def deploy_production(dynamodb, sagemaker, s3, event: dict, table: str, bake_sec
     if not is_sagemaker_name(endpoint_name):
         raise InvalidEvent("names.production_endpoint must be a valid SageMaker name")
     package = deployable_package(sagemaker, s3, package_arn, endpoint_name)
-    model_name, config_name = ensure_production_model(sagemaker, package, role_arn, instance_type,
-                                                      instance_count, capture)
+    model_name, config_name, data_capture = ensure_production_model(sagemaker, package, role_arn, instance_type,
+                                                                    instance_count, capture)
     result = deploy_config(dynamodb, sagemaker, {"run": run, "names": {"production_endpoint": endpoint_name},
                                                  "endpoint_config_name": config_name},
                            table, bake_seconds, alarm_names, wait_seconds, now)
     logger.info("deploying model package version", extra={"model_package_arn": package_arn, "endpoint_config_name": config_name})
     return {**result, "endpoint_config_name": config_name, "model_name": model_name, "model_package_arn": package_arn,
-            "model_package_version": package.get("ModelPackageVersion")}
+            "model_package_version": package.get("ModelPackageVersion"), "data_capture": data_capture}
 
 
 def model_files(sagemaker, config_name: str) -> set[str]:

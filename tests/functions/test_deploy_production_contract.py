@@ -178,7 +178,7 @@ def test_a_new_version_gets_a_serial_model_of_exactly_its_containers_and_a_captu
         expect_new_model(stub)
         expect_new_config(stub, name, CAPTURE, "ml.c5.xlarge", 2)
         assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.c5.xlarge", 2, CAPTURE) == (
-            MODEL_NAME, name)
+            MODEL_NAME, name, app.CAPTURE_ON)
 
 
 def test_without_capture_the_config_has_no_DataCaptureConfig(app):
@@ -187,7 +187,39 @@ def test_without_capture_the_config_has_no_DataCaptureConfig(app):
         expect_new_model(stub)
         expect_new_config(stub, name)
         assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None) == (
-            MODEL_NAME, name)
+            MODEL_NAME, name, "off (CaptureSamplingPercentage is 0)")
+
+
+@pytest.mark.parametrize("code", ["ValidationException", "AccessDeniedException"])
+def test_a_refused_capture_config_deploys_without_capture_and_says_why(app, code):
+    """Issue 20: AWS's data-capture page says Model Monitor "is no longer open to new customers"
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-data-capture.html), and which error a new
+    account gets is not documented. Production is still served, without capture, and the run says so."""
+    capturing, plain = config_name(app, CAPTURE), config_name(app)
+    with stubbed_client("sagemaker") as (sagemaker, stub):
+        expect_new_model(stub)
+        not_found(stub, "describe_endpoint_config", f'Could not find endpoint configuration "{capturing}".',
+                  {"EndpointConfigName": capturing})
+        stub.add_client_error("create_endpoint_config", code, "Model Monitor is not available for this account",
+                              http_status_code=400)
+        stub.add_response("describe_model", existing_model(), {"ModelName": MODEL_NAME})
+        expect_new_config(stub, plain)
+        model, config, note = app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, CAPTURE)
+    assert (model, config) == (MODEL_NAME, plain)
+    assert note == f"off: SageMaker refused the capture config ({code}: Model Monitor is not available for this account)"
+
+
+def test_a_config_refused_without_capture_fails_the_deployment(app):
+    """Only a capture config gets the second try: the same refusal without capture is the deployment's error."""
+    name = config_name(app)
+    with stubbed_client("sagemaker") as (sagemaker, stub):
+        expect_new_model(stub)
+        not_found(stub, "describe_endpoint_config", f'Could not find endpoint configuration "{name}".',
+                  {"EndpointConfigName": name})
+        stub.add_client_error("create_endpoint_config", "ValidationException", "bad instance type",
+                              http_status_code=400)
+        with pytest.raises(ClientError, match="bad instance type"):
+            app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None)
 
 
 def expect_existing_config(stub, name: str, model: str) -> None:
@@ -204,7 +236,7 @@ def test_an_existing_model_of_the_same_definition_and_config_are_reused(app):
         stub.add_response("describe_model", existing_model(), {"ModelName": MODEL_NAME})
         expect_existing_config(stub, name, MODEL_NAME)
         assert app.ensure_production_model(sagemaker, PACKAGE, ROLE_ARN, "ml.m5.large", 1, None) == (
-            MODEL_NAME, name)
+            MODEL_NAME, name, "off (CaptureSamplingPercentage is 0)")
 
 
 @pytest.mark.parametrize("model", [
@@ -638,7 +670,7 @@ def test_an_approved_version_is_built_and_deployed_with_the_defaults(app):
                                        now=NOW)
     assert result == {"endpoint_name": ENDPOINT, "action": "created", "wait_until": "2025-01-03T13:00:00Z",
                       "endpoint_config_name": name, "model_name": MODEL_NAME, "model_package_arn": PACKAGE_ARN,
-                      "model_package_version": 3}
+                      "model_package_version": 3, "data_capture": "off (CaptureSamplingPercentage is 0)"}
 
 
 def test_an_approved_version_replaces_production_with_capture_and_the_given_fleet(app):
@@ -657,7 +689,7 @@ def test_an_approved_version_replaces_production_with_capture_and_the_given_flee
                                        wait_seconds=900, now=NOW)
     assert result == {"endpoint_name": ENDPOINT, "action": "updated", "wait_until": "2025-01-03T12:20:00Z",
                       "endpoint_config_name": name, "model_name": MODEL_NAME, "model_package_arn": PACKAGE_ARN,
-                      "model_package_version": 3}
+                      "model_package_version": 3, "data_capture": app.CAPTURE_ON}
 
 
 # ------------------------------------------------------------------ model files kept for production

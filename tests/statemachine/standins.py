@@ -297,7 +297,8 @@ class World:
             self._describe_counts[name] = 0
         wait_until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.endpoint_wait_seconds)
         return {"endpoint_name": name, "action": action, "wait_until": wait_until.isoformat(),
-                "endpoint_config_name": new_config, "model_package_version": package["version"]}
+                "endpoint_config_name": new_config, "model_package_version": package["version"],
+                "data_capture": "on: requests and responses are captured"}
 
     def fn_cleanup(self, payload: dict, request: sfn.TaskRequest) -> dict:
         return function_module("cleanup").cleanup(

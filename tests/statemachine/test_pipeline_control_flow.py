@@ -106,6 +106,8 @@ def test_happy_path_creates_production_and_removes_qa_before_the_approval_wait(s
     mail = the_mail(outcome)
     assert mail["Subject"] == "Pipeline deployed car to production"
     assert PRODUCTION in mail["Message"] and "QA accuracy 0.97 (threshold 0.95)" in mail["Message"]
+    # What DeployProduction said of data capture reaches the email through CheckProduction.
+    assert mail["Message"].endswith("Data capture: on: requests and responses are captured.")
     assert not outcome.calls("CleanupAfterFailure")
 
 
@@ -224,6 +226,7 @@ def test_a_rollback_redeploys_an_approved_version_after_its_own_confirmation(sfn
     assert outcome.calls("DeployProduction") and outcome.calls("CheckProduction")
     mail = the_mail(outcome)
     assert mail["Subject"] == f"{PRODUCTION} rolled back to version 1"
+    assert "Data capture: on: requests and responses are captured." in mail["Message"]
     # A rollback's version is not the run's own: nothing changed its status.
     assert outcome.world.packages[APPROVED_V1]["status"] == "Approved"
 

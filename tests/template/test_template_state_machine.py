@@ -127,7 +127,7 @@ def run_state(template, resolver, substitutions, monkeypatch_module):
         "production": {"endpoint_name": names["production_endpoint"], "action": "updated",
                        "wait_until": "2025-01-01T04:00:00Z", "status": "InService", "ready": True,
                        "endpoint_config_name": f"{names['production_endpoint']}-v1-0123456789ab-config",
-                       "model_package_version": 1},
+                       "model_package_version": 1, "data_capture": "on: requests and responses are captured"},
         "error": {"Error": "States.TaskFailed", "Cause": "something broke"},
         "failure": {"state": "TrainXGBoost", "error": "States.TaskFailed", "cause": "something broke"},
         "cleanup": {"qa_endpoint": names["qa_endpoint"], "action": "deleted", "pending": False,
