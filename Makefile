@@ -11,14 +11,15 @@ PY := .venv/bin/python
 JARS := build/jars
 MVN := mvn -q -B
 
-.PHONY: help setup test test-large lint mutation local glue-local data bench deploy clean
+.PHONY: help setup test test-large lint mutation iam-mutation local glue-local data bench deploy clean
 
 help:
-	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path, SPEC=datasets/<name>.json, RUNS=N)"
+	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path, SPEC=datasets/<name>.json, RUNS=N, NO_IAM=1)"
 	@echo "make test        every test (sets itself up)"
 	@echo "make test-large  the Glue job on a ~1 GB synthetic file (about 20 min on 2 cores; not in make test)"
 	@echo "make lint        cfn-lint, sam validate --lint, asl-validator, checkov"
 	@echo "make mutation    mutation testing of the decision path (MODULES=functions/qa_test ...; not in make test)"
+	@echo "make iam-mutation which IAM statements some local run needs -> docs/iam-mutation.md (about 3 min)"
 	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
 	@echo "make data        download and verify car.data into .cache/data/"
 	@echo "make bench       benchmarks -> bench/results.json"
@@ -75,7 +76,11 @@ lint: setup
 mutation: setup
 	$(PY) scripts/mutation.py $(MODULES) $(MUTATION_ARGS)
 
-# AUTO_APPROVE=1, REJECT=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
+# Every local path under the template's IAM, each Allow statement removed in turn (docs/iam.md#policy-mutation).
+iam-mutation: setup
+	$(PY) scripts/iam_mutation.py --write
+
+# AUTO_APPROVE=1, REJECT=1, NO_IAM=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
 # environment (make exports command-line variables); `python -m localmode run --help` explains them.
 local: setup
 	$(PY) -m localmode run $(if $(DATA),--data $(DATA)) $(if $(SPEC),--spec $(SPEC)) $(if $(OUT),--out $(OUT)) $(if $(RUNS),--runs $(RUNS))

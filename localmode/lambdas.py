@@ -172,6 +172,8 @@ class LocalLambdas:
     timeouts: dict[str, float] = field(default_factory=dict)  # function folder -> seconds (the template's Timeout)
     # Where the handlers' Powertools logs go (None: where Powertools puts them, stdout).
     log_stream: Any = None
+    # The context a function's code runs in, by folder (local IAM: acting as the function's role).
+    acting_as: Callable[[str], Any] | None = None
     _modules: dict[str, ModuleType] = field(default_factory=dict)
     _redirected: list = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -182,6 +184,9 @@ class LocalLambdas:
     def _environment(self, function: str):
         values = {"AWS_LAMBDA_FUNCTION_NAME": function, "AWS_REGION": self.region, **self.environments.get(function, {})}
         return function_environment(values)
+
+    def _as(self, function: str):
+        return self.acting_as(function) if self.acting_as else contextlib.nullcontext()
 
     def module(self, function: str) -> ModuleType:
         with self._lock:
@@ -197,7 +202,7 @@ class LocalLambdas:
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
-            with self._environment(function):
+            with self._environment(function), self._as(function):
                 spec.loader.exec_module(module)
             if self.log_stream is not None:
                 self._redirected.extend(_redirect_powertools_logs(module, self.log_stream))
@@ -215,7 +220,7 @@ class LocalLambdas:
                 # The event crosses a JSON boundary on AWS: handlers never see Python objects from the caller.
                 event_copy = json.loads(json.dumps(event))
                 context = LambdaContext(function, self.region, self.timeouts.get(function, 900.0))
-                with self._environment(function):
+                with self._environment(function), self._as(function):
                     result = handler(event_copy, context)
                 record.result = json.loads(json.dumps(result))
                 return record.result

@@ -110,6 +110,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="upload the data this many times, one run after the other in this one local account; "
                              "from the second run on, QA compares with the production endpoint an earlier run "
                              "deployed (env RUNS; default 1)")
+    parser.add_argument("--no-iam", action="store_true", default=_truthy("NO_IAM"),
+                        help="run every AWS call with unlimited permissions instead of the template's IAM (env NO_IAM=1)")
     parser.add_argument("--approval-timeout", type=int, default=None,
                         help="approval window in seconds (default: the template's ApprovalWindowSeconds)")
     args = parser.parse_args(argv)
@@ -144,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     from localmode.session import EXIT_INTERRUPTED, LocalPipeline
     say = _printer()
     say(f"local mode: dataset {dataset} ({spec_path}), data {data_path}, logs in {out}")
+    say("IAM: not enforced (--no-iam): every call runs with unlimited permissions" if args.no_iam else
+        "IAM: every call is authorized under template.yaml's policies (--no-iam turns this off)")
     parameters = {"ApprovalWindowSeconds": args.approval_timeout} if args.approval_timeout else {}
     started = time.monotonic()
     extra = [] if spec_path.resolve().parent == SPEC_DIR.resolve() else [spec_path]
     try:
-        with LocalPipeline(out, say=say, parameters=parameters, extra_specs=extra) as pipeline:
+        with LocalPipeline(out, say=say, parameters=parameters, extra_specs=extra, iam=not args.no_iam) as pipeline:
             exit_code, report_path = execute_runs(pipeline, args, data_path, faults, started, dataset=dataset)
     except KeyboardInterrupt:
         say("interrupted")

@@ -24,16 +24,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
+from botocore.exceptions import ClientError
 
 from localmode import REPO_ROOT, asl, aws, sfn
 from localmode.faults import Faults
+from localmode.iam.enforce import Enforcer, acting_as, current
+from localmode.iam.policies import Principal, StackIam
 from localmode.lambdas import LambdaError, LocalLambdas
 from localmode.report import HistoryTracker, failure_of
-from localmode.stack import LocalStack
+from localmode.stack import TEMPLATE, LocalStack
 from localmode.workers import s3util
 from localmode.workers.glue import GlueWorker
 from localmode.workers.spark import SparkProvider
-from localmode.workers.services import aws_sdk, optimized
+from localmode.workers.services import aws_sdk, optimized, optimized_error
 from localmode.workers.training import TrainingWorker
 
 DEFINITION = asl.PIPELINE_DEFINITION
@@ -84,13 +87,21 @@ class LocalPipeline:
         region: str = aws.REGION,
         inference_server: Callable[[str], Any] | None = None,
         extra_specs: list[Path] | None = None,
+        iam: bool = True,
+        template: Path | None = None,
+        record_iam: bool = False,
     ):
-        """`extra_specs`: dataset specs to upload besides datasets/*.json (a spec of your own)."""
+        """`extra_specs`: dataset specs to upload besides datasets/*.json (a spec of your own).
+        `iam`: authorize every call under the template's IAM (localmode.iam); `record_iam`: keep every
+        request it decided (for the policy mutation). `template`: another template.yaml (a test's variant)."""
         self.workdir = Path(workdir)
+        self.iam_enforced = iam
+        self.record_iam = record_iam
+        self.enforcer: Enforcer | None = None
         self.extra_specs = [Path(p) for p in extra_specs or []]
         self.say = say
         self.region = region
-        self.stack = LocalStack.from_file(region=region, parameter_overrides={**LOCAL_PARAMETERS, **(parameters or {})})
+        self.stack = LocalStack.from_file(template or TEMPLATE, region=region, parameter_overrides={**LOCAL_PARAMETERS, **(parameters or {})})
         self._exit = contextlib.ExitStack()
         self._uploads = itertools.count(1)
         self.timings: dict[str, float] = {}
@@ -104,6 +115,11 @@ class LocalPipeline:
         try:
             # First: it removes variables from the environment, which the JVM's start copies on its own thread.
             self._exit.enter_context(aws.local_aws(self.region))
+            self.stack_iam = StackIam(self.stack)
+            if self.iam_enforced:
+                self.enforcer = Enforcer(self.stack_iam, self.region, self.stack.account,
+                                         record=[] if self.record_iam else None)
+                self._exit.enter_context(self.enforcer.installed())
             SparkProvider.warm(self.workdir)  # the JVM starts while the rest is set up
             self._exit.enter_context(sfn.install(retry_time_scale=RETRY_TIME_SCALE))
             # What make deploy uploads (every datasets/*.json), and a spec given with --spec.
@@ -115,6 +131,7 @@ class LocalPipeline:
                 region=self.region,
                 timeouts={folder: self.stack.function_timeout(lid) for lid, folder in self.stack.functions().items()},
                 log_stream=self._lambda_log,
+                acting_as=lambda folder: acting_as(self._principal(self.stack_iam.function_principal, folder)),
             )
             self._exit.callback(self.lambdas.restore_logs)
             self.inference_url = self._start_inference_server()
@@ -131,11 +148,43 @@ class LocalPipeline:
     def __exit__(self, *exc_info) -> None:
         self._exit.close()
 
+    # --- local IAM -----------------------------------------------------------------------
+    def _principal(self, find: Callable[..., Principal], *args) -> Principal | None:
+        """The principal `find(*args)` names, when IAM is enforced (None: calls stay unchecked)."""
+        return find(*args) if self.enforcer is not None else None
+
+    def _authorize_as_current(self, service: str, operation: str, params: dict) -> None:
+        """A call a service integration makes as the principal acting now (the state machine's role)."""
+        principal, _ = current()
+        if self.enforcer is not None and principal is not None:
+            self.enforcer.require_call(principal, service, operation, params)
+
+    def _iam_position(self) -> tuple[int, int]:
+        if self.enforcer is None:
+            return (0, 0)
+        return len(self.enforcer.denials), sum(self.enforcer.decisions.values())
+
+    def _iam_report(self) -> dict:
+        """This run's denials (principal, action, resource, state) and how many requests were authorized."""
+        if self.enforcer is None:
+            return {"enforced": False}
+        denials_before, decided_before = getattr(self, "_iam_mark", (0, 0))
+        return {"enforced": True, "denials": self.enforcer.denials[denials_before:],
+                "requests_authorized": sum(self.enforcer.decisions.values()) - decided_before}
+
+    def _as_sagemaker(self, part: str):
+        return lambda: acting_as(self._principal(self.stack_iam.sagemaker_principal, part))
+
     def _start_inference_server(self) -> str:
         if self._inference_server is None:
             from localmode.serving import server as inference
 
-            start = inference.start_inference_server
+            principal = self._principal(self.stack_iam.sagemaker_principal, "SageMaker endpoints (model data, capture)")
+            with acting_as(principal):  # the endpoint reads models and writes captured data as the models' role
+                s3 = boto3.client("s3", region_name=self.region)
+
+            def start(region):
+                return inference.start_inference_server(region, s3=s3)
         else:
             start = self._inference_server
         handle = start(self.region)
@@ -174,12 +223,15 @@ class LocalPipeline:
     def _create_state_machine(self) -> sfn.StateMachine:
         dispatcher = sfn.Dispatcher(before_call=lambda request: self.faults.before_call(request))
         glue = GlueWorker(
-            self.stack.glue_default_arguments(), spark=lambda: SparkProvider.get(self.workdir), workdir=self.workdir / "scratch"
+            self.stack.glue_default_arguments(), spark=lambda: SparkProvider.get(self.workdir), workdir=self.workdir / "scratch",
+            authorize=self._authorize_as_current,
+            job_role=lambda: acting_as(self._principal(self.stack_iam.glue_job_principal)),
         )
         self.glue_worker = glue
         self.training_worker = TrainingWorker(
             self.workdir / "scratch", self.region, self.stack.account,
             role_arn=self.stack.role_assumable_by("sagemaker.amazonaws.com"),
+            authorize=self._authorize_as_current, execution_role=self._as_sagemaker("training jobs"),
         )
         dispatcher.register("glue:startJobRun.sync", glue)
         dispatcher.register("sagemaker:createTrainingJob.sync", self.training_worker)
@@ -189,7 +241,10 @@ class LocalPipeline:
         return self._machine(DEFINITION, dispatcher)
 
     def _machine(self, definition: Path, dispatcher: sfn.Dispatcher) -> sfn.StateMachine:
-        dispatcher.register("lambda:invoke", self.lambdas.task_handler())
+        machine_id = self.stack.state_machine_id(definition.relative_to(REPO_ROOT).as_posix())
+        principal = self._principal(self.stack_iam.state_machine_principal, machine_id)
+        dispatcher.around_call = lambda request: acting_as(principal, request.state_name)
+        dispatcher.register("lambda:invoke", self._invoke_as_machine(self.lambdas.task_handler()))
         # Every other integration the definition uses is a plain API call on moto.
         for task_resource in set(asl.definition_tasks(definition).values()):
             integration, _ = sfn.split_resource(task_resource)
@@ -200,17 +255,26 @@ class LocalPipeline:
                 dispatcher.register(integration, aws_sdk(parts[1], parts[2]))
             else:
                 dispatcher.register(integration, optimized(parts[0], parts[1]))
-        machine_id = self.stack.state_machine_id(definition.relative_to(REPO_ROOT).as_posix())
         machine = sfn.StateMachine.create(
             boto3.client("stepfunctions"),
             definition.read_text(encoding="utf-8"),
             self.stack.definition_substitutions(machine_id),
             dispatcher,
             name=self.stack.physical_name(machine_id),
-            role_arn=f"arn:aws:iam::{self.stack.account}:role/{self.stack.physical_name(machine_id)}-role",
+            role_arn=self.stack.get_att(self.stack.resources[machine_id]["Properties"]["Role"]["Fn::GetAtt"][0], "Arn"),
         )
         self._exit.callback(machine.close)
         return machine
+
+    def _invoke_as_machine(self, invoke: Callable[[sfn.TaskRequest], Any]) -> Callable[[sfn.TaskRequest], Any]:
+        """lambda:invoke needs lambda:InvokeFunction on the function for the state machine's role."""
+        def handle(request: sfn.TaskRequest) -> Any:
+            try:
+                self._authorize_as_current("lambda", "Invoke", {"FunctionName": request.parameters["FunctionName"]})
+            except ClientError as error:
+                raise optimized_error("lambda", error) from error
+            return invoke(request)
+        return handle
 
     # --- one upload ------------------------------------------------------------------
     def upload_key(self, data_path: Path, dataset: str | None = None) -> str:
@@ -266,6 +330,7 @@ class LocalPipeline:
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}")
         self.faults = faults or Faults()
+        self._iam_mark = self._iam_position()
         aws.endpoint_updates.rollback_next = self.faults.rollback
         aws.read_mailbox(self.resources.mailbox_url)  # an earlier run's mail is not this run's
         started = time.monotonic()
@@ -285,6 +350,7 @@ class LocalPipeline:
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}")
         self.faults = Faults()
+        self._iam_mark = self._iam_position()
         aws.endpoint_updates.rollback_next = False
         aws.read_mailbox(self.resources.mailbox_url)
         started = time.monotonic()
@@ -358,6 +424,15 @@ class LocalPipeline:
         if not aws.eventbridge_delivers(self.stack.resolve(rule["EventPattern"]), event):
             return None
         self.say(f"run ended {description['status']}: the cleanup state machine runs (RunEndedRule)")
+        # The rule's target starts the execution with the target's role.
+        target_role = self._principal(self.stack_iam.rule_target_principal, "RunEndedRule", self.cleanup_machine.arn)
+        if target_role is not None:
+            try:
+                self.enforcer.require_call(target_role, "stepfunctions", "StartExecution",
+                                           {"stateMachineArn": self.cleanup_machine.arn})
+            except ClientError as error:  # EventBridge cannot deliver: the event goes to the rule's dead-letter queue
+                return {"execution_arn": None, "status": "NOT_STARTED", "error": error.response["Error"]["Code"],
+                        "cause": error.response["Error"]["Message"]}
         arn = self.cleanup_machine.start(f"run-ended-{uuid.uuid4().hex[:12]}", event)
         try:
             ended = self.cleanup_machine.wait(arn, timeout=timeout, poll=0.2)
@@ -472,6 +547,7 @@ class LocalPipeline:
             "approval": approval,
             "notifications": [{**m, "message": _redact_approval_links(m["message"])} for m in mail],
             "failure": failure_of(tracker, description),
+            "iam": self._iam_report(),
             "timings": {
                 **self.timings,
                 "spark_start_seconds": SparkProvider.start_seconds,

@@ -49,7 +49,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from localmode.asl import (  # noqa: F401 (the adapter's public names: handlers import them from here too)
     RESOURCE_PREFIX,
@@ -167,6 +167,8 @@ class Dispatcher:
     calls: list[TaskCall] = field(default_factory=list)
     # Called before the handler: may raise TaskFailed to inject a fault into a chosen state.
     before_call: Callable[[TaskRequest], None] | None = None
+    # The context the handler runs in (local IAM: the state machine's role, in this state).
+    around_call: Callable[[TaskRequest], ContextManager] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def register(self, resource: str, handler: Handler) -> None:
@@ -190,7 +192,8 @@ class Dispatcher:
                 raise TaskFailed("States.Runtime", f"No local handler for {request.resource} (state {request.state_name}).")
             if self.before_call is not None:
                 self.before_call(request)
-            result = handler(request)
+            with self.around_call(request) if self.around_call else contextlib.nullcontext():
+                result = handler(request)
             # Step Functions carries JSON only: a handler returning anything else is a bug to see now.
             return json.loads(json.dumps(result, default=_json_default))
         except TaskFailed as exc:

@@ -197,6 +197,10 @@ class LocalStack:
                 return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{name}"
             if kind == "AWS::SNS::Topic":
                 return self.ref(logical_id)
+            if kind == "AWS::KMS::Key":
+                return f"arn:aws:kms:{self.region}:{self.account}:key/{name}"
+            if kind == "AWS::Events::Rule":
+                return f"arn:aws:events:{self.region}:{self.account}:rule/{name}"
             service = kind.split("::")[1].lower()
             return f"arn:aws:{service}:{self.region}:{self.account}:{name}"
         if attribute == "QueueName":

@@ -339,12 +339,14 @@ def _model_error(endpoint: ResolvedEndpoint, hostname: str, status: int, origina
 
 
 def start_inference_server(region: str, host: str = "127.0.0.1", port: int = 0,
-                           freshness_seconds: float = 0.2, engine: str = "auto") -> LocalInferenceServer:
+                           freshness_seconds: float = 0.2, engine: str = "auto", s3=None) -> LocalInferenceServer:
     """The local sagemaker-runtime for local mode: SageMaker and S3 are whatever boto3 reaches
-    in `region` (moto in local mode). Returns the running server (`.url`, `.shutdown()`)."""
+    in `region` (moto in local mode). `s3`: the client that reads model data and writes captured
+    data, as the endpoint's execution role does on AWS (default: a new one).
+    Returns the running server (`.url`, `.shutdown()`)."""
     import boto3
 
-    s3 = boto3.client("s3", region_name=region)
+    s3 = s3 or boto3.client("s3", region_name=region)
     resolver = MotoEndpointResolver(boto3.client("sagemaker", region_name=region), s3,
                                     freshness_seconds=freshness_seconds, engine=engine)
     server, _ = start_server(resolver, host, port, capture=CaptureWriter(s3).start())

@@ -12,6 +12,7 @@ One SparkSession serves every run in the process (see workers/spark.py).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
+from botocore.exceptions import ClientError
 
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util
+from localmode.workers.services import optimized_error
 from preprocessing.job import run
 from preprocessing.options import DEFAULT_SEED, JobOptions, default_spec_path, load_spec
 
@@ -41,8 +44,14 @@ class GlueWorker:
         spark: Callable[[], Any],
         workdir: Path,
         job_settings: dict | None = None,
+        authorize: Callable[[str, str, dict], None] | None = None,
+        job_role: Callable[[], Any] | None = None,
     ):
+        """`authorize(service, operation, params)`: local IAM's check of a call the integration makes as the
+        state machine's role; `job_role()`: the context in which calls are the job role's."""
         self.default_arguments = default_arguments
+        self.authorize = authorize or (lambda service, operation, params: None)
+        self.job_role = job_role or contextlib.nullcontext
         self.spark = spark
         self.workdir = Path(workdir)
         self.job_settings = job_settings or {"GlueVersion": "5.1", "WorkerType": "G.1X", "NumberOfWorkers": 2}
@@ -51,6 +60,9 @@ class GlueWorker:
     def __call__(self, request: TaskRequest) -> dict:
         params = request.parameters
         arguments = {**self.default_arguments, **(params.get("Arguments") or {})}
+        # What glue:startJobRun.sync calls as the state machine's role: StartJobRun, then GetJobRun while it
+        # waits (https://docs.aws.amazon.com/step-functions/latest/dg/glue-iam.html).
+        self._as_integration("StartJobRun", {"JobName": params["JobName"]})
         started = time.time()
         job_run = {
             "Id": f"jr_{uuid.uuid4().hex}",
@@ -62,14 +74,22 @@ class GlueWorker:
             **self.job_settings,
         }
         try:
-            manifest = self._run(arguments)
+            with self.job_role():
+                manifest = self._run(arguments)
         except Exception as exc:
             job_run.update(self._ended(started), JobRunState="FAILED", ErrorMessage=_error_message(exc))
             self.runs.append(job_run)
             raise TaskFailed("States.TaskFailed", json.dumps(job_run)) from exc
+        self._as_integration("GetJobRun", {"JobName": params["JobName"], "RunId": job_run["Id"]})
         job_run.update(self._ended(started), JobRunState="SUCCEEDED")
         self.runs.append({**job_run, "manifest": manifest})
         return job_run
+
+    def _as_integration(self, operation: str, params: dict) -> None:
+        try:
+            self.authorize("glue", operation, params)
+        except ClientError as error:
+            raise optimized_error("glue", error) from error
 
     @staticmethod
     def _ended(started: float) -> dict:
@@ -81,6 +101,11 @@ class GlueWorker:
             if not arguments.get(name):
                 raise ValueError(f"the job run has no {name} argument")
         s3 = boto3.client("s3")
+        # Glue fetches the job's libraries with the job's role before the script runs
+        # (https://docs.aws.amazon.com/glue/latest/dg/create-an-iam-role.html); locally they are already here.
+        for library in filter(None, arguments.get("--extra-py-files", "").split(",")):
+            bucket, key = s3util.split_uri(library)
+            self.authorize("s3", "GetObject", {"Bucket": bucket, "Key": key})
         self.workdir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"glue-{arguments['--run_id']}-", dir=self.workdir))
         try:

@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 from localmode.sfn import TaskFailed, TaskRequest
 
 # Step Functions' service names in error names, by boto3 service name.
-_ERROR_SERVICE = {"sagemaker": "SageMaker", "sns": "SNS", "sqs": "SQS", "dynamodb": "DynamoDb", "s3": "S3"}
+_ERROR_SERVICE = {"sagemaker": "SageMaker", "sns": "SNS", "sqs": "SQS", "dynamodb": "DynamoDb", "s3": "S3", "glue": "Glue",
+                  "lambda": "Lambda"}
 
 
 def _camel_to_snake(name: str) -> str:

@@ -22,6 +22,7 @@ and the state machine's recovery after a lost answer see it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tarfile
@@ -37,6 +38,10 @@ from localmode import aws
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util, xgboost_algorithm
 from localmode.workers.services import optimized_error
+
+# The rule the .sync integration for training jobs waits through (Step Functions' documented name).
+MANAGED_TRAINING_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+STEP_FUNCTIONS_TAG = {"Key": "MANAGED_BY_AWS", "Value": "STARTED_BY_STEP_FUNCTIONS"}
 
 
 class TrainingFailed(Exception):
@@ -128,7 +133,12 @@ class TrainingWorker:
     # One thread: on a small machine shared with Spark, more threads make XGBoost's
     # OpenMP loops contend and run several times slower on this data size.
     # `role_arn`: the stack's SageMaker execution role, the only role SageMaker could assume here.
-    def __init__(self, workdir: Path, region: str, account: str, nthread: int = 1, *, role_arn: str):
+    def __init__(self, workdir: Path, region: str, account: str, nthread: int = 1, *, role_arn: str,
+                 authorize=None, execution_role=None):
+        """`authorize(service, operation, params)`: local IAM's check of a call the integration makes as the
+        state machine's role; `execution_role()`: the context in which calls are the job's role (`role_arn`)."""
+        self.authorize = authorize or (lambda service, operation, params: None)
+        self.execution_role = execution_role or contextlib.nullcontext
         self.workdir = Path(workdir)
         self.region = region
         self.account = account
@@ -140,7 +150,13 @@ class TrainingWorker:
         params = request.parameters
         check_role(params.get("RoleArn"), self.role_arn)
         name = params["TrainingJobName"]
-        create_job(params)
+        # createTrainingJob.sync waits through a managed EventBridge rule it creates as the state machine's role
+        # (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html); the job's own calls are below.
+        for operation in ("PutRule", "PutTargets", "DescribeRule"):
+            self._as_integration("events", operation, {"Name": MANAGED_TRAINING_RULE, "Rule": MANAGED_TRAINING_RULE})
+        # A .sync job is tagged by Step Functions, so creating it needs sagemaker:AddTags too
+        # (aws/aws-cdk#27264, #32294: "not authorized to perform: sagemaker:AddTags on resource: ...training-job/...").
+        create_job({**params, "Tags": [*(params.get("Tags") or []), STEP_FUNCTIONS_TAG]})
         started = time.time()
         description = {
             "TrainingJobName": name,
@@ -157,9 +173,12 @@ class TrainingWorker:
             "TrainingStartTime": int(started * 1000),
         }
         try:
-            artifacts, metrics = self._train(params)
+            with self.execution_role():
+                artifacts, metrics = self._train(params)
         except Exception as exc:
-            kind = ("ClientError" if isinstance(exc, (TrainingFailed, xgboost_algorithm.NotEmulated, KeyError, ValueError))
+            # An S3 refusal of the job's role is the user's error too (SageMaker: "ClientError: ... AccessDenied").
+            kind = ("ClientError" if isinstance(exc, (TrainingFailed, xgboost_algorithm.NotEmulated, KeyError, ValueError,
+                                                      ClientError))
                     else "AlgorithmError")
             description.update(
                 self._ended(started),
@@ -182,9 +201,16 @@ class TrainingWorker:
         )
         description = aws.end_training_job(description, self.account, self.region)
         self.jobs.append(description)
+        self._as_integration("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name})
         if description["TrainingJobStatus"] != "Completed":  # stopped while it trained
             raise TaskFailed("States.TaskFailed", json.dumps(description))
         return description
+
+    def _as_integration(self, service: str, operation: str, params: dict) -> None:
+        try:
+            self.authorize(service, operation, params)
+        except ClientError as error:
+            raise optimized_error(service, error) from error
 
     @staticmethod
     def _ended(started: float) -> dict:

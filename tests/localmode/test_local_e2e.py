@@ -18,6 +18,7 @@ import asl_reference
 from localmode import approval_server, rollback_cli, runner
 from localmode.asl import TaskFailed
 from localmode.faults import Faults
+from localmode.iam.enforce import acting_as, as_harness, current
 from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -232,10 +233,17 @@ def test_a_lost_training_answer_continues_with_the_job_it_started(account, deplo
 
     def answer_lost(request):
         name = request.parameters["TrainingJobName"]
-        worker = threading.Thread(target=lambda: trained.append(train(request)), name=f"training-{name}")
+        principal, state = current()  # the job trains on as the state machine's integration would
+
+        def keep_training():
+            with acting_as(principal, state):
+                trained.append(train(request))
+
+        worker = threading.Thread(target=keep_training, name=f"training-{name}")
         worker.start()
-        while not sagemaker.list_training_jobs(NameContains=name)["TrainingJobSummaries"] and worker.is_alive():
-            time.sleep(0.05)
+        with as_harness():  # the test's own look at SageMaker
+            while not sagemaker.list_training_jobs(NameContains=name)["TrainingJobSummaries"] and worker.is_alive():
+                time.sleep(0.05)
         raise TaskFailed("SageMaker.AmazonSageMakerException",
                          "We encountered an internal error. Please try again. (Service: AmazonSageMaker; Status Code: "
                          "500; Error Code: InternalFailure; Request ID: 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0; Proxy: null)")
