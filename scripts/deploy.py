@@ -35,6 +35,9 @@ if str(REPO_ROOT / "functions" / "common") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "functions" / "common"))
 
 from dataset_spec import DATASET_NAME, DATASET_NAME_RULE, parse_spec  # noqa: E402
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+from localmode.stack import load_template  # noqa: E402  (template.yaml with CloudFormation's short tags)
 # Where runs look for a dataset's spec (spec_key; the Glue job's default --spec).
 from pipeline_common.datasets import SPEC_PREFIX  # noqa: E402
 
@@ -65,6 +68,74 @@ Runner = Callable[[Sequence[str]], None]
 
 class DeployError(RuntimeError):
     """A step failed; the message says which and what to do."""
+
+
+# The longest name each service accepts for what template.yaml names after the stack (the APIs' length
+# constraints, as botocore's models carry them, or their documentation where it is stricter: a bare Lambda
+# function name is at most 64 of the 140 a full ARN may have; a WAF metric name at most 128 of 255;
+# tests/template/test_template_deploy_script.py reads both). None: the API sets no limit.
+NAME_LIMITS = {
+    ("AWS::Serverless::Function", "FunctionName"): 64,
+    ("AWS::Serverless::StateMachine", "Name"): 80,
+    ("AWS::WAFv2::WebACL", "Name"): 128,
+    ("AWS::WAFv2::WebACL", "VisibilityConfig.MetricName"): 128,
+    ("AWS::Glue::Job", "Name"): 255,
+    ("AWS::Glue::SecurityConfiguration", "Name"): 255,
+    ("AWS::CloudWatch::Alarm", "AlarmName"): 255,
+    ("AWS::KMS::Alias", "AliasName"): 256,
+    ("AWS::Logs::LogGroup", "LogGroupName"): 512,
+    ("AWS::Serverless::Api", "Name"): None,
+}
+# CloudFormation's own limit on a stack name.
+STACK_NAME_LIMIT = 128
+STACK_NAME_TOKEN = "${AWS::StackName}"
+
+
+def stack_named_properties(template: dict) -> list[tuple[str, str, str]]:
+    """(resource type, property path, !Sub text) for each name template.yaml builds from the stack name."""
+    found = []
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            if set(value) == {"Fn::Sub"}:
+                text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+                if STACK_NAME_TOKEN in text and not text.startswith("arn:"):
+                    yield ".".join(path), text
+                return
+            for key, item in value.items():
+                yield from walk(item, [*path, key])
+        elif isinstance(value, list):
+            for item in value:
+                yield from walk(item, path)
+
+    for resource in template["Resources"].values():
+        for path, text in walk(resource.get("Properties", {}), []):
+            if not (path.startswith("Environment.") or path == "Description"):
+                found.append((resource["Type"], path, text))
+    return found
+
+
+def longest_stack_name(template: dict) -> tuple[int, str]:
+    """The longest stack name every name the template derives from it fits, and the name that limits it."""
+    limit, limiting = STACK_NAME_LIMIT, "CloudFormation's stack name"
+    for kind, path, text in stack_named_properties(template):
+        if (kind, path) not in NAME_LIMITS:
+            raise DeployError(f"{kind} {path} is named after the stack ({text}) but its length limit is not known")
+        if NAME_LIMITS[(kind, path)] is None:
+            continue
+        fits = NAME_LIMITS[(kind, path)] - len(text.replace(STACK_NAME_TOKEN, ""))
+        if fits < limit:
+            limit, limiting = fits, f"{kind} {path} {text} (at most {NAME_LIMITS[(kind, path)]} characters)"
+    return limit, limiting
+
+
+def check_stack_name(stack_name: str | None, template: dict) -> None:
+    limit, limiting = longest_stack_name(template)
+    if stack_name and len(stack_name) > limit:
+        raise DeployError(
+            f"stack name {stack_name!r} has {len(stack_name)} characters; this template allows at most {limit}: "
+            f"{limiting}. Choose a shorter stack_name in samconfig.toml (or when sam deploy --guided asks)."
+        )
 
 
 def uv_executable() -> str:
@@ -208,14 +279,19 @@ def deploy(run: Runner = run_command, session_factory=boto3_session, guided: boo
     check_lambda_python(which)
     specs = dataset_specs()  # a misnamed spec stops the deploy before anything changes
     settings = deploy_settings(samconfig())
+    template = load_template(TEMPLATE)
+    check_stack_name(settings["stack_name"], template)  # before anything is built or deployed
     if guided is None:
         guided = not settings["has_parameters"]
     run(sam_command("build", "--template", str(TEMPLATE)))
+    if guided:
+        print(f"Stack name: at most {longest_stack_name(template)[0]} characters (the function names are built from it).")
     run(sam_command("deploy", *(["--guided"] if guided else [])))
     # --guided may have just chosen the stack name, region and profile: read them again.
     settings = deploy_settings(samconfig())
     if not settings["stack_name"]:
         raise DeployError("samconfig.toml names no stack_name after sam deploy")
+    check_stack_name(settings["stack_name"], template)
     session = session_factory(settings)
     outputs = stack_outputs(session.client("cloudformation"), settings["stack_name"])
     s3 = session.client("s3")

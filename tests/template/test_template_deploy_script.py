@@ -426,3 +426,63 @@ def test_listing_the_registry_starts_nothing(monkeypatch, tmp_path, capsys):
             stub.assert_no_pending_responses()
     shown = capsys.readouterr().out
     assert "version 1: Approved" in shown and "version 2: Rejected" in shown
+
+
+# Where each name the template builds from the stack name goes: the API, operation and member that take it.
+NAME_MEMBERS = {
+    ("AWS::Serverless::Function", "FunctionName"): ("lambda", "CreateFunction", ["FunctionName"]),
+    ("AWS::Serverless::StateMachine", "Name"): ("stepfunctions", "CreateStateMachine", ["name"]),
+    ("AWS::WAFv2::WebACL", "Name"): ("wafv2", "CreateWebACL", ["Name"]),
+    ("AWS::WAFv2::WebACL", "VisibilityConfig.MetricName"): ("wafv2", "CreateWebACL", ["VisibilityConfig", "MetricName"]),
+    ("AWS::Glue::Job", "Name"): ("glue", "CreateJob", ["Name"]),
+    ("AWS::Glue::SecurityConfiguration", "Name"): ("glue", "CreateSecurityConfiguration", ["Name"]),
+    ("AWS::CloudWatch::Alarm", "AlarmName"): ("cloudwatch", "PutMetricAlarm", ["AlarmName"]),
+    ("AWS::KMS::Alias", "AliasName"): ("kms", "CreateAlias", ["AliasName"]),
+    ("AWS::Logs::LogGroup", "LogGroupName"): ("logs", "CreateLogGroup", ["logGroupName"]),
+    ("AWS::Serverless::Api", "Name"): ("apigateway", "CreateRestApi", ["name"]),
+}
+
+
+def _member(service: str, operation: str, path: list[str]):
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+    for name in path:
+        shape = shape.members[name]
+    return shape
+
+
+@pytest.mark.parametrize("kind, prop", sorted(NAME_MEMBERS))
+def test_each_name_limit_is_the_one_botocores_model_states(kind, prop):
+    import re
+
+    limit = deploy.NAME_LIMITS[(kind, prop)]
+    shape = _member(*NAME_MEMBERS[(kind, prop)])
+    text = re.sub(r"<[^>]+>", "", shape.documentation)
+    stated = re.search(r"limited to (\d+) characters|from one to (\d+) characters", text)
+    # The documented length where the documentation is stricter than the model's maximum, else the maximum.
+    expected = int(next(g for g in stated.groups() if g)) if stated else shape.metadata.get("max")
+    assert limit == expected
+
+
+def test_every_name_built_from_the_stack_name_has_a_known_limit(template):
+    named = {(kind, path) for kind, path, _ in deploy.stack_named_properties(template)}
+    assert named and named <= set(deploy.NAME_LIMITS), named - set(deploy.NAME_LIMITS)
+
+
+def test_the_longest_allowed_stack_name_fits_every_name_and_one_more_character_is_refused(template, tmp_path, monkeypatch):
+    limit, limiting = deploy.longest_stack_name(template)
+    longest = "s" * limit
+    for kind, path, text in deploy.stack_named_properties(template):
+        name = text.replace(deploy.STACK_NAME_TOKEN, longest)
+        assert deploy.NAME_LIMITS[(kind, path)] is None or len(name) <= deploy.NAME_LIMITS[(kind, path)], name
+    assert limit == 64 - len("-create-endpoint-config") and "create-endpoint-config" in limiting
+    # One character more: refused before sam builds or deploys anything, naming the limit and why.
+    monkeypatch.setattr(deploy, "check_lambda_python", lambda which: None)
+    monkeypatch.setattr(deploy, "samconfig", lambda path=None: {"default": {"deploy": {"parameters": {
+        "stack_name": longest + "s", "region": "us-east-1"}}}})
+    commands = []
+    with pytest.raises(deploy.DeployError, match=rf"has {limit + 1} characters; this template allows at most {limit}"):
+        deploy.deploy(run=commands.append)
+    assert commands == []
+    deploy.check_stack_name(longest, template)
