@@ -29,6 +29,7 @@ from pipeline_common.registry import (
     client_token,
     comparable_containers,
     customer_metadata,
+    find_registered,
     model_package_group_name,
     one_line,
 )
@@ -109,21 +110,6 @@ def lineage_of(event: dict, containers: list[dict], sources: dict, report_copy: 
         lineage[f"container_{index}_model"] = container.get("ModelDataUrl")
     lineage.update(sources)
     return lineage
-
-
-# A retry comes minutes after the first attempt: the run's version, if any, is among the newest.
-_RECENT_VERSIONS = 20
-
-
-def find_registered(sagemaker, group: str, run_id: str) -> dict | None:
-    """A recent version of `group` that this run registered already."""
-    summaries = sagemaker.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime",
-                                              SortOrder="Descending", MaxResults=_RECENT_VERSIONS)
-    for summary in summaries.get("ModelPackageSummaryList", []):
-        described = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-        if (described.get("CustomerMetadataProperties") or {}).get("run_id") == run_id:
-            return described
-    return None
 
 
 def register_model(s3, sagemaker, event: dict, instance_type: str) -> dict:

@@ -3,9 +3,11 @@ account, recorded (`python scripts/iam_mutation.py`, and tests/localmode/test_lo
 
 car approved (its production created), approved again (a blue/green update, compared with
 production), rejected, rolled back by its alarms, a rollback to version 1, a training answer lost
-(RecoverTraining), a training failure, a stop while the QA endpoint exists (the cleanup workflow),
+(RecoverTraining), a training failure, a stop while the QA endpoint exists and one during approval
+(the cleanup workflow),
 an upload whose key has a "+", an upload under an unknown dataset, and the first approved run of
-each other dataset (penguins, breast-cancer, diabetes), penguins also approved again and rolled back.
+each other dataset (penguins, breast-cancer, diabetes), penguins also approved again, rolled back and
+stopped during approval.
 """
 from __future__ import annotations
 
@@ -81,11 +83,13 @@ def run_scenarios(pipeline, car_data: Path, workdir: Path) -> dict[str, object]:
         restore()
     results["car training failed"] = pipeline.run(car_data, decision="approve", faults=Faults(states={"TrainXGBoost"}))
     say = pipeline.say
-    pipeline.say = _stop_when(pipeline, "WaitForQAEndpoint ...")
-    try:
-        results["car stopped while its QA endpoint exists"] = pipeline.run(car_data, decision="approve")
-    finally:
-        pipeline.say = say
+    for name, marker in (("car stopped while its QA endpoint exists", "WaitForQAEndpoint ..."),
+                         ("car stopped while it waits for approval", "RequestApproval ...")):
+        pipeline.say = _stop_when(pipeline, marker)
+        try:
+            results[name] = pipeline.run(car_data, decision="approve")
+        finally:
+            pipeline.say = say
     # A key S3's notification encodes ambiguously ("+"): start_run lists the bucket to tell which key exists.
     plus = workdir / "car data+1.csv"
     shutil.copyfile(car_data, plus)
@@ -97,4 +101,9 @@ def run_scenarios(pipeline, car_data: Path, workdir: Path) -> dict[str, object]:
         if name == OTHER_DATASETS[0]:
             results[f"{name} approved again"] = pipeline.run(data, decision="approve", dataset=name)
             results[f"{name} rollback to version 1"] = pipeline.rollback(1, decision="approve", dataset=name)
+            pipeline.say = _stop_when(pipeline, "RequestApproval ...")
+            try:
+                results[f"{name} stopped while it waits for approval"] = pipeline.run(data, decision="approve", dataset=name)
+            finally:
+                pipeline.say = say
     return results

@@ -22,6 +22,9 @@ def cleanup(load_function, monkeypatch):
     monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", PRODUCTION)
     monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", CLEANUP_MACHINE)
     monkeypatch.setenv("POLL_SECONDS", "30")
+    monkeypatch.setenv("DEFAULT_DATASET", "car")
+    monkeypatch.setenv("PRODUCTION_ENDPOINT_SUFFIX", "-prod")
+    monkeypatch.setenv("INPUT_PREFIX", "input/")
     return load_function("cleanup")
 
 
@@ -159,7 +162,7 @@ def test_the_cleanup_state_machine_itself_waits_instead_of_handing_over(cleanup)
                                                                                    "scope": "qa_endpoint"}},
                                  PRODUCTION, sfn=None, poll_seconds=7)
         stub.assert_no_pending_responses()
-    assert result == {"qa_endpoint": "x-qa", "action": "pending", "pending": True, "poll_seconds": 7}
+    assert result == {"qa_endpoint": "x-qa", "action": "pending", "pending": True, "poll_seconds": 7, "registry": None}
 
 
 @pytest.mark.parametrize("status, calls_delete", [("Failed", True), ("OutOfService", True), ("Deleting", False)])
@@ -210,3 +213,65 @@ def test_aws_errors_fail_under_their_names(cleanup, context, aws):
         stub.add_client_error("describe_endpoint", "AccessDeniedException", "not authorized", http_status_code=400)
         with pytest.raises(Exception, match="AccessDenied"):
             cleanup.cleanup(sagemaker, {"names": {"qa_endpoint": "x-qa"}}, PRODUCTION)
+
+
+# --- the model version of a run that ended without a decision --------------------------------------
+
+def ended_event(run_id: str, status: str, execution_input: dict) -> dict:
+    """RunEndedRule's event for an execution that ended `status` (the shape Step Functions documents)."""
+    return {"caller": "cleanup_workflow", "input": {
+        "version": "0", "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+        "account": ACCOUNT, "region": REGION, "resources": [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:p:{run_id}"],
+        "detail": {"executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:p:{run_id}", "name": run_id,
+                   "status": status, "input": json.dumps(execution_input), "inputDetails": {"included": True}}}}
+
+
+def register(sagemaker, group: str, run_id: str, status: str = "PendingManualApproval") -> str:
+    try:
+        sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    except sagemaker.exceptions.ClientError:
+        pass
+    return sagemaker.create_model_package(
+        ModelPackageGroupName=group, ModelApprovalStatus=status, CustomerMetadataProperties={"run_id": run_id},
+        InferenceSpecification={"Containers": [{"Image": "xgboost"}], "SupportedContentTypes": ["text/csv"],
+                                "SupportedResponseMIMETypes": ["text/csv"]})["ModelPackageArn"]
+
+
+def package(sagemaker, arn: str) -> tuple[str, str | None]:
+    described = sagemaker.describe_model_package(ModelPackageName=arn)
+    return described["ModelApprovalStatus"], described.get("ApprovalDescription")
+
+
+@pytest.mark.parametrize("status, says", [("ABORTED", "the execution was stopped"), ("TIMED_OUT", "the execution timed out")])
+def test_a_run_stopped_or_timed_out_during_approval_has_its_pending_version_rejected(cleanup, aws, context, status, says):
+    # A stopped or timed-out execution runs no Catch: SettleModelPackage never ran for it.
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    mine = register(sagemaker, PRODUCTION, "car-0123456789ab")
+    other = register(sagemaker, PRODUCTION, "car-ffffffffffff")
+    result = cleanup.lambda_handler(ended_event("car-0123456789ab", status, {"input_uri": "s3://in/input/car.csv",
+                                                                             "dataset": "car"}), context)
+    assert result["registry"] == {"model_package_arn": mine, "status": "Rejected", "action": "rejected",
+                                  "description": f"Not deployed: {says} before a decision."}
+    assert package(sagemaker, mine) == ("Rejected", f"Not deployed: {says} before a decision.")
+    assert package(sagemaker, other)[0] == "PendingManualApproval"
+
+
+def test_another_datasets_run_is_settled_in_that_datasets_group(cleanup, aws, context):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    # A console start names only input_uri: the dataset is the key's folder, as start_run reads it.
+    mine = register(sagemaker, "penguins-prod", "penguins-0123456789ab")
+    result = cleanup.lambda_handler(ended_event("penguins-0123456789ab", "ABORTED",
+                                                {"input_uri": "s3://in/input/penguins/p.csv"}), context)
+    assert result["registry"]["model_package_arn"] == mine and package(sagemaker, mine)[0] == "Rejected"
+
+
+def test_a_decided_version_and_a_run_that_registered_nothing_are_left_alone(cleanup, aws, context):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    approved = register(sagemaker, PRODUCTION, "car-0123456789ab", status="Approved")
+    decided = cleanup.lambda_handler(ended_event("car-0123456789ab", "ABORTED", {"dataset": "car"}), context)
+    assert decided["registry"] == {"model_package_arn": approved, "status": "Approved", "action": "unchanged"}
+    assert package(sagemaker, approved) == ("Approved", None)
+    for run_id, execution_input in (("car-aaaaaaaaaaaa", {"dataset": "car"}),  # stopped before RegisterModel
+                                    ("rollback-v1-1234", {"rollback": {"model_package_version": 1}}),
+                                    ("penguins-bbbbbbbbbbbb", {"dataset": "penguins"})):  # no group yet
+        assert cleanup.lambda_handler(ended_event(run_id, "ABORTED", execution_input), context)["registry"] is None

@@ -36,12 +36,21 @@ def test_every_path_runs_with_zero_denials(scenario_runs):
                 "car rolled back by its alarms": "failed", "rollback to version 1": "deployed",
                 "car training answer lost": "rejected", "car training failed": "failed",
                 "car stopped while its QA endpoint exists": "interrupted",
+                "car stopped while it waits for approval": "interrupted",
                 "an upload under an unknown dataset": "failed",
                 "penguins approved": "deployed", "penguins approved again": "deployed",
-                "penguins rollback to version 1": "deployed", "diabetes approved": "deployed"}
+                "penguins rollback to version 1": "deployed", "diabetes approved": "deployed",
+                "penguins stopped while it waits for approval": "interrupted"}
     assert {name: outcomes[name] for name in expected} == expected
     # The stop's cleanup ran as RunEndedRule's target role, under its own policy.
     assert results["car stopped while its QA endpoint exists"].report["cleanup"]["status"] == "SUCCEEDED"
+    # A run stopped during approval ran no Catch: the cleanup workflow rejected its pending version.
+    for name in ("car stopped while it waits for approval", "penguins stopped while it waits for approval"):
+        stopped = results[name]
+        [version] = [entry for entry in stopped.report["registry"] if entry["run_id"] == stopped.run_id]
+        assert stopped.report["cleanup"]["result"]["registry"]["action"] == "rejected"
+        assert (version["status"], version["approval_description"]) == (
+            "Rejected", "Not deployed: the execution was stopped before a decision.")
     assert all(result.report["iam"]["requests_authorized"] > 0 for result in results.values())
 
 

@@ -173,3 +173,19 @@ def group_versions(sagemaker, group: str) -> list[dict]:
         if not page.get("NextToken"):
             return found
         request["NextToken"] = page["NextToken"]
+
+
+# A run's version is among its group's newest: a retried registration comes minutes after the first
+# attempt, and a stopped run is cleaned up as it ends.
+_RECENT_VERSIONS = 20
+
+
+def find_registered(sagemaker, group: str, run_id: str) -> dict | None:
+    """A recent version of `group` that the run `run_id` registered (its CustomerMetadataProperties say so)."""
+    summaries = sagemaker.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime",
+                                              SortOrder="Descending", MaxResults=_RECENT_VERSIONS)
+    for summary in summaries.get("ModelPackageSummaryList", []):
+        described = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        if (described.get("CustomerMetadataProperties") or {}).get("run_id") == run_id:
+            return described
+    return None
