@@ -63,6 +63,9 @@ def training_settings_from_env() -> dict:
     settings = {
         "instance_count": env_int("TRAINING_INSTANCE_COUNT", 1, minimum=1, maximum=_MAX_INSTANCES),
         "role_arn": env_str("SAGEMAKER_ROLE_ARN"),
+        # Without it SageMaker encrypts model.tar.gz with the account's aws/s3 key, not the stack's
+        # (OutputDataConfig.KmsKeyId in SageMaker's API reference).
+        "output_kms_key": env_str("OUTPUT_KMS_KEY_ARN"),
         "image_uri": env_str("XGBOOST_IMAGE_URI"),
         "instance_type": env_str("TRAINING_INSTANCE_TYPE", "ml.m5.large"),
         "volume_gb": env_int("TRAINING_VOLUME_GB", 10, minimum=1, maximum=16384),
@@ -138,7 +141,7 @@ def training_request(job_name: str, manifest: dict, settings: dict, train_parts:
             channel("train", uris["train"], "ShardedByS3Key" if instances > 1 else "FullyReplicated"),
             channel("validation", uris["validation"]),
         ],
-        "OutputDataConfig": {"S3OutputPath": uris["training_output"]},
+        "OutputDataConfig": {"S3OutputPath": uris["training_output"], "KmsKeyId": settings["output_kms_key"]},
         "ResourceConfig": {
             "InstanceType": settings["instance_type"],
             "InstanceCount": instances,

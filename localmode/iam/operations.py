@@ -313,14 +313,30 @@ def _implied(service: str, operation: str, params: dict, facts: CallFacts, own: 
                                why=f"{operation} with auto-rollback alarms"))
     key_uses = _kms_uses(service, operation, own)
     for target, kms_actions, via in key_uses:
-        key = facts.encryption_key(target)
-        if key is None:
+        key = _write_key(service, params, kms_actions)
+        key = facts.encryption_key(target) if key is None else key
+        if not key or key == AWS_MANAGED_KEY:
             continue
         context = {"kms:ViaService": f"{via}.{region}.amazonaws.com", "kms:CallerAccount": facts.account}
         for kms_action in kms_actions:
             found.append(check(kms_action, key, context, why=f"{operation} on {target}, encrypted with the stack's key",
                                known=frozenset({"kms:EncryptionContext:*", "kms:EncryptionContextKeys"})))
     return found
+
+
+# A write that asks for SSE-KMS without naming a key gets the account's AWS managed aws/s3 key, whose key policy
+# lets the account's principals use it through S3 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html).
+AWS_MANAGED_KEY = "alias/aws/s3"
+
+
+def _write_key(service: str, params: dict, kms_actions: tuple[str, ...]) -> str | None:
+    """The key an S3 write asks for, over the bucket's default: SSEKMSKeyId, aws/s3 for aws:kms alone, "" (no KMS
+    key) for SSE-S3; None when the write asks nothing."""
+    if service != "s3" or "kms:GenerateDataKey" not in kms_actions or not params.get("ServerSideEncryption"):
+        return None
+    if params["ServerSideEncryption"] != "aws:kms":
+        return ""
+    return params.get("SSEKMSKeyId") or AWS_MANAGED_KEY
 
 
 def _kms_uses(service: str, operation: str, own: list[Check]) -> list[tuple[str, tuple[str, ...], str]]:

@@ -206,6 +206,15 @@ class TrainingWorker:
             raise TaskFailed("States.TaskFailed", json.dumps(description))
         return description
 
+    def _output_encryption(self, output: dict) -> dict:
+        """SSE-KMS as SageMaker writes the model: with OutputDataConfig.KmsKeyId, which the job's role must be allowed
+        to kms:Encrypt with; without it, the account's aws/s3 key (SageMaker's API reference, OutputDataConfig)."""
+        key = output.get("KmsKeyId")
+        if not key:
+            return {"ServerSideEncryption": "aws:kms"}
+        self.authorize("kms", "Encrypt", {"KeyId": key})
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key}
+
     def _as_integration(self, service: str, operation: str, params: dict) -> None:
         try:
             self.authorize(service, operation, params)
@@ -243,7 +252,7 @@ class TrainingWorker:
             output = params["OutputDataConfig"]["S3OutputPath"]
             bucket, prefix = s3util.split_uri(output if output.endswith("/") else output + "/")
             key = f"{prefix}{params['TrainingJobName']}/output/model.tar.gz"
-            s3.upload_file(str(archive), bucket, key)
+            s3.upload_file(str(archive), bucket, key, ExtraArgs=self._output_encryption(params["OutputDataConfig"]))
             return f"s3://{bucket}/{key}", metrics
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -11,12 +11,14 @@ from botocore.validate import ParamValidator
 from lambda_fixtures import ARTIFACTS, REGION, ROLE_ARN, contract_manifest, dataset_answer, make_manifest, make_run, put
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+OUTPUT_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.fixture
 def prepare(load_function, monkeypatch):
     for name, value in {
         "SAGEMAKER_ROLE_ARN": ROLE_ARN,
+        "OUTPUT_KMS_KEY_ARN": OUTPUT_KEY,
         "XGBOOST_IMAGE_URI": XGBOOST_IMAGE,
         "TRAINING_INSTANCE_TYPE": "ml.m5.xlarge",
         "POLL_SECONDS": "15",
@@ -68,7 +70,8 @@ def test_plan_from_the_manifest(prepare, stored_run, context):
     assert channels["train"]["DataSource"]["S3DataSource"]["S3Uri"] == manifest["uris"]["train"]
     assert channels["validation"]["DataSource"]["S3DataSource"]["S3Uri"] == manifest["uris"]["validation"]
     assert all(c["ContentType"] == "text/csv" for c in channels.values())
-    assert training["OutputDataConfig"]["S3OutputPath"] == manifest["uris"]["training_output"]
+    # The model is encrypted with the stack's key, not the account's default S3 key.
+    assert training["OutputDataConfig"] == {"S3OutputPath": manifest["uris"]["training_output"], "KmsKeyId": OUTPUT_KEY}
     assert training["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
     assert training["EnableManagedSpotTraining"] is False
     assert "MaxWaitTimeInSeconds" not in training["StoppingCondition"]

@@ -110,3 +110,11 @@ def test_an_action_without_resource_types_is_on_star_and_put_metric_data_carries
 def test_an_operation_the_reference_does_not_know_is_refused_not_allowed():
     with pytest.raises(UnmappedOperation, match="no action s3:SelectObjectContentV9"):
         checks_for("s3", "SelectObjectContentV9", {"Bucket": "b", "Key": "k"}, facts())
+
+
+def test_a_write_that_names_its_own_key_uses_that_key_and_aws_kms_alone_the_aws_managed_one():
+    own_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/other"
+    named = actions("s3", "PutObject", Bucket="artifacts", Key="m", ServerSideEncryption="aws:kms", SSEKMSKeyId=own_key)
+    assert named == [("s3:PutObject", "arn:aws:s3:::artifacts/m"), ("kms:GenerateDataKey", own_key)]
+    assert actions("s3", "PutObject", Bucket="artifacts", Key="m", ServerSideEncryption="aws:kms") == [
+        ("s3:PutObject", "arn:aws:s3:::artifacts/m")]

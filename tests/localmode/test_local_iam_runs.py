@@ -63,3 +63,15 @@ def test_every_allow_statement_is_needed_by_some_run_or_explained_in_the_templat
     by_label = {f.statement: f for f in findings}
     suffixed = [f for label, f in by_label.items() if label.endswith("*-prod]") or label.endswith("*-prod/*]")]
     assert suffixed and all(f.needed_by and "penguins" in f.needed_by for f in suffixed), table(suffixed)
+
+
+def test_the_trained_model_is_encrypted_with_the_stacks_key(scenario_runs):
+    # OutputDataConfig.KmsKeyId: without it SageMaker would use the account's aws/s3 key.
+    import boto3
+
+    from localmode.workers import s3util
+
+    pipeline, results = scenario_runs
+    bucket, key = s3util.split_uri(results["car approved"].report["artifacts"]["model_artifacts"])
+    head = boto3.client("s3").head_object(Bucket=bucket, Key=key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", pipeline.stack.get_att("PipelineKey", "Arn"))

@@ -326,6 +326,7 @@ def test_aliases_and_the_rules_order_are_the_toolkits():
 def test_this_projects_training_request_passes(monkeypatch):
     # functions/prepare_training builds the CreateTrainingJob request the state machine sends.
     monkeypatch.setenv("SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/sagemaker")
+    monkeypatch.setenv("OUTPUT_KMS_KEY_ARN", "arn:aws:kms:us-east-1:123456789012:key/k")
     monkeypatch.setenv("XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
     prepare = LocalLambdas(region="us-east-1").module("prepare_training")
     manifest = {"num_class": 4, "uris": {"train": "s3://b/t/", "validation": "s3://b/v/", "training_output": "s3://b/o/"}}
