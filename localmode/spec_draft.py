@@ -1,10 +1,11 @@
 """`python -m localmode spec draft data.csv --label COLUMN [--out spec.json]`: a dataset spec to
 review, drafted from a CSV whose first line holds the column names.
 
-Each column's type comes from its cells: numbers only -> numeric (missing cells are imputed); text
--> categorical, its values listed when there are few (--max-listed), learned with a cap otherwise,
-`ignore` when every row has its own value (an identifier); a categorical feature with missing cells
-gets allow_missing. The label: text or a few whole numbers -> classification (its classes listed),
+Each column's type comes from its cells: numbers only -> numeric (missing cells are imputed), `ignore`
+when they number the rows (whole numbers, one per row, no gap); text -> categorical, its values listed
+when there are few (--max-listed), learned with a cap otherwise, `ignore` when nearly every row has its
+own value (an identifier, names, free text); a categorical feature with missing cells gets
+allow_missing. The label: text or a few whole numbers -> classification (its classes listed),
 other numbers -> regression (--label-type decides instead). Empty cells and the markers of
 --missing-values are missing.
 
@@ -34,8 +35,11 @@ DISTINCT_LIMIT = 10_000
 DEFAULT_MAX_LISTED = 20
 # A label of at most this many distinct whole numbers is drafted as classes.
 MAX_INTEGER_CLASSES = 10
-# An identifier: every row its own value, and more rows than any listing would hold.
+# An identifier: (nearly) every row its own value, and more rows than any listing would hold.
 IDENTIFIER_MIN_ROWS = 50
+# Text with this share of distinct values among its cells is free text or names, not categories: a slot per
+# value would learn nothing (a near-unique name column of 1,310 values in 1,313 rows, issue 22).
+NEAR_UNIQUE_SHARE = 0.9
 EXAMPLES = 3
 
 
@@ -53,6 +57,8 @@ class ColumnStats:
     texts: int = 0
     counts: collections.Counter = field(default_factory=collections.Counter)
     overflow: bool = False  # more than DISTINCT_LIMIT distinct values
+    low: float = float("inf")  # the smallest and largest number seen
+    high: float = float("-inf")
     number_examples: list = field(default_factory=list)  # (line, value)
     text_examples: list = field(default_factory=list)
     missing_lines: list = field(default_factory=list)
@@ -67,6 +73,7 @@ class ColumnStats:
         if number_pattern.fullmatch(value):
             self.numbers += 1
             self.integers += re.fullmatch(r"[+-]?\d+(\.0*)?", value) is not None
+            self.low, self.high = min(self.low, float(value)), max(self.high, float(value))
             if len(self.number_examples) < EXAMPLES:
                 self.number_examples.append((line, value))
         else:
@@ -85,6 +92,15 @@ class ColumnStats:
     @property
     def distinct(self) -> str:
         return f"more than {DISTINCT_LIMIT}" if self.overflow else str(len(self.counts))
+
+    def row_numbers(self) -> bool:
+        """Whole numbers, one per row, with no gap: the file's row numbers (or an id counted up), not a measure."""
+        return (self.present >= IDENTIFIER_MIN_ROWS and self.missing == 0 and self.integers == self.present
+                and all(count == 1 for count in self.counts.values()) and self.high - self.low + 1 == self.present)
+
+    def near_unique_text(self) -> bool:
+        # Past DISTINCT_LIMIT only a lower bound on the distinct values is known.
+        return self.present >= IDENTIFIER_MIN_ROWS and len(self.counts) >= NEAR_UNIQUE_SHARE * self.present
 
 
 def _examples(pairs) -> str:
@@ -205,13 +221,19 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
                                  "(classification); pass --label-type numeric for regression")
             columns.append(entry)
             continue
-        if numeric:
+        if numeric and column.row_numbers():
+            entry["type"] = "ignore"
+            notes.append(f"column {column.name!r} numbers the rows ({column.low:g} to {column.high:g}, one per row, "
+                         "no gap): a row number or id, not a measurement; drafted as ignore")
+        elif numeric:
             entry["type"] = "numeric"
             entry["impute"] = "mean"
-        elif not column.overflow and len(column.counts) == column.present and column.present >= IDENTIFIER_MIN_ROWS:
+        elif column.near_unique_text():
             entry["type"] = "ignore"
-            notes.append(f"column {column.name!r} has a different value on every row (an identifier?): drafted as "
-                         "ignore")
+            every = "a different value on every row" if len(column.counts) == column.present and not column.overflow \
+                else f"{column.distinct} distinct values in {column.present} cells"
+            notes.append(f"column {column.name!r} has {every} (an identifier, a name or free text): categories would "
+                         "learn nothing from it; drafted as ignore")
         else:
             entry["type"] = "categorical"
             if not column.overflow and len(column.counts) <= max_listed:

@@ -110,3 +110,23 @@ def test_the_job_accepts_a_drafted_spec_unchanged(built, run_job, tmp_path):
     run = run_job(built / "penguins.csv", tmp_path / "run", spec=spec)
     assert run.manifest["problem_type"] == "multiclass" and run.manifest["rows"]["total"] == 344
     assert run.manifest["missing_cells"]["sex"] == 11
+
+
+def test_a_column_that_numbers_the_rows_is_drafted_as_ignore_and_a_measurement_is_not(tmp_path):
+    # A real table's row number (1..4454, one per row) had been drafted as a numeric feature (issue 22).
+    rows = "".join(f"{i + 1},{(i * 37) % 1009},{i % 7},{'ab'[i % 2]}\n" for i in range(60))
+    spec, notes = draft_spec(write(tmp_path, "row,distinct_measure,small,y\n" + rows), "y")
+    assert column(spec, "row")["type"] == "ignore"
+    assert any("'row' numbers the rows (1 to 60, one per row, no gap)" in n for n in notes)
+    # Distinct whole numbers with gaps are a measurement; repeated ones too.
+    assert column(spec, "distinct_measure")["type"] == "numeric" and column(spec, "small")["type"] == "numeric"
+
+
+def test_near_unique_text_is_drafted_as_ignore_and_many_categories_are_not(tmp_path):
+    # A passenger table's names: 1,310 distinct in 1,313 rows had become a 20-slot categorical (issue 22).
+    names = [f"Passenger {i}" for i in range(58)] + ["Passenger 1", "Passenger 2"]
+    rows = "".join(f"{name},c{i % 25},{'ab'[i % 2]}\n" for i, name in enumerate(names))
+    spec, notes = draft_spec(write(tmp_path, "name,cabin_deck,y\n" + rows), "y")
+    assert column(spec, "name")["type"] == "ignore"
+    assert any("'name' has 58 distinct values in 60 cells" in n for n in notes)
+    assert column(spec, "cabin_deck")["type"] == "categorical"
