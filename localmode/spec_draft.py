@@ -29,6 +29,7 @@ from dataset_spec.gate import spec_default_metric
 from dataset_spec.serving import RESERVED_COLUMNS
 from dataset_spec.spec import (DEFAULT_BINARY_THRESHOLD, DEFAULT_MAX_CATEGORIES, DEFAULT_MISSING_VALUES,
                                MAX_LEARNED_CLASSES, is_column_name)
+from localmode.gate_evidence import propose_gate
 
 # Enough distinct values to tell "few" from "many" and to spot identifiers; beyond it only counts grow.
 DISTINCT_LIMIT = 10_000
@@ -268,6 +269,10 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
         parse_spec(spec)
     except InvalidSpec as exc:
         raise DraftRefused(f"the drafted spec is not valid ({exc}); pass --name if the file name is the problem") from None
+    evidence = propose_gate(path, spec)
+    if evidence is not None:
+        spec["quality_gate"]["threshold"] = evidence.threshold
+        notes.append(evidence.note())
     return spec, notes
 
 

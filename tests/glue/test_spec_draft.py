@@ -41,7 +41,7 @@ def test_penguins_draft_types_listed_values_and_missing_cells(built):
     assert column(spec, "sex")["allow_missing"] is True and "11 of 344 cells missing" in column(spec, "sex")["description"]
     assert column(spec, "bill_length_mm")["type"] == "numeric"
     assert "2 of 344 cells missing" in column(spec, "bill_length_mm")["description"]
-    assert spec["quality_gate"] == {"metric": "accuracy", "threshold": None} and "binary_threshold" not in spec
+    assert spec["quality_gate"]["metric"] == "accuracy" and "binary_threshold" not in spec
     parse_spec(spec)
 
 
@@ -130,3 +130,51 @@ def test_near_unique_text_is_drafted_as_ignore_and_many_categories_are_not(tmp_p
     assert column(spec, "name")["type"] == "ignore"
     assert any("'name' has 58 distinct values in 60 cells" in n for n in notes)
     assert column(spec, "cabin_deck")["type"] == "categorical"
+
+
+
+def test_the_drafted_gate_comes_from_a_quick_model_on_the_file(built):
+    # The stack's 0.95 failed every real classification table's first run (issue 22): the draft proposes one.
+    spec, notes = draft_spec(built / "penguins.csv", "species")
+    [note] = [n for n in notes if n.startswith("quality_gate.threshold")]
+    threshold = spec["quality_gate"]["threshold"]
+    score = float(note.split("accuracy ")[1].split(" ")[0])
+    # Below what the cross-validated model reaches, far above the majority class (152 of 344 Adelie).
+    assert 152 / 344 + 0.2 < threshold < score and "5-fold cross-validated" in note
+    regression, notes = draft_spec(built / "diabetes.csv", "progression")
+    assert 0 < regression["quality_gate"]["threshold"] < 0.5 and any(n.startswith("quality_gate.threshold") for n in notes)
+
+
+def test_a_table_without_signal_gets_a_gate_above_its_baseline_so_it_fails(tmp_path):
+    import random
+
+    rng = random.Random(7)
+    rows = "".join(f"{rng.random():.4f},{rng.choice('xyz')},{'ab'[i % 2]}\n" for i in range(200))
+    spec, notes = draft_spec(write(tmp_path, "noise,letter,y\n" + rows), "y")
+    assert spec["quality_gate"]["threshold"] == 0.55  # the majority share 0.5, plus 0.05
+    assert any("no better than the baseline" in n and "the run will fail" in n for n in notes)
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_drafted_spec_deploys_on_its_first_run_and_one_without_signal_fails(built, tmp_path):
+    import random
+
+    from localmode.session import LocalPipeline
+    from localmode.spec_draft import render
+
+    penguins, _ = draft_spec(built / "penguins.csv", "species", name="drafted-penguins")
+    rng = random.Random(11)
+    noise_data = write(tmp_path, "noise,letter,y\n" + "".join(
+        f"{rng.random():.4f},{rng.choice('xyz')},{'ab'[rng.random() < 0.5]}\n" for _ in range(300)))
+    noise, _ = draft_spec(noise_data, "y", name="noise")
+    paths = []
+    for spec in (penguins, noise):
+        paths.append(tmp_path / f"{spec['name']}.json")
+        paths[-1].write_text(render(spec), encoding="utf-8")
+    with LocalPipeline(tmp_path / "account", say=lambda line: None, extra_specs=paths) as pipeline:
+        deployed = pipeline.run(built / "penguins.csv", decision="approve", dataset="drafted-penguins")
+        refused = pipeline.run(noise_data, decision="approve", dataset="noise")
+    assert deployed.report["outcome"] == "deployed", json.dumps(deployed.report["failure"])
+    assert deployed.report["qa"]["accuracy"] >= penguins["quality_gate"]["threshold"]
+    assert (refused.report["failure"]["state"], refused.report["failure"]["error"]) == ("RunQATests", "QualityBelowThreshold")
