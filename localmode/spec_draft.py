@@ -42,6 +42,7 @@ IDENTIFIER_MIN_ROWS = 50
 # value would learn nothing (a near-unique name column of 1,310 values in 1,313 rows, issue 22).
 NEAR_UNIQUE_SHARE = 0.9
 EXAMPLES = 3
+ROW_NAMES_COLUMN = "row_name"
 
 
 class DraftRefused(ValueError):
@@ -160,8 +161,13 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
     number_pattern = re.compile(NUMBER_PATTERN)
     markers = list(DEFAULT_MISSING_VALUES if missing_values is None else missing_values)
     stats, rows = read_stats(Path(path), set(markers), number_pattern)
-    names = [s.name for s in stats]
     refusals, notes = [], []
+    # R's write.csv and pandas' to_csv write row names under an empty first header cell; the job reads such a
+    # header when that column is ignored.
+    row_names = stats[0] if stats[0].name == "" and len(stats) > 1 and label != ROW_NAMES_COLUMN else None
+    if row_names is not None and ROW_NAMES_COLUMN not in [s.name for s in stats]:
+        row_names.name = ROW_NAMES_COLUMN
+    names = [s.name for s in stats]
     if sum(bool(number_pattern.fullmatch(n)) for n in names) * 2 >= len(names):
         raise DraftRefused(f"{path}: line 1 holds numbers ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), "
                            "not column names: spec draft reads the names from line 1; add a header row")
@@ -194,6 +200,12 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
             continue
         numeric = column.texts == 0
         entry: dict = {"name": column.name}
+        if column is row_names:
+            entry.update(type="ignore", description=f"{column.distinct} distinct values; no name on line 1")
+            notes.append(f"the first column has no name on line 1 (row names, as R's write.csv and pandas' to_csv "
+                         f"write them): drafted as ignore, named {ROW_NAMES_COLUMN!r}")
+            columns.append(entry)
+            continue
         if is_label:
             if column.missing:
                 refusals.append(f"{where} is missing on {column.missing} row(s) (e.g. line(s) "

@@ -132,8 +132,12 @@ def classify(lines, layout: Layout):
 
     used = layout.used
     is_header = F.lit(layout.header != "no")
-    for name in columns:
-        is_header = is_header & (F.lower(F.col(name)) == name.lower())
+    for position, name in enumerate(columns):
+        matches = F.lower(F.col(name)) == name.lower()
+        if position == 0 and layout.columns[0].type == "ignore":
+            # R's write.csv and pandas' to_csv write row names under an empty first header cell.
+            matches = matches | (F.trim(F.col(name)) == "")
+        is_header = is_header & matches
     parsed = parsed.select("*", *[cached_value(F.col(c.name), c).alias(index_name(c.name)) for c in used])
     value = {c.name: F.col(index_name(c.name)) for c in used}
     label = layout.label

@@ -178,3 +178,23 @@ def test_a_drafted_spec_deploys_on_its_first_run_and_one_without_signal_fails(bu
     assert deployed.report["outcome"] == "deployed", json.dumps(deployed.report["failure"])
     assert deployed.report["qa"]["accuracy"] >= penguins["quality_gate"]["threshold"]
     assert (refused.report["failure"]["state"], refused.report["failure"]["error"]) == ("RunQATests", "QualityBelowThreshold")
+
+
+@pytest.mark.spark
+def test_r_write_csv_row_names_are_drafted_as_ignore_and_the_job_reads_the_file(built, run_job, tmp_path):
+    # R's write.csv: an empty first header cell over quoted row numbers, every field quoted (issue 22).
+    import csv as csv_module
+
+    with open(built / "penguins.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv_module.reader(handle))
+    r_file = tmp_path / "penguins-r.csv"
+    with open(r_file, "w", newline="", encoding="utf-8") as handle:
+        writer = csv_module.writer(handle, quoting=csv_module.QUOTE_NONNUMERIC, lineterminator="\n")
+        writer.writerow(["", *rows[0]])
+        for number, row in enumerate(rows[1:], start=1):
+            writer.writerow([str(number), *row])
+    spec, notes = draft_spec(r_file, "species", name="penguins-r")
+    assert spec["columns"][0] == {"name": "row_name", "type": "ignore", "description": "344 distinct values; no name on line 1"}
+    assert any("no name on line 1" in n for n in notes)
+    job = run_job(r_file, tmp_path / "run", spec=spec, run_id="r-write-csv")
+    assert job.manifest["rows"]["total"] == 344
