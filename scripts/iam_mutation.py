@@ -36,7 +36,9 @@ def main(argv: list[str]) -> int:
                f"{sum(1 for f in statements if f.explained and not f.needed_by)} not exercised locally (explained in "
                f"template.yaml), {sum(1 for f in statements if f.over_grant)} over-grants. "
                f"{len(narrowed)} Resource entries of multi-resource statements: "
-               f"{sum(1 for f in narrowed if f.needed_by)} needed, {sum(1 for f in narrowed if f.over_grant)} never used.")
+               f"{sum(1 for f in narrowed if f.needed_by)} needed, "
+               f"{sum(1 for f in narrowed if f.explained and not f.needed_by)} not exercised locally (explained), "
+               f"{sum(1 for f in narrowed if f.over_grant)} never used.")
     text = "\n".join([
         "# Policy mutation", "",
         "Written by `make iam-mutation` (scripts/iam_mutation.py); how it works: [iam.md](iam.md#policy-mutation).", "",
