@@ -310,7 +310,7 @@ def main(argv: list[str]) -> int:
     draft.add_argument("data", type=Path, help="CSV file whose first line holds the column names")
     draft.add_argument("--label", required=True, help="the column to predict")
     draft.add_argument("--out", type=Path, help="write the spec here (default: standard output)")
-    draft.add_argument("--name", help="dataset name (default: from the file name)")
+    draft.add_argument("--name", help="dataset name (default: from --out's file name, else from the data's)")
     draft.add_argument("--label-type", choices=["categorical", "numeric"],
                        help="classification or regression, instead of guessing from the label's cells")
     draft.add_argument("--missing-values", help="comma-separated missing-value markers besides the empty cell "
@@ -319,8 +319,10 @@ def main(argv: list[str]) -> int:
                        help="list a text column's values when it has at most this many (default: %(default)s)")
     args = parser.parse_args(argv)
     markers = None if args.missing_values is None else [m.strip() for m in args.missing_values.split(",") if m.strip()]
+    # The spec's file name is its dataset's name (make deploy uploads datasets/<name>.json): --out names it.
+    name = args.name or (_name_from(args.out) if args.out else None)
     try:
-        spec, notes = draft_spec(args.data, args.label, name=args.name, label_type=args.label_type,
+        spec, notes = draft_spec(args.data, args.label, name=name, label_type=args.label_type,
                                  missing_values=markers, max_listed=args.max_listed)
     except (DraftRefused, OSError, UnicodeDecodeError, csv.Error) as exc:
         print(f"error: no spec drafted: {exc}", file=sys.stderr)

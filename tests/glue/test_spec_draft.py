@@ -198,3 +198,30 @@ def test_r_write_csv_row_names_are_drafted_as_ignore_and_the_job_reads_the_file(
     assert any("no name on line 1" in n for n in notes)
     job = run_job(r_file, tmp_path / "run", spec=spec, run_id="r-write-csv")
     assert job.manifest["rows"]["total"] == 344
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_the_readmes_custom_data_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    # README's step 1 and 3, verbatim: the draft must name the dataset after --out, or make local refuses it.
+    import re
+
+    from localmode import runner
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    draft_command = re.search(r"`\.venv/bin/python -m localmode (spec draft [^`]+)`", readme).group(1).split()
+    run_command = re.search(r"`make local (DATA=[^`]+)`", readme).group(1).split()
+    monkeypatch.chdir(tmp_path)
+    rows = "".join(f"{i % 5 + 1},{['north', 'south', 'west'][i % 3]},{100 + 7 * (i % 5) + (i % 3)}\n" for i in range(400))
+    Path("data.csv").write_text("rooms,area,price\n" + rows, encoding="utf-8")
+    assert localmode_main(draft_command) == 0
+    variables = dict(item.split("=", 1) for item in run_command)
+    printed = capsys.readouterr().err
+    assert f"make local DATA={variables['DATA']} SPEC={variables['SPEC']}" in printed
+    spec_path, dataset = runner.dataset_of(variables["SPEC"])
+    assert dataset == "houses" and json.loads(spec_path.read_text(encoding="utf-8"))["name"] == "houses"
+    # make local's variables as the runner's options (what `make local` runs), the output kept in tmp_path.
+    monkeypatch.setenv("AUTO_APPROVE", variables.get("AUTO_APPROVE", ""))
+    code = runner.main(["--data", variables["DATA"], "--spec", variables["SPEC"], "--out", str(tmp_path / "run")])
+    report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert code == 0 and report["outcome"] == "deployed", json.dumps(report["failure"])
