@@ -373,6 +373,7 @@ class Resources:
     topic_arn: str
     mailbox_url: str  # an SQS queue subscribed to the topic: the "email inbox"
     spec_uri: str
+    skipped_specs: dict = field(default_factory=dict)  # spec path -> why it was not uploaded
 
 
 def create_resources(stack, spec_paths) -> Resources:
@@ -413,8 +414,17 @@ def create_resources(stack, spec_paths) -> Resources:
     mailbox_arn = sqs.get_queue_attributes(QueueUrl=mailbox_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=mailbox_arn)
 
+    skipped = {}
     for path in [spec_paths] if isinstance(spec_paths, (str, os.PathLike)) else spec_paths:
-        name = json.loads(open(path, encoding="utf-8").read())["name"]
+        # One broken spec must not stop every other dataset's runs: it is left out, and said so.
+        try:
+            name = json.loads(open(path, encoding="utf-8").read())["name"]
+            if not isinstance(name, str):
+                raise TypeError(f"its \"name\" is {name!r}, not a string")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            reason = "it has no \"name\"" if isinstance(exc, KeyError) else str(exc)
+            skipped[str(path)] = f"{path} is not a usable spec ({reason}): not uploaded, so a run of its dataset fails in ResolveDataset"
+            continue
         s3.upload_file(str(path), artifacts_bucket, f"deps/datasets/{name}.json")
     # The Glue job's default --spec (the default dataset's), which every run overrides with its own.
     spec_uri = stack.glue_default_arguments().get("--spec", f"s3://{artifacts_bucket}/deps/datasets/car.json")
@@ -427,6 +437,7 @@ def create_resources(stack, spec_paths) -> Resources:
         topic_arn=topic_arn,
         mailbox_url=mailbox_url,
         spec_uri=spec_uri,
+        skipped_specs=skipped,
     )
 
 

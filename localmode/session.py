@@ -125,6 +125,8 @@ class LocalPipeline:
             # What make deploy uploads (every datasets/*.json), and a spec given with --spec.
             self.resources = aws.create_resources(
                 self.stack, sorted((REPO_ROOT / "datasets").glob("*.json")) + self.extra_specs)
+            for problem in self.resources.skipped_specs.values():
+                self.say(f"warning: {problem}")
             self._sqs = boto3.client("sqs")
             self._lambda_log = self._exit.enter_context(open(self.workdir / "lambdas.log", "a", encoding="utf-8"))
             self.lambdas = LocalLambdas(

@@ -212,3 +212,17 @@ def test_eventbridge_matching_follows_the_pattern(moto_aws):
              "detail": {"status": "ABORTED"}, "resources": []}
     assert aws.eventbridge_delivers(pattern, event) is True
     assert aws.eventbridge_delivers(pattern, {**event, "detail": {"status": "SUCCEEDED"}}) is False
+
+
+def test_a_broken_spec_is_left_out_by_name_and_position_and_the_others_still_upload(moto_aws, tmp_path):
+    # One bad datasets/*.json had stopped every run, car's too, with a traceback naming no file (issue 23).
+    broken = tmp_path / "houses.json"
+    broken.write_text('{"name": "houses",\n "columns": [}\n', encoding="utf-8")
+    nameless = tmp_path / "nameless.json"
+    nameless.write_text("{}", encoding="utf-8")
+    stack = LocalStack.from_file(parameter_overrides={"NotificationEmail": "you@example.com"})
+    resources = aws.create_resources(stack, [REPO_ROOT / "datasets" / "car.json", broken, nameless])
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=resources.artifacts_bucket)["Contents"]]
+    assert keys == ["deps/datasets/car.json"]
+    assert f"{broken} is not a usable spec (Expecting value: line 2 column 14 (char 32))" in resources.skipped_specs[str(broken)]
+    assert 'it has no "name"' in resources.skipped_specs[str(nameless)]
