@@ -54,7 +54,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from dataset_spec import DATASET_NAME, DATASET_NAME_RULE
+from dataset_spec import DATASET_NAME, DATASET_NAME_RULE, InvalidSpec, parse_spec
 from localmode import REPO_ROOT, data
 
 SPEC_DIR = REPO_ROOT / "datasets"
@@ -168,9 +168,16 @@ def dataset_of(spec: str | None) -> tuple[Path, str]:
     if not path.is_file():
         raise ValueError(f"spec {path} does not exist (the specs are datasets/<name>.json)")
     try:
-        name = data.load_spec(path).get("name")
+        spec = data.load_spec(path)
+        name = spec.get("name")
     except (ValueError, AttributeError) as exc:
         raise ValueError(f"spec {path} is not a JSON object: {exc}") from None
+    try:
+        # The whole spec, by the parser the Glue job uses: a wrong type is refused now, in the job's words,
+        # not after the JVM started.
+        parse_spec(spec)
+    except InvalidSpec as exc:
+        raise ValueError(f"spec {path}: {exc}") from None
     if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
         raise ValueError(f"spec {path} names dataset {name!r}: a name is {DATASET_NAME_RULE}")
     if path.resolve().parent == SPEC_DIR.resolve() and path.stem != name:

@@ -90,3 +90,18 @@ def test_rollback_asks_for_a_version_among_the_runs_it_makes(capsys):
         with pytest.raises(SystemExit) as exited:
             rollback_cli.parse_args(argv)
         assert exited.value.code == 2, argv
+
+
+def test_a_spec_the_job_would_refuse_is_refused_before_the_run_starts(tmp_path, car_data, capsys):
+    # A column of "type": "integer" had been found 13 s into the run, by the Glue job, and exited 1 (issue 23).
+    import json
+
+    spec = json.loads((runner.SPEC_DIR / "car.json").read_text(encoding="utf-8"))
+    spec["name"] = "cars"
+    spec["columns"][0]["type"] = "integer"
+    path = tmp_path / "cars.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    assert runner.main(["--data", str(car_data), "--spec", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()  # refused before the JVM or local AWS started: nothing was written
+    error = capsys.readouterr().err
+    assert f"spec {path}:" in error and "integer" in error
