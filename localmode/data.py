@@ -80,8 +80,12 @@ def resolve(path: str | os.PathLike | None = None, spec: dict | None = None) -> 
     chosen = path or (os.environ.get(ENV_VAR) if spec.get("name", "car") == "car" else None)
     if chosen:
         resolved = Path(chosen).expanduser().resolve()
+        given_by = "DATA" if path else ENV_VAR
+        if resolved.is_dir():
+            raise DataUnavailable(f"{resolved} (given by {given_by}) is a directory: pass one data file, e.g. "
+                                  f"DATA={resolved / 'data.csv'}")
         if not resolved.is_file():
-            raise DataUnavailable(f"Data file {resolved} does not exist (given by {'DATA' if path else ENV_VAR}).")
+            raise DataUnavailable(f"Data file {resolved} does not exist (given by {given_by}).")
         return resolved
     if "source" not in spec:
         raise DataUnavailable(

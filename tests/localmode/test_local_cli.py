@@ -105,3 +105,11 @@ def test_a_spec_the_job_would_refuse_is_refused_before_the_run_starts(tmp_path, 
     assert not (tmp_path / "run").exists()  # refused before the JVM or local AWS started: nothing was written
     error = capsys.readouterr().err
     assert f"spec {path}:" in error and "integer" in error
+
+
+def test_a_directory_as_data_is_named_a_directory_not_missing(tmp_path, capsys):
+    (tmp_path / "uploads").mkdir()
+    assert runner.main(["--data", str(tmp_path / "uploads"), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'uploads'} (given by DATA) is a directory: pass one data file" in error
+    assert "does not exist" not in error
