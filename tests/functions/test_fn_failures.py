@@ -258,3 +258,13 @@ def test_a_model_worse_than_production_is_said_in_words():
     explanation = explain("RunQATests", "WorseThanProduction", _lambda_cause("WorseThanProduction", detail))
     assert explanation.summary == f"The new model is worse than the one in production: {detail}"
     assert "MaxRegressionAgainstProduction" in explanation.action and "Production keeps serving" in explanation.action
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("Rejected from the command line (REJECT=1).", "The reviewer rejected the model: Rejected from the command line (REJECT=1)."),
+    ("metrics look off", "The reviewer rejected the model: metrics look off."),
+    ("", "The reviewer rejected the model: no reason was given."),
+])
+def test_a_rejection_quotes_the_reason_with_one_full_stop(reason, expected):
+    # REJECT=1's own reason ends with a full stop; the email had shown "REJECT=1).." (issue 23).
+    assert explain("RequestApproval", "ApprovalRejected", reason).summary == expected

@@ -129,7 +129,9 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
         return Explanation(f"{state} did not finish within its time limit.",
                            "Check that step's service (its logs) for what held it up, then upload the file again.")
     if error == "ApprovalRejected":
-        return Explanation(f"The reviewer rejected the model: {detail or 'no reason was given'}.",
+        reason = (detail or "no reason was given").rstrip()
+        # The reviewer's own sentence keeps its full stop: no "..".
+        return Explanation(f"The reviewer rejected the model: {reason}{'' if reason.endswith(('.', '!', '?')) else '.'}",
                            "Nothing to undo. Fix what the reviewer pointed out and upload the data again to retrain.")
     if error == "QualityBelowThreshold":
         return Explanation(f"The new model did not pass QA: {detail}",
