@@ -109,3 +109,17 @@ def test_the_gate_line_names_qas_sample_in_both_media_and_nothing_when_every_row
     every_row = request_approval.approval_summary(event, {**sampled, "sample": {"method": "all", "rows": 5000,
                                                                                 "of": 5000}})
     assert "sample of" not in request_approval.approval_email(every_row, "https://api", "REF", "t")[1]
+
+
+def test_residual_quantiles_read_in_percent_order_as_the_stored_report_holds_them_as_text():
+    # The QA report is stored with sorted keys: p00 p05 p100 p25 ... had reached the email and page (issue 23).
+    from pipeline_common.summary import regression_sections
+
+    stored = {"rmse": 1.0, "mae": 0.5, "r2": 0.9, "residuals": {"mean": 0.0, "quantiles": {
+        "p00": -3.0, "p05": -2.0, "p100": 4.0, "p25": -1.0, "p50": 0.0, "p75": 1.0, "p95": 2.5}}}
+    text = "\n".join(text_lines(regression_sections(stored)))
+    header = next(line for line in text.splitlines() if "p00" in line)
+    assert header.split() == ["p00", "p05", "p25", "p50", "p75", "p95", "p100"]
+    html = render_html(regression_sections(stored))
+    assert [html.index(f">{q}<") for q in ("p00", "p05", "p25", "p50", "p75", "p95", "p100")] == sorted(
+        html.index(f">{q}<") for q in ("p00", "p05", "p25", "p50", "p75", "p95", "p100"))

@@ -348,9 +348,18 @@ def classification_sections(summary: dict) -> list[Section]:
     ]
 
 
+def _by_percent(item: tuple[str, object]) -> tuple:
+    """p05 before p25 before p100: the report is stored with sorted keys (put_json), which orders them as text."""
+    name = item[0]
+    try:
+        return (0, float(name[1:] if name.startswith("p") else name))
+    except ValueError:
+        return (1, name)
+
+
 def regression_sections(summary: dict) -> list[Section]:
     residuals = summary.get("residuals") or {}
-    quantiles = residuals.get("quantiles") or {}
+    quantiles = dict(sorted((residuals.get("quantiles") or {}).items(), key=_by_percent))
     metrics = Fields((
         Field(Words("RMSE"), (format_metric(summary.get("rmse")),)),
         Field(Words("MAE"), (format_metric(summary.get("mae")),), same_line=True),
