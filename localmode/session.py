@@ -36,7 +36,7 @@ from localmode.stack import TEMPLATE, LocalStack
 from localmode.workers import s3util
 from localmode.workers.glue import GlueWorker
 from localmode.workers.spark import SparkProvider
-from localmode.workers.services import aws_sdk, optimized, optimized_error
+from localmode.workers.services import authorize_integration, aws_sdk, optimized
 from localmode.workers.training import TrainingWorker
 
 DEFINITION = asl.PIPELINE_DEFINITION
@@ -271,10 +271,8 @@ class LocalPipeline:
     def _invoke_as_machine(self, invoke: Callable[[sfn.TaskRequest], Any]) -> Callable[[sfn.TaskRequest], Any]:
         """lambda:invoke needs lambda:InvokeFunction on the function for the state machine's role."""
         def handle(request: sfn.TaskRequest) -> Any:
-            try:
-                self._authorize_as_current("lambda", "Invoke", {"FunctionName": request.parameters["FunctionName"]})
-            except ClientError as error:
-                raise optimized_error("lambda", error) from error
+            authorize_integration(self._authorize_as_current, "lambda", "Invoke",
+                                  {"FunctionName": request.parameters["FunctionName"]})
             return invoke(request)
         return handle
 

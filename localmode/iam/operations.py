@@ -157,10 +157,6 @@ def resource_arns(action: str, params: dict, region: str, account: str) -> list[
     return required or [arn for arn, _ in filled if arn][:1] or ["*"]
 
 
-def resource_arn(action: str, params: dict, region: str, account: str) -> str:
-    return resource_arns(action, params, region, account)[0]
-
-
 def check(action: str, resource: str, populated: dict[str, Any] | None = None, why: str = "",
           known: frozenset[str] = frozenset()) -> Check:
     context = dict(populated or {})

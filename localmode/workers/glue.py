@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import boto3
-from botocore.exceptions import ClientError
 
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util
-from localmode.workers.services import optimized_error
+from localmode.workers.services import authorize_integration
 from preprocessing.job import run
 from preprocessing.options import DEFAULT_SEED, JobOptions, default_spec_path, load_spec
 
@@ -62,7 +61,7 @@ class GlueWorker:
         arguments = {**self.default_arguments, **(params.get("Arguments") or {})}
         # What glue:startJobRun.sync calls as the state machine's role: StartJobRun, then GetJobRun while it
         # waits (https://docs.aws.amazon.com/step-functions/latest/dg/glue-iam.html).
-        self._as_integration("StartJobRun", {"JobName": params["JobName"]})
+        authorize_integration(self.authorize, "glue", "StartJobRun", {"JobName": params["JobName"]})
         started = time.time()
         job_run = {
             "Id": f"jr_{uuid.uuid4().hex}",
@@ -80,16 +79,10 @@ class GlueWorker:
             job_run.update(self._ended(started), JobRunState="FAILED", ErrorMessage=_error_message(exc))
             self.runs.append(job_run)
             raise TaskFailed("States.TaskFailed", json.dumps(job_run)) from exc
-        self._as_integration("GetJobRun", {"JobName": params["JobName"], "RunId": job_run["Id"]})
+        authorize_integration(self.authorize, "glue", "GetJobRun", {"JobName": params["JobName"], "RunId": job_run["Id"]})
         job_run.update(self._ended(started), JobRunState="SUCCEEDED")
         self.runs.append({**job_run, "manifest": manifest})
         return job_run
-
-    def _as_integration(self, operation: str, params: dict) -> None:
-        try:
-            self.authorize("glue", operation, params)
-        except ClientError as error:
-            raise optimized_error("glue", error) from error
 
     @staticmethod
     def _ended(started: float) -> dict:

@@ -72,6 +72,16 @@ def sdk_error(service: str, client: Any, error: ClientError) -> TaskFailed:
     return TaskFailed(f"{label}.{name}", _cause(error, label))
 
 
+def authorize_integration(authorize: Callable[[str, str, dict], None], service: str, operation: str,
+                          params: dict) -> None:
+    """A call a service integration makes itself (local IAM's `authorize`); refused, it fails the task as
+    Step Functions reports the integration's errors."""
+    try:
+        authorize(service, operation, params)
+    except ClientError as error:
+        raise optimized_error(service, error) from error
+
+
 def optimized(service: str, action: str) -> Callable[[TaskRequest], Any]:
     """`arn:aws:states:::<service>:<action>` as a boto3 call to moto."""
 

@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError, ParamValidationError
 from localmode import aws
 from localmode.sfn import TaskFailed, TaskRequest
 from localmode.workers import s3util, xgboost_algorithm
-from localmode.workers.services import optimized_error
+from localmode.workers.services import authorize_integration, optimized_error
 
 # The rule the .sync integration for training jobs waits through (Step Functions' documented name).
 MANAGED_TRAINING_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
@@ -153,7 +153,8 @@ class TrainingWorker:
         # createTrainingJob.sync waits through a managed EventBridge rule it creates as the state machine's role
         # (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html); the job's own calls are below.
         for operation in ("PutRule", "PutTargets", "DescribeRule"):
-            self._as_integration("events", operation, {"Name": MANAGED_TRAINING_RULE, "Rule": MANAGED_TRAINING_RULE})
+            authorize_integration(self.authorize, "events", operation,
+                                  {"Name": MANAGED_TRAINING_RULE, "Rule": MANAGED_TRAINING_RULE})
         # A .sync job is tagged by Step Functions, so creating it needs sagemaker:AddTags too
         # (aws/aws-cdk#27264, #32294: "not authorized to perform: sagemaker:AddTags on resource: ...training-job/...").
         create_job({**params, "Tags": [*(params.get("Tags") or []), STEP_FUNCTIONS_TAG]})
@@ -201,7 +202,7 @@ class TrainingWorker:
         )
         description = aws.end_training_job(description, self.account, self.region)
         self.jobs.append(description)
-        self._as_integration("sagemaker", "DescribeTrainingJob", {"TrainingJobName": name})
+        authorize_integration(self.authorize, "sagemaker", "DescribeTrainingJob", {"TrainingJobName": name})
         if description["TrainingJobStatus"] != "Completed":  # stopped while it trained
             raise TaskFailed("States.TaskFailed", json.dumps(description))
         return description
@@ -214,12 +215,6 @@ class TrainingWorker:
             return {"ServerSideEncryption": "aws:kms"}
         self.authorize("kms", "Encrypt", {"KeyId": key})
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key}
-
-    def _as_integration(self, service: str, operation: str, params: dict) -> None:
-        try:
-            self.authorize(service, operation, params)
-        except ClientError as error:
-            raise optimized_error(service, error) from error
 
     @staticmethod
     def _ended(started: float) -> dict:
