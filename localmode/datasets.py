@@ -7,7 +7,8 @@ seeded, documented changes, so the same command writes the same bytes everywhere
 | name | source | label | what it exercises |
 |---|---|---|---|
 | penguins | palmerpenguins 0.1.6, `data/penguins.csv` as shipped | species (first column), 3 classes, learned | header row, NA cells, learned categories with a cap (island: 2 + "other"), a categorical with missing cells (sex), mean and median imputing |
-| breast-cancer | scikit-learn 1.9.1, `load_breast_cancer` (its 10 `mean_*` measurements) | diagnosis (last column), benign/malignant | no header, 10 numeric columns, missing cells as "", NA and ? |
+| breast-cancer | scikit-learn 1.9.1, `load_breast_cancer` (its 30 measurements) | diagnosis (last column), benign/malignant | no header, 30 numeric columns (too long a schema under their own names: served as c1..c30 by CSV), missing cells as "", NA and ? |
+| digits-wide | scikit-learn 1.9.1, `load_digits`, and 36 seeded columns with no signal | digit (last column), 10 classes | 100 features (served by JSON requests that carry the schema), near-constant pixel columns, empty cells in numeric and categorical noise |
 | diabetes | scikit-learn 1.9.1, `load_diabetes(scaled=False)` | progression (a number, 7th of 14 columns) | regression, an ignored id column, a listed categorical with missing cells, a learned one with a cap, the spec's own missing marker (N/A) |
 """
 from __future__ import annotations
@@ -62,24 +63,47 @@ def build_penguins(path: Path) -> None:
 
 
 def build_breast_cancer(path: Path) -> None:
-    """Wisconsin diagnostic breast cancer: the 10 mean measurements, then the diagnosis; no header row.
+    """Wisconsin diagnostic breast cancer: the 30 measurements, then the diagnosis; no header row.
     About 4% of the cells of three columns are blanked (seeded) with "", NA or ?.
 
-    Only the 10 `mean_*` columns of the 30: the preprocess container reads its input schema from one
-    environment variable, which SageMaker caps at 1024 characters, and the 30 names need 1369."""
+    Thirty features whose names make a 1,369-character schema, more than SageMaker's 1024 for a
+    container environment value: the bundle names them c1..c30 and requests stay CSV
+    (dataset_spec.serving)."""
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
     columns = [str(n).replace(" ", "_") for n in data.feature_names]
-    kept = [i for i, n in enumerate(columns) if n.startswith("mean_")]
     # sklearn's target: 0 = malignant, 1 = benign (data.target_names).
     names = [str(n) for n in data.target_names]
-    rows = [[_number(features[i]) for i in kept] + [names[int(target)]]
+    rows = [[_number(value) for value in features] + [names[int(target)]]
             for features, target in zip(data.data, data.target)]
-    columns = [columns[i] for i in kept]
     blanked = [columns.index(n) for n in ("mean_texture", "mean_smoothness", "mean_concavity")]
     _blank_cells(rows, blanked, 0.04, ["", "NA", "?"], SEED)
     _write_rows(path, rows, header=None)
+
+
+def build_digits_wide(path: Path) -> None:
+    """100 features: scikit-learn's 8x8 handwritten digits (Alpaydin and Kaynak 1998; 1,797 rows,
+    64 pixel intensities 0-16, many columns all or nearly all zero) and 36 columns that carry no
+    signal (seeded): 30 numbers `sensor_00`.. and 6 categories `site_0`.. of four values, 2% of
+    their cells empty. Header row; the label `digit` (d0..d9) last.
+
+    Too wide for any schema in a container environment value: the endpoint takes JSON requests
+    that carry the schema (dataset_spec.serving)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    rng = np.random.default_rng(SEED)
+    header = ([f"pixel_{r}_{c}" for r in range(8) for c in range(8)] + [f"sensor_{i:02d}" for i in range(30)]
+              + [f"site_{i}" for i in range(6)] + ["digit"])
+    sites = np.array(["north", "south", "east", "west"])
+    rows = []
+    for pixels, target in zip(data.data, data.target):
+        rows.append([_number(v) for v in pixels] + [_number(round(float(v), 3)) for v in rng.normal(size=30)]
+                    + list(rng.choice(sites, size=6)) + [f"d{int(target)}"])
+    _blank_cells(rows, list(range(64, 100)), 0.02, [""], SEED + 2)
+    _write_rows(path, rows, header=header)
 
 
 def _age_group(age: float) -> str:
@@ -114,6 +138,7 @@ BUILDERS = {
     "penguins": build_penguins,
     "breast-cancer": build_breast_cancer,
     "diabetes": build_diabetes,
+    "digits-wide": build_digits_wide,
 }
 
 

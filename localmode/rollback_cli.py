@@ -117,9 +117,11 @@ def _smoke_and_capture(say, pipeline, result) -> None:
     import boto3
 
     runs = [entry["run_id"] for entry in result.report["registry"]]
-    features = pipeline.sample_row({"artifacts": {"manifest": {"test": f"s3://{pipeline.resources.artifacts_bucket}/runs/{runs[0]}/data/test/"}}})[0]
+    test_uri = f"s3://{pipeline.resources.artifacts_bucket}/runs/{runs[0]}/data/test/"
+    features = pipeline.sample_row({"artifacts": {"manifest": {"test": test_uri}}})[0]
     before = set(pipeline.capture_files())
-    _, answer = pipeline.invoke_endpoint(result.production_endpoint, features.encode("utf-8"))
+    content_type, body = pipeline.request_for(features, test_uri)
+    _, answer = pipeline.invoke_endpoint(result.production_endpoint, body, content_type)
     say(f"smoke prediction: {features} -> {answer.strip()}")
     result.report["smoke"] = {"request": features, "prediction": answer}
     for uri in sorted(set(pipeline.capture_files()) - before):

@@ -310,12 +310,18 @@ def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, report_pat
     report = result.report
     endpoint = result.production_endpoint
     features, truth = pipeline.sample_row(report)
-    content_type, prediction = pipeline.invoke_endpoint(endpoint, features.encode("utf-8"))
-    report["smoke"] = {"request": features, "content_type": content_type, "prediction": prediction.strip(), "truth": truth}
+    request_type, body = pipeline.request_for(features, report["artifacts"]["manifest"]["test"])
+    content_type, prediction = pipeline.invoke_endpoint(endpoint, body, request_type)
+    report["smoke"] = {"request": features, "request_content_type": request_type, "content_type": content_type,
+                       "prediction": prediction.strip(), "truth": truth}
     url = report["endpoints"]["production"]["url"]
     say(f"smoke prediction: {features} -> {prediction.strip()} (true label {truth})")
     say("try it:")
-    say(f"  curl -s -X POST {url} -H 'Content-Type: text/csv' --data {shlex.quote(features)}")
+    if request_type == "text/csv":
+        say(f"  curl -s -X POST {url} -H 'Content-Type: text/csv' --data {shlex.quote(features)}")
+    else:
+        # Too many features for the container's schema variable: each request carries the schema.
+        say(f"  curl -s -X POST {url} -H 'Content-Type: {request_type}' --data {shlex.quote(body.decode('utf-8'))}")
     if not serve:
         return
     _write(report_path, report)

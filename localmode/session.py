@@ -11,6 +11,7 @@ drives; tests use it directly to run several uploads against one account
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
 import itertools
 import json
@@ -626,6 +627,20 @@ class LocalPipeline:
                     features, _, label = line.rpartition(",")
                     return features, label
         raise FileNotFoundError(f"no test rows under {test_uri}")
+
+    def request_for(self, features: str, test_uri: str) -> tuple[str, bytes]:
+        """(Content-Type, body) of a request for one raw test row, as a client of that run's endpoint
+        sends it: the CSV record itself, or for a wide table the JSON that carries the run's schema
+        (dataset_spec.serving.request_body; the schema sits at model/preprocess/ beside data/test/)."""
+        from dataset_spec.serving import request_body
+
+        s3 = boto3.client("s3")
+        bucket, prefix = s3util.split_uri(test_uri)
+        run_prefix = prefix.removesuffix("/").removesuffix("data/test")
+        schema = json.loads(s3.get_object(Bucket=bucket, Key=f"{run_prefix}model/preprocess/schema.json")["Body"].read())
+        fields = next(csv.reader([features]))
+        content_type, body = request_body(fields, schema)
+        return (content_type, features.encode("utf-8")) if content_type == "text/csv" else (content_type, body)
 
 
 def _redact_approval_links(text: str) -> str:

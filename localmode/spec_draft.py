@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dataset_spec import NUMBER_PATTERN, InvalidSpec, parse_spec
 from dataset_spec.gate import spec_default_metric
-from dataset_spec.serving import RESERVED_COLUMNS
+from dataset_spec.serving import CSV_REQUEST, MAX_ENVIRONMENT_VALUE, RESERVED_COLUMNS, serving_inputs
 from dataset_spec.spec import (DEFAULT_BINARY_THRESHOLD, DEFAULT_MAX_CATEGORIES, DEFAULT_MISSING_VALUES,
                                MAX_LEARNED_CLASSES, is_column_name)
 from localmode.gate_evidence import propose_gate
@@ -278,9 +278,18 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
     metric = spec_default_metric(label_entry["type"] == "numeric")
     spec["quality_gate"] = {"metric": metric, "threshold": None}
     try:
-        parse_spec(spec)
+        layout = parse_spec(spec)
     except InvalidSpec as exc:
         raise DraftRefused(f"the drafted spec is not valid ({exc}); pass --name if the file name is the problem") from None
+    served = serving_inputs([c.name for c in layout.features])
+    if served.content_type != CSV_REQUEST:
+        notes.append(f"{len(served.names)} feature columns are too many for a schema in the serving container's "
+                     f"environment (SageMaker allows {MAX_ENVIRONMENT_VALUE} characters): each request to the endpoint "
+                     "is JSON that carries the run's model/preprocess/schema.json (README: what to send the endpoint)")
+    elif served.names != tuple(c.name for c in layout.features):
+        notes.append(f"the {len(served.names)} feature names are too long together for the serving container's "
+                     f"schema ({MAX_ENVIRONMENT_VALUE} characters): the model names them c1..c{len(served.names)}; "
+                     "requests stay CSV, the fields in the spec's order")
     evidence = propose_gate(path, spec)
     if evidence is not None:
         spec["quality_gate"]["threshold"] = evidence.threshold

@@ -15,7 +15,8 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
-from dataset_spec import MAX_ENVIRONMENT_VALUE, environment_value
+from dataset_spec import environment_value
+from dataset_spec.serving import schema_in_environment
 from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_str
 from pipeline_common.errors import InvalidEvent, ManifestInvalid
@@ -51,8 +52,10 @@ def kept_model_files(s3, run_id: str, manifest: dict, model_artifacts: str, buck
         raise
 
 
-def schema_env_value(s3, uri: str) -> str:
-    """The SAGEMAKER_SPARKML_SCHEMA value: the schema document, checked and compacted."""
+def schema_env_value(s3, uri: str) -> str | None:
+    """The SAGEMAKER_SPARKML_SCHEMA value: the schema document, checked and compacted; None when
+    it does not fit SageMaker's 1024 characters, and requests carry it instead
+    (dataset_spec.serving: a wide table's endpoint takes JSON requests)."""
     try:
         schema = json.loads(get_bytes(s3, uri).decode("utf-8"))
     except ClientError as error:
@@ -63,26 +66,22 @@ def schema_env_value(s3, uri: str) -> str:
         raise ManifestInvalid(f"schema {uri} is not valid JSON: {error}") from None
     if not isinstance(schema, dict) or not isinstance(schema.get("input"), list) or not isinstance(schema.get("output"), dict):
         raise ManifestInvalid(f"schema {uri} must be an object with an 'input' list and an 'output' object")
-    value = environment_value(schema)
-    if len(value) > MAX_ENVIRONMENT_VALUE:
-        raise ManifestInvalid(
-            f"schema {uri} is {len(value)} characters compacted; SageMaker allows {MAX_ENVIRONMENT_VALUE} in an environment value"
-        )
-    return value
+    return environment_value(schema) if schema_in_environment(schema) else None
 
 
-def pipeline_containers(model_files: dict[str, str], preprocess_schema: str, postprocess_schema: str | None,
+def pipeline_containers(model_files: dict[str, str], preprocess_schema: str | None, postprocess_schema: str | None,
                         sparkml_image: str, xgboost_image: str) -> list[dict]:
-    """Three containers; two when there is no postprocess (regression)."""
+    """Three containers; two when there is no postprocess (regression). `preprocess_schema` None:
+    the preprocess container has no schema of its own, each request carries it."""
+    # The next container (XGBoost) reads CSV; SparkML Serving answers JSON unless told.
+    preprocess_environment = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+    if preprocess_schema is not None:
+        preprocess_environment = {"SAGEMAKER_SPARKML_SCHEMA": preprocess_schema, **preprocess_environment}
     containers = [
         {
             "Image": sparkml_image,
             "ModelDataUrl": model_files["preprocess"],
-            "Environment": {
-                "SAGEMAKER_SPARKML_SCHEMA": preprocess_schema,
-                # The next container (XGBoost) reads CSV; SparkML Serving answers JSON unless told.
-                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
-            },
+            "Environment": preprocess_environment,
         },
         {"Image": xgboost_image, "ModelDataUrl": model_files["xgboost"]},
     ]

@@ -1,5 +1,7 @@
 """Tests the QA endpoint the way clients will use it: every held-out row as one
-raw CSV record (feature fields only), `text/csv`, and compares the answers
+raw CSV record (feature fields only), `text/csv` (a table too wide for the
+container's schema variable: one JSON request carrying the schema, as
+dataset_spec.serving.request_body writes it), and compares the answers
 with the true labels. What is measured follows the manifest's problem_type
 (pipeline_common.metrics): accuracy, per-class precision/recall/F1, macro F1
 and the confusion matrix for classification, ROC AUC too for two classes;
@@ -23,13 +25,13 @@ import codecs
 import csv
 import hashlib
 import heapq
-import io
 import math
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError
 
+from dataset_spec.serving import csv_record, request_body
 from pipeline_common.aws_errors import named_aws_errors
 from pipeline_common.config import env_float, env_int
 from pipeline_common.errors import InvalidEvent, ManifestInvalid
@@ -148,15 +150,6 @@ def _manifest_seed(manifest: dict) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
-def csv_record(fields: list[str]) -> bytes:
-    """One CSV record without its line end. csv quotes a field holding a character of the line
-    terminator, so it is written with CRLF (quoting any field with a line break, which the
-    container's CSV parser would otherwise read as the end of the record) and the CRLF cut off."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
-    return buffer.getvalue().removesuffix("\r\n").encode("utf-8")
-
-
 def first_csv_field(body: bytes) -> str:
     text = body.decode("utf-8").strip()
     if not text:
@@ -164,12 +157,15 @@ def first_csv_field(body: bytes) -> str:
     return next(csv.reader([text.splitlines()[0]]), [""])[0].strip()
 
 
-def predict(runtime, endpoint_name: str, features: list[str]) -> str:
+def predict(runtime, endpoint_name: str, features: list[str], schema: dict | None = None) -> str:
+    """`schema`: the preprocess container's (the manifest's schemas.preprocess); a schema too long
+    for the container's environment makes the request JSON that carries it (dataset_spec.serving)."""
+    content_type, body = request_body(features, schema) if schema else ("text/csv", csv_record(features))
     response = runtime.invoke_endpoint(
         EndpointName=endpoint_name,
-        ContentType="text/csv",
+        ContentType=content_type,
         Accept="text/csv",
-        Body=csv_record(features),
+        Body=body,
     )
     return first_csv_field(response["Body"].read())
 
@@ -183,13 +179,13 @@ def number_or_none(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def ask_endpoint(runtime, endpoint_name: str, rows, valid) -> tuple[list, list[dict]]:
+def ask_endpoint(runtime, endpoint_name: str, rows, valid, schema: dict | None = None) -> tuple[list, list[dict]]:
     """Each row's answer (None when the container refused it) and a few
     examples of answers that are not usable, with why."""
     answers, examples = [], []
     for features, truth in rows:
         try:
-            answer = predict(runtime, endpoint_name, features)
+            answer = predict(runtime, endpoint_name, features, schema)
         except ClientError as error:
             # The container refused this one row (4xx/5xx from a model): a
             # wrong answer for this row, not a reason to stop testing the rest.
@@ -302,7 +298,9 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         def valid(answer):
             return answer, None if answer in labels else f"answer {answer!r} is not a label"
 
-    answers, invalid_examples = ask_endpoint(runtime, endpoint_name, rows, valid)
+    # A wide table's endpoint takes JSON requests carrying this schema (dataset_spec.serving).
+    schema = (manifest.get("schemas") or {}).get("preprocess")
+    answers, invalid_examples = ask_endpoint(runtime, endpoint_name, rows, valid, schema)
     metrics, exact = score(manifest, rows, answers)
     try:
         gate = decide_gate(kind, manifest.get("quality_gate"), metrics, threshold, r2_threshold, exact)
@@ -311,7 +309,7 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
     production = {"endpoint_name": production_endpoint, "compared": compare, "note": production_note}
     versus = None
     if compare:
-        champion_answers, _ = ask_endpoint(runtime, production_endpoint, rows, valid)
+        champion_answers, _ = ask_endpoint(runtime, production_endpoint, rows, valid, schema)
         champion, champion_exact = score(manifest, rows, champion_answers)
         production.update(champion)
         metric = gate["metric"]

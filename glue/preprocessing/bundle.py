@@ -2,10 +2,10 @@
 nodes' Spark expressions for the training CSVs) and the SAGEMAKER_SPARKML_SCHEMA documents."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from dataset_spec import as_layout
-from dataset_spec.serving import FEATURES_COL, POSTPROCESS_INPUT, POSTPROCESS_OUTPUT, preprocess_schema
+from dataset_spec import Layout, as_layout
+from dataset_spec.serving import FEATURES_COL, POSTPROCESS_INPUT, POSTPROCESS_OUTPUT, preprocess_schema, serving_inputs
 from preprocessing.errors import UnsupportedStage
 from preprocessing.features import Learned, build_preprocess_model, feature_slots
 from preprocessing.labels import build_label_indexer, build_postprocess_model
@@ -64,6 +64,21 @@ class BundlePlan:
     label_index: list[BundleNode] | None  # None: regression (the label is the number)
     width: int
     slots: list[str]
+    inputs: tuple  # the preprocess bundle's input columns, one per feature in order (serving_inputs)
+
+
+def serving_layout(layout: Layout, learned: Learned) -> tuple[Layout, Learned]:
+    """The layout and what training taught, with each feature under its name inside the bundle
+    (dataset_spec.serving.serving_inputs): the users' names, or c1..cN when those do not fit."""
+    features = [c.name for c in layout.features]
+    rename = dict(zip(features, serving_inputs(features).names))
+    if all(old == new for old, new in rename.items()):
+        return layout, learned
+    columns = tuple(replace(c, name=rename[c.name]) if c is not layout.label and c.type != "ignore" else c
+                    for c in layout.columns)
+    return (replace(layout, columns=columns),
+            Learned({rename[n]: v for n, v in learned.categories.items()},
+                    {rename[n]: v for n, v in learned.surrogates.items()}))
 
 
 def plan_bundles(spark, spec, label_values: list[str] | None = None, learned: Learned | None = None) -> BundlePlan:
@@ -76,9 +91,10 @@ def plan_bundles(spark, spec, label_values: list[str] | None = None, learned: Le
 
     layout = as_layout(spec)
     learned = learned or Learned()
-    feature_names = [c.name for c in layout.features]
-    preprocess = build_preprocess_model(spark, layout, learned=learned)
-    pre_nodes, pre_shapes = bundle_nodes(preprocess, feature_names)
+    served, served_learned = serving_layout(layout, learned)
+    inputs = tuple(c.name for c in served.features)
+    preprocess = build_preprocess_model(spark, served, learned=served_learned)
+    pre_nodes, pre_shapes = bundle_nodes(preprocess, list(inputs))
     post_nodes = label_nodes = None
     if layout.classification:
         labels = list(label_values if label_values is not None else layout.label.values)
@@ -89,19 +105,20 @@ def plan_bundles(spark, spec, label_values: list[str] | None = None, learned: Le
     # The manifest documents the vector slot by slot (feature_slots).
     if width != len(slots):
         raise RuntimeError(f"feature vector width {width} differs from the {len(slots)} slots the spec describes")
-    return BundlePlan(pre_nodes, post_nodes, label_nodes, width, slots)
+    return BundlePlan(pre_nodes, post_nodes, label_nodes, width, slots, inputs)
 
 
 def sparkml_schemas(spec) -> dict[str, dict | None]:
     """The SAGEMAKER_SPARKML_SCHEMA documents of the serving containers (postprocess: None for regression).
 
-    Every feature is a string field, numbers included: SparkML Serving parses a `double` field with
+    The preprocess schema names the bundle's inputs (serving_inputs). Every feature is a string
+    field, numbers included: SparkML Serving parses a `double` field with
     `new Double(text)`, which refuses an empty field, while MLeap casts a string field to the
     Imputer's nullable double with "" and "null" as null (Casting.scala), which the Imputer fills in.
     """
     layout = as_layout(spec)
     schemas = {
-        "preprocess": preprocess_schema([c.name for c in layout.features]),
+        "preprocess": preprocess_schema(list(serving_inputs([c.name for c in layout.features]).names)),
         "postprocess": None,
     }
     if layout.classification:

@@ -115,25 +115,28 @@ def _build(spark, options: JobOptions, layout: Layout, store, early, pool, start
         LOG.info("pipelines planned in %.1fs", time.monotonic() - started)
 
         rows = learned_positions(spark, split_rows, layout, learned)
+        # Keyed by the bundle's input names (plan.inputs), which may differ from the users'.
+        bundle_name = dict(zip(feature_names, plan.inputs))
         indexed = {}
         sources = {}
-        for c in layout.used:
+        for c in features:
             if c.type == "numeric":
-                sources[c.name] = F.col(index_name(c.name))
+                sources[bundle_name[c.name]] = F.col(index_name(c.name))
             elif c.values is not None:
-                indexed[c.name] = (F.col(index_name(c.name)), list(c.values))
-            elif c is not label:
+                indexed[bundle_name[c.name]] = (F.col(index_name(c.name)), list(c.values))
+            else:
                 labels = indexer_labels(c, learned)[0]
                 position = (value_index(F.col(index_name(c.name)), labels) if len(labels) <= JOIN_ABOVE_VALUES
                             else F.col(f"{c.name}__position"))
-                indexed[c.name] = (position, labels)
+                indexed[bundle_name[c.name]] = (position, labels)
         if layout.classification:
-            if label.values is None:
-                indexed[label.name] = (value_index(F.col(index_name(label.name)), label_values), label_values)
-            [label_column] = bundle_columns(plan.label_index, [label.name], LABEL_INDEX_COL, indexed)
+            label_indexed = ((F.col(index_name(label.name)), list(label.values)) if label.values is not None
+                             else (value_index(F.col(index_name(label.name)), label_values), label_values))
+            [label_column] = bundle_columns(plan.label_index, [label.name], LABEL_INDEX_COL,
+                                            {label.name: label_indexed})
         else:
             label_column = F.col(index_name(label.name))
-        slots = bundle_columns(plan.preprocess, feature_names, FEATURES_COL, indexed, sources)
+        slots = bundle_columns(plan.preprocess, list(plan.inputs), FEATURES_COL, indexed, sources)
         # One-hot values are exactly 0 or 1: written as integers, which XGBoost reads as the same
         # floats the SparkML container sends ("1.0"), in half the bytes and a quarter less time.
         training_columns = [label_column, *slots]

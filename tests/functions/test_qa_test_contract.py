@@ -466,3 +466,24 @@ def test_productions_side_is_its_exact_ratio_too(qa, s3):
                                    ["unacc\n", "acc\n", "acc\n"], ["unacc\n", "unacc\n", "acc\n"], max_regression=1 / 3)
     assert result["passed"] is True and result["regression_against_production"] == round(1 / 3, 6)
     assert result["production"]["value"] == 2 / 3
+
+
+def test_an_endpoint_too_wide_for_a_csv_schema_is_asked_in_json_carrying_the_runs_schema(qa, s3):
+    """A preprocess schema over SageMaker's 1024 characters is not in the container's environment
+    (create_model), so each row goes as `application/json` {"schema", "data"}, which SparkML Serving's
+    transformRequestJson reads (aws/sagemaker-sparkml-serving-container, ServingController)."""
+    schema = {"input": [{"name": f"c{i}", "type": "string"} for i in range(1, 4)],
+              "output": {"name": "features", "type": "double", "struct": "vector"}}
+    schema["input"][0]["name"] = "c" * 1000  # too long for the environment, whatever the width
+    event = stored(s3, "binary", BINARY_ROWS, schemas={"preprocess": schema, "postprocess": None},
+                   quality_gate={"metric": "accuracy", "threshold": 0.5})
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(runtime) as stub:
+        for record, answer in zip(BINARY_RECORDS, ["benign", "malignant", "benign", "malignant"]):
+            document = {"schema": schema, "data": record.split(",")}
+            stub.add_response("invoke_endpoint", {"Body": body(answer + "\n"), "ContentType": "text/csv"},
+                              {"EndpointName": "qa-run-qa", "ContentType": "application/json", "Accept": "text/csv",
+                               "Body": json.dumps(document, separators=(",", ":")).encode("utf-8")})
+        result = qa.qa_test(s3, runtime, event, threshold=0.99, max_rows=100)
+        stub.assert_no_pending_responses()
+    assert result["accuracy"] == 1.0 and result["passed"]

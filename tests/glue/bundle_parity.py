@@ -71,8 +71,11 @@ def preprocess_three_ways(run, tmp_path: Path, jvm, spark, spec: dict, rows: lis
     model = run.out / "model" / "preprocess"
     schema = json.loads((model / "schema.json").read_text())
     bundle = unpack(model / "model.tar.gz", tmp_path / f"preprocess-{len(list(tmp_path.iterdir()))}")
-    from_jvm = jvm.transform(bundle, model / "schema.json", rows)
-    from_local = local_outputs(bundle, schema, rows)
+    # The bundle's inputs are positional: the users' names, or c1..cN for a wide table (dataset_spec.serving).
+    names = [c.name for c in parse_spec(spec).features]
+    served = [dict(zip([f["name"] for f in schema["input"]], [r[n] for n in names])) for r in rows]
+    from_jvm = jvm.transform(bundle, model / "schema.json", served)
+    from_local = local_outputs(bundle, schema, served)
     from_spark = spark_features(spark, spec, rows, run.manifest.get("learned"))
     mismatches = [(r, a, b, c) for r, a, b, c in zip(rows, from_jvm, from_local, from_spark)
                   if not (a == {"output": b} and b == c)]

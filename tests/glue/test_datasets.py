@@ -20,7 +20,7 @@ from preprocessing.features import build_preprocess_model
 
 pytestmark = pytest.mark.spark
 
-NAMES = ["penguins", "breast-cancer", "diabetes"]
+NAMES = ["penguins", "breast-cancer", "diabetes", "digits-wide"]
 # Numeric fields a client may send: "" and "null" are missing (MLeap casts them to null), NaN is
 # missing too (the Imputer fills NaN in); the rest are numbers in forms Java and Spark both read.
 NUMERIC_VARIANTS = ["", "null", "NaN", " 12.5 ", "-0", "1e2", ".5", "+3", "0.000001"]
@@ -159,7 +159,7 @@ def test_written_training_rows_are_the_pipeline_applied_to_the_input_rows(name, 
 
 
 def test_manifests_describe_each_label_type(dataset_run):
-    penguins, breast, diabetes = (dataset_run(n)[0].manifest for n in NAMES)
+    penguins, breast, diabetes, wide = (dataset_run(n)[0].manifest for n in NAMES)
     assert (penguins["problem_type"], penguins["label_values"], penguins["num_class"]) == (
         "multiclass", ["Adelie", "Chinstrap", "Gentoo"], 3)  # learned, in text order
     assert (breast["problem_type"], breast["label_values"], breast["num_class"], breast["binary_threshold"]) == (
@@ -176,14 +176,23 @@ def test_manifests_describe_each_label_type(dataset_run):
     assert penguins["learned"]["island"] == {"values": ["Biscoe", "Dream"], "other": ["Torgersen"]}
     assert penguins["learned"]["body_mass_g"]["impute"] == "median"
     assert penguins["missing_cells"]["sex"] == 11 and penguins["missing_cells"]["bill_length_mm"] == 2
-    assert breast["feature_width"] == 10 and sum(breast["missing_cells"].values()) > 50
+    assert breast["feature_width"] == 30 and sum(breast["missing_cells"].values()) > 50
     assert diabetes["schemas"]["preprocess"]["input"] == [{"name": n, "type": "string"} for n in diabetes["feature_names"]]
-    for manifest, metric in ((penguins, "macro_f1"), (breast, "roc_auc"), (diabetes, "r2")):
+    for manifest, metric in ((penguins, "macro_f1"), (breast, "roc_auc"), (diabetes, "r2"), (wide, "accuracy")):
         assert manifest["quality_gate"]["metric"] == metric and manifest["quality_gate"]["higher_is_better"]
         assert manifest["dataset"] == manifest["spec"]["name"]
-        # CreateModel takes the preprocess schema as one environment value, at most 1024 characters
-        # (botocore's SageMaker model, EnvironmentValue): each dataset must deploy.
-        assert len(json.dumps(manifest["schemas"]["preprocess"], separators=(",", ":"))) <= 1024
+    # CreateModel takes the preprocess schema as one environment value, at most 1024 characters
+    # (botocore's SageMaker model, EnvironmentValue). The users' names while they fit; 30 names that
+    # do not become c1..c30, still a CSV schema; 100 features are c1..c100 and too long for any.
+    def length(manifest):
+        return len(json.dumps(manifest["schemas"]["preprocess"], separators=(",", ":")))
+
+    assert [length(m) <= 1024 for m in (penguins, breast, diabetes, wide)] == [True, True, True, False]
+    assert breast["schemas"]["preprocess"]["input"] == [{"name": f"c{i}", "type": "string"} for i in range(1, 31)]
+    assert [f["name"] for f in wide["schemas"]["preprocess"]["input"]] == [f"c{i}" for i in range(1, 101)]
+    assert wide["feature_names"][:2] == ["pixel_0_0", "pixel_0_1"] and wide["feature_width"] == 64 + 30 + 6 * 4
+    # The manifest still speaks the users' names: slots and learned values.
+    assert breast["feature_slots"][0] == "mean_radius" and "mean_radius" in breast["learned"]
 
 
 LEARNED_SPEC = {

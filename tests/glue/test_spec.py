@@ -8,6 +8,7 @@ import json
 import pytest
 
 from dataset_spec import InvalidSpec, parse_spec
+from dataset_spec.serving import ServingInputs, serving_inputs
 from localmode import REPO_ROOT
 from preprocessing.options import load_spec
 
@@ -194,11 +195,11 @@ def _schema_length(feature_names: list[str]) -> int:
     return len(json.dumps(document, separators=(",", ":")))
 
 
-def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_refused_before_any_data():
-    # SparkML Serving reads a CSV request's schema only from SAGEMAKER_SPARKML_SCHEMA
-    # (aws/sagemaker-sparkml-serving-container, SerializationUtils / the README's "Schema"), and
-    # CreateModel refuses an environment value over the limit: such a spec would train and then
-    # fail at CreatePipelineModel. The 30 measurements of scikit-learn's breast-cancer set did.
+def test_a_spec_too_wide_for_its_names_in_the_environment_is_served_under_short_names_then_by_json():
+    # SparkML Serving reads a CSV request's schema only from SAGEMAKER_SPARKML_SCHEMA, by position
+    # (aws/sagemaker-sparkml-serving-container, DataConversionHelper.convertCsvToObjectList), and
+    # CreateModel refuses an environment value over the limit. The 30 measurements of scikit-learn's
+    # breast-cancer set once made the spec check refuse the table; now the bundle names them c1..c30.
     limit = _environment_value_max()
     assert limit == 1024
     from sklearn.datasets import load_breast_cancer
@@ -208,22 +209,28 @@ def test_a_spec_whose_serving_schema_exceeds_sagemakers_environment_limit_is_ref
     wide = spec_with(columns=[{"name": n, "type": "numeric"} for n in measurements]
                      + [{"name": "diagnosis", "type": "categorical", "values": ["benign", "malignant"]}],
                      label="diagnosis")
-    message = problems(wide)
-    assert f"would be {_schema_length(measurements)} characters" in message
-    assert "SageMaker allows 1024" in message and "SAGEMAKER_SPARKML_SCHEMA" in message
+    layout = parse_spec(wide)
+    served = serving_inputs([c.name for c in layout.features])
+    assert served == ServingInputs(tuple(f"c{i}" for i in range(1, 31)), "text/csv")
+    assert _schema_length(list(served.names)) <= limit
 
-    # Ignored columns are not in the schema: the same file with 20 columns ignored is accepted.
+    # Ignored columns are not in the schema: with 20 of them ignored the users' names fit.
     narrowed = copy.deepcopy(wide)
     for column in narrowed["columns"][10:30]:
         column["type"] = "ignore"
-    parse_spec(narrowed)
+    assert serving_inputs([c.name for c in parse_spec(narrowed).features]).names == tuple(measurements[:10])
 
-    # The boundary: a feature name that makes the schema exactly `limit` characters is accepted, one more is not.
+    # Past what short names fit, requests carry the schema: application/json.
+    hundred = [f"x{i}" for i in range(100)]
+    assert serving_inputs(hundred) == ServingInputs(tuple(f"c{i}" for i in range(1, 101)), "application/json")
+    # The last width served by CSV, and the first that is not.
+    widths = [n for n in range(1, 60) if serving_inputs([f"long_column_name_{i}" for i in range(n)]).content_type
+              == "text/csv"]
+    assert widths == list(range(1, max(widths) + 1)) and max(widths) == 30
+
+    # The boundary: names that make the schema exactly `limit` characters are kept, one more is not.
     fixed = _schema_length(["colour", ""])
-    at_limit = spec_with(columns=[BASE["columns"][0], {"name": "w" * (limit - fixed), "type": "numeric"},
-                                  BASE["columns"][2]])
-    assert _schema_length(["colour", "w" * (limit - fixed)]) == limit
-    parse_spec(at_limit)
-    over = copy.deepcopy(at_limit)
-    over["columns"][1]["name"] += "w"
-    assert f"would be {limit + 1} characters" in problems(over)
+    at_limit = ["colour", "w" * (limit - fixed)]
+    assert _schema_length(at_limit) == limit
+    assert serving_inputs(at_limit).names == tuple(at_limit)
+    assert serving_inputs([at_limit[0], at_limit[1] + "w"]) == ServingInputs(("c1", "c2"), "text/csv")

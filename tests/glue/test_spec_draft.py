@@ -225,3 +225,22 @@ def test_the_readmes_custom_data_example_runs_as_written(tmp_path, monkeypatch, 
     code = runner.main(["--data", variables["DATA"], "--spec", variables["SPEC"], "--out", str(tmp_path / "run")])
     report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert code == 0 and report["outcome"] == "deployed", json.dumps(report["failure"])
+
+
+def test_a_100_column_table_is_drafted_whole_and_told_its_requests_are_json(tmp_path):
+    """The draft once wrote nothing for a wide table ("schema would be 1337 characters"); now every
+    feature is kept, and the notes say how the endpoint takes requests (dataset_spec.serving)."""
+    data, _ = datasets.build("digits-wide", tmp_path)
+    spec, notes = draft_spec(data, "digit")
+    assert len([c for c in spec["columns"] if c["type"] != "ignore"]) == 101
+    assert any("100 feature columns are too many" in n and "JSON" in n for n in notes)
+    parse_spec(spec)
+
+
+def test_thirty_long_names_are_drafted_and_served_by_csv_under_short_names(tmp_path):
+    names = [f"measurement_of_the_sample_{i:02d}" for i in range(30)]
+    path = write(tmp_path, ",".join(names + ["y"]) + "\n"
+                 + "".join(",".join([str((i * 7 + j) % 13) for j in range(30)] + ["ab"[i % 2]]) + "\n"
+                           for i in range(60)))
+    spec, notes = draft_spec(path, "y")
+    assert any("c1..c30" in n and "requests stay CSV" in n for n in notes)

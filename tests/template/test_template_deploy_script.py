@@ -102,18 +102,21 @@ def test_a_misnamed_spec_stops_the_deploy_before_anything_is_uploaded(tmp_path, 
         deploy.dataset_specs(tmp_path)
 
 
-def test_a_spec_the_glue_job_would_refuse_stops_the_deploy_before_anything_is_uploaded(tmp_path):
-    """40 features need a longer SAGEMAKER_SPARKML_SCHEMA than SageMaker's 1024 characters per container
-    environment value (botocore's SageMaker model, EnvironmentValue): such a dataset would train, then fail
-    at CreatePipelineModel. The deploy names the limit instead of uploading the spec."""
+def test_a_wide_spec_deploys_and_a_broken_one_stops_the_deploy_before_anything_is_uploaded(tmp_path):
+    """40 features once stopped the deploy (their schema is longer than SageMaker's 1024 characters per
+    container environment value); they are served under short names by JSON requests now
+    (dataset_spec.serving). A spec the Glue job would refuse still stops it, naming the file."""
     (tmp_path / "car.json").write_bytes((REPO_ROOT / "datasets" / "car.json").read_bytes())
     wide = {"name": "wide", "header": "no", "label": "y",
             "columns": [{"name": f"measurement_{i:02d}", "type": "numeric"} for i in range(40)]
             + [{"name": "y", "type": "numeric"}]}
     (tmp_path / "wide.json").write_text(json.dumps(wide))
-    with pytest.raises(deploy.DeployError, match=r"wide\.json: .*SageMaker allows 1024 in a container environment value"):
+    assert set(deploy.dataset_specs(tmp_path)) == {"car", "wide"}
+    (tmp_path / "wide.json").write_text(json.dumps({**wide, "label": "z"}))
+    with pytest.raises(deploy.DeployError, match=r"wide\.json: .*label"):
         deploy.dataset_specs(tmp_path)
-    assert set(deploy.dataset_specs(REPO_ROOT / "datasets")) >= {"car", "penguins", "breast-cancer", "diabetes"}
+    assert set(deploy.dataset_specs(REPO_ROOT / "datasets")) >= {"car", "penguins", "breast-cancer", "diabetes",
+                                                                 "digits-wide"}
 
 
 def test_missing_python_313_stops_before_anything_runs(monkeypatch):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from dataset_spec.gate import GATE_METRICS, spec_default_metric
 from dataset_spec.names import DATASET_NAME, DATASET_NAME_RULE
-from dataset_spec.serving import MAX_ENVIRONMENT_VALUE, RESERVED_COLUMNS, environment_value_length, preprocess_schema
+from dataset_spec.serving import RESERVED_COLUMNS
 
 COLUMN_TYPES = ("categorical", "numeric", "ignore")
 HEADER_MODES = ("auto", "yes", "no")
@@ -307,14 +307,6 @@ def parse_spec(spec) -> Layout:
             problems.append(f"binary_threshold applies to a two-class label; {label.name!r} lists "
                             f"{len(label.values)} classes")
     gate = _parse_gate(spec.get("quality_gate"), label, problems)
-    if label is not None and not problems:
-        schema = preprocess_schema([c.name for c in columns if c is not label and c.type != "ignore"])
-        length = environment_value_length(schema)
-        if length > MAX_ENVIRONMENT_VALUE:
-            problems.append(
-                f"the preprocess container's schema (SAGEMAKER_SPARKML_SCHEMA, one entry per feature column) would be "
-                f"{length} characters, and SageMaker allows {MAX_ENVIRONMENT_VALUE} in a container environment "
-                f"value: use fewer feature columns (type \"ignore\") or shorter column names")
     if problems:
         raise InvalidSpec("dataset spec " + (f"{name!r} " if isinstance(name, str) else "") + "is invalid: "
                           + "; ".join(problems))
