@@ -14,7 +14,7 @@ MVN := mvn -q -B
 .PHONY: help setup test test-large lint mutation iam-mutation local glue-local data bench deploy clean
 
 help:
-	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path, SPEC=datasets/<name>.json, RUNS=N, NO_IAM=1)"
+	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path, SPEC=datasets/<name>.json, RUNS=N, SERVE=1, NO_IAM=1)"
 	@echo "make test        every test (sets itself up)"
 	@echo "make test-large  the Glue job on a ~1 GB synthetic file (about 20 min on 2 cores; not in make test)"
 	@echo "make lint        cfn-lint, sam validate --lint, asl-validator, checkov"
@@ -80,7 +80,7 @@ mutation: setup
 iam-mutation: setup
 	$(PY) scripts/iam_mutation.py --write
 
-# AUTO_APPROVE=1, REJECT=1, NO_IAM=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
+# AUTO_APPROVE=1, REJECT=1, SERVE=1, NO_IAM=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
 # environment (make exports command-line variables); `python -m localmode run --help` explains them.
 local: setup
 	$(PY) -m localmode run $(if $(DATA),--data $(DATA)) $(if $(SPEC),--spec $(SPEC)) $(if $(OUT),--out $(OUT)) $(if $(RUNS),--runs $(RUNS))

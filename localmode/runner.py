@@ -17,9 +17,10 @@ The approval email is printed as the reviewer would read it; open its link
 in a browser to approve or reject. AUTO_APPROVE=1 / --auto-approve follows the
 link as a browser would and approves; REJECT=1 / --reject rejects; either way
 the page it opened is saved as approval-page-<run id>.html in the output
-directory (its form's nonce replaced by "redacted"). After an approval the
-production endpoint is served on localhost until Ctrl-C (or, with
-AUTO_APPROVE, one smoke prediction is made and the command exits).
+directory (its form's nonce replaced by "redacted"). After a deployment one
+smoke prediction is made and the command exits with 0; SERVE=1 / --serve
+keeps serving the production endpoint on localhost until Ctrl-C, which ends
+it with the run's own status (0 after a deployment).
 
 RUNS=N / --runs N (default 1) uploads the same data N times, one run after
 the other in this one local account (local AWS lives only as long as the
@@ -110,6 +111,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="upload the data this many times, one run after the other in this one local account; "
                              "from the second run on, QA compares with the production endpoint an earlier run "
                              "deployed (env RUNS; default 1)")
+    parser.add_argument("--serve", action="store_true", default=_truthy("SERVE"),
+                        help="after the last run, serve the production endpoint on localhost until Ctrl-C, which "
+                             "exits with the run's status (env SERVE=1)")
     parser.add_argument("--no-iam", action="store_true", default=_truthy("NO_IAM"),
                         help="run every AWS call with unlimited permissions instead of the template's IAM (env NO_IAM=1)")
     parser.add_argument("--approval-timeout", type=int, default=None,
@@ -249,7 +253,7 @@ def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, 
             started: float | None = None, dataset: str | None = None, report_path: Path | None = None,
             serve: bool = True) -> tuple[int, Path]:
     """One run on a set-up pipeline, as the command does it: progress, summary, smoke
-    prediction, serving (when a person approves and `serve`), its report. Returns (exit status,
+    prediction, serving (with --serve, when `serve`: the last run), its report. Returns (exit status,
     report path: `report_path`, else report-<run id>.json in the pipeline's directory)."""
     say = pipeline.say
     started = time.monotonic() if started is None else started
@@ -263,7 +267,7 @@ def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, 
     _summarize(say, result)
     report_path = report_path or pipeline.workdir / f"report-{result.run_id}.json"
     if result.status == "SUCCEEDED":
-        _smoke_and_serve(say, pipeline, result, report_path, serve=serve and decision == "manual")
+        _smoke_and_serve(say, pipeline, result, report_path, serve=serve and getattr(args, "serve", False))
     _write(report_path, result.report)
     return result.exit_code, report_path
 

@@ -113,3 +113,45 @@ def test_a_directory_as_data_is_named_a_directory_not_missing(tmp_path, capsys):
     error = capsys.readouterr().err
     assert f"{tmp_path / 'uploads'} (given by DATA) is a directory: pass one data file" in error
     assert "does not exist" not in error
+
+
+def test_serving_after_the_run_is_asked_for_and_ctrl_c_then_keeps_the_runs_status(monkeypatch, tmp_path):
+    """An interactive deploy once served until Ctrl-C, so it could only end with 130 although it had
+    deployed. Now the command exits after the smoke prediction unless SERVE=1, and Ctrl-C during
+    serving ends serving, not the run: the caller returns normally and the status stays the run's."""
+    monkeypatch.delenv("SERVE", raising=False)
+    assert runner.parse_args([]).serve is False
+    assert runner.parse_args(["--serve"]).serve is True
+    monkeypatch.setenv("SERVE", "1")
+    assert runner.parse_args([]).serve is True
+
+    class Pipeline:
+        def sample_row(self, report):
+            return "vhigh,vhigh,2,2,small,low", "unacc"
+
+        def request_for(self, features, test_uri):
+            return "text/csv", features.encode("utf-8")
+
+        def invoke_endpoint(self, endpoint, body, content_type="text/csv"):
+            return "text/csv", "unacc\n"
+
+    from localmode.session import RunResult
+
+    result = RunResult("r1", "arn", "SUCCEEDED", {
+        "artifacts": {"manifest": {"test": "s3://b/runs/r1/data/test/"}},
+        "endpoints": {"production": {"name": "car-prod", "url": "http://127.0.0.1:1/endpoints/car-prod/invocations"}},
+    }, 0)
+    said: list[str] = []
+    sleeps: list[float] = []
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: sleeps.append(seconds))
+    runner._smoke_and_serve(said.append, Pipeline(), result, tmp_path / "report.json", serve=False)
+    assert sleeps == [] and not any("serving" in line for line in said)
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.time, "sleep", interrupted)
+    runner._smoke_and_serve(said.append, Pipeline(), result, tmp_path / "report.json", serve=True)
+    assert said[-1] == "stopped serving" and result.exit_code == 0
+    assert json.loads((tmp_path / "report.json").read_text())["smoke"]["prediction"] == "unacc"
+
