@@ -82,10 +82,11 @@ iam-mutation: setup
 
 # AUTO_APPROVE=1, REJECT=1, SERVE=1, NO_IAM=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
 # environment (make exports command-line variables); `python -m localmode run --help` explains them.
-local: setup
+# Local mode needs the Python environment only: the MLeap jars judge bundles in tests, npm's tools lint.
+local: .venv/.synced
 	$(PY) -m localmode run $(if $(DATA),--data $(DATA)) $(if $(SPEC),--spec $(SPEC)) $(if $(OUT),--out $(OUT)) $(if $(RUNS),--runs $(RUNS))
 
-glue-local: setup
+glue-local: .venv/.synced
 	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make glue-local DATA=<csv> OUT=<dir>"; exit 2; }
 	$(PY) -m localmode glue --data $(DATA) --out $(OUT)
 

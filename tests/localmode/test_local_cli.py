@@ -155,3 +155,20 @@ def test_serving_after_the_run_is_asked_for_and_ctrl_c_then_keeps_the_runs_statu
     assert said[-1] == "stopped serving" and result.exit_code == 0
     assert json.loads((tmp_path / "report.json").read_text())["smoke"]["prediction"] == "unacc"
 
+
+def test_make_local_installs_only_what_local_mode_runs():
+    """README said the MLeap jars are for tests only, yet `make local` built them (Maven) and ran
+    `npm ci`. With both inputs marked changed (-W), a dry run of `make local` names neither tool,
+    while `make test` still builds both."""
+    import subprocess
+
+    from localmode import REPO_ROOT
+
+    def dry_run(target: str) -> str:
+        return subprocess.run(["make", "-n", "-W", "tests/jvm/pom.xml", "-W", "package.json", target], cwd=REPO_ROOT,
+                              capture_output=True, text=True, check=True).stdout
+
+    local = dry_run("local")
+    assert "localmode run" in local and "mvn" not in local and "npm" not in local
+    test = dry_run("test")
+    assert "mvn" in test and "npm ci" in test
