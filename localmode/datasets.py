@@ -9,6 +9,7 @@ seeded, documented changes, so the same command writes the same bytes everywhere
 | penguins | palmerpenguins 0.1.6, `data/penguins.csv` as shipped | species (first column), 3 classes, learned | header row, NA cells, learned categories with a cap (island: 2 + "other"), a categorical with missing cells (sex), mean and median imputing |
 | breast-cancer | scikit-learn 1.9.1, `load_breast_cancer` (its 30 measurements) | diagnosis (last column), benign/malignant | no header, 30 numeric columns (too long a schema under their own names: served as c1..c30 by CSV), missing cells as "", NA and ? |
 | digits-wide | scikit-learn 1.9.1, `load_digits`, and 36 seeded columns with no signal | digit (last column), 10 classes | 100 features (served by JSON requests that carry the schema), near-constant pixel columns, empty cells in numeric and categorical noise |
+| weather | vega_datasets 0.9.0, `seattle-weather.csv` | weather (last column), 5 unequal classes | a date column (year/month/day with slashes; 2% blanked), four numbers |
 | diabetes | scikit-learn 1.9.1, `load_diabetes(scaled=False)` | progression (a number, 7th of 14 columns) | regression, an ignored id column, a listed categorical with missing cells, a learned one with a cap, the spec's own missing marker (N/A) |
 """
 from __future__ import annotations
@@ -106,6 +107,20 @@ def build_digits_wide(path: Path) -> None:
     _write_rows(path, rows, header=header)
 
 
+def build_weather(path: Path) -> None:
+    """Seattle's daily weather 2012-2015 (vega_datasets 0.9.0, `_data/seattle-weather.csv`, as
+    shipped): the date (2012/01/01: year first with slashes), precipitation, temp_max, temp_min, wind
+    and the weather, five classes from 714 days (sun) to 23 (snow). Header row. About 2% of the
+    dates are blanked (seeded), so the date's parts are imputed there."""
+    import importlib.resources
+
+    source = importlib.resources.files("vega_datasets") / "_data" / "seattle-weather.csv"
+    lines = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8"))))
+    header, rows = lines[0], lines[1:]
+    _blank_cells(rows, [header.index("date")], 0.02, [""], SEED + 3)
+    _write_rows(path, rows, header=header)
+
+
 def _age_group(age: float) -> str:
     return f"{int(age) // 10 * 10}s"
 
@@ -139,6 +154,7 @@ BUILDERS = {
     "breast-cancer": build_breast_cancer,
     "diabetes": build_diabetes,
     "digits-wide": build_digits_wide,
+    "weather": build_weather,
 }
 
 

@@ -61,6 +61,8 @@ def _design(rows: list[list[str]], spec: dict):
     """(features matrix with NaN for missing, label vector, classes or None) from the drafted spec's columns."""
     import numpy as np
 
+    from dataset_spec.dates import python_parts
+
     markers = set(spec.get("missing_values") or ["NA", "N/A", "null", "?"]) | {""}
     columns = spec["columns"]
     label_index = next(i for i, c in enumerate(columns) if c["name"] == spec["label"])
@@ -71,6 +73,10 @@ def _design(rows: list[list[str]], spec: dict):
         cells = [row[index].strip() for row in rows]
         if column["type"] == "numeric":
             blocks.append(np.array([[float(v)] if v not in markers else [math.nan] for v in cells], dtype=float))
+            continue
+        if column["type"] == "date":
+            parts = [python_parts(v, column.get("format", "iso")) if v not in markers else None for v in cells]
+            blocks.append(np.array([p if p is not None else [math.nan] * 4 for p in parts], dtype=float))
             continue
         values = column.get("values")
         if values is None:  # learned: the most frequent, as the job learns them from its training split

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset_spec import NUMBER_PATTERN, InvalidSpec, parse_spec
+from dataset_spec.dates import draft_format, is_ambiguous_date
 from dataset_spec.gate import spec_default_metric
 from dataset_spec.serving import CSV_REQUEST, MAX_ENVIRONMENT_VALUE, RESERVED_COLUMNS, serving_inputs
 from dataset_spec.spec import (DEFAULT_BINARY_THRESHOLD, DEFAULT_MAX_CATEGORIES, DEFAULT_MISSING_VALUES,
@@ -241,7 +242,16 @@ def draft_spec(path: Path, label: str, *, name: str | None = None, label_type: s
         elif numeric:
             entry["type"] = "numeric"
             entry["impute"] = "mean"
+        elif (date_format := draft_format(list(column.counts))) is not None:
+            entry.update(type="date", format=date_format, impute="median")
+            notes.append(f"column {column.name!r} holds dates ({date_format}, e.g. "
+                         f"{', '.join(map(repr, list(column.counts)[:3]))}): its year, month, day of the week and "
+                         "day of the year become features")
         elif column.near_unique_text():
+            if is_ambiguous_date(list(column.counts)):
+                notes.append(f"column {column.name!r} holds dates, but every one reads both as month/day/year and "
+                             "as day/month/year: to use them, set \"type\": \"date\" with \"format\": \"us\" "
+                             "or \"eu\"")
             entry["type"] = "ignore"
             every = "a different value on every row" if len(column.counts) == column.present and not column.overflow \
                 else f"{column.distinct} distinct values in {column.present} cells"

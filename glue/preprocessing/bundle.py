@@ -6,11 +6,12 @@ from dataclasses import dataclass, replace
 
 from dataset_spec import Layout, as_layout
 from dataset_spec.serving import FEATURES_COL, POSTPROCESS_INPUT, POSTPROCESS_OUTPUT, preprocess_schema, serving_inputs
+from preprocessing.dates import date_nodes, part_col
 from preprocessing.errors import UnsupportedStage
 from preprocessing.features import Learned, build_preprocess_model, feature_slots
 from preprocessing.labels import build_label_indexer, build_postprocess_model
 from preprocessing.mleap import SCALAR, BundleNode, ColumnShape
-from preprocessing.ops import BUNDLE_OPS
+from preprocessing.ops import BUNDLE_OPS, WRITTEN_OPS
 
 
 def _flat_stages(model) -> list:
@@ -46,12 +47,12 @@ def bundle_columns(nodes: list[BundleNode], inputs: list[str], output: str, inde
     `sources`: input column -> the expression to read it from (default: the column of that name)."""
     from pyspark.sql import functions as F
 
-    ops = {op.name: op for op in BUNDLE_OPS.values()}
+    twins = {**{op.name: op.columns for op in BUNDLE_OPS.values()}, **WRITTEN_OPS}
     columns = {name: [(sources or {}).get(name, F.col(name))] for name in inputs}
     for node in nodes:
-        if ops[node.op].columns is None:
+        if twins[node.op] is None:
             raise UnsupportedStage(f"{node.op} {node.name} has no Spark expression")
-        columns.update(ops[node.op].columns(node, columns, indexed or {}))
+        columns.update(twins[node.op](node, columns, indexed or {}))
     return columns[output]
 
 
@@ -76,9 +77,15 @@ def serving_layout(layout: Layout, learned: Learned) -> tuple[Layout, Learned]:
         return layout, learned
     columns = tuple(replace(c, name=rename[c.name]) if c is not layout.label and c.type != "ignore" else c
                     for c in layout.columns)
+
+    def renamed(name: str) -> str:
+        # A date's surrogates are its parts' (`<column>__<part>`); a spec's names never hold "__".
+        column, _, part = name.partition("__")
+        return part_col(rename[column], part) if part else rename[name]
+
     return (replace(layout, columns=columns),
             Learned({rename[n]: v for n, v in learned.categories.items()},
-                    {rename[n]: v for n, v in learned.surrogates.items()}))
+                    {renamed(n): v for n, v in learned.surrogates.items()}))
 
 
 def plan_bundles(spark, spec, label_values: list[str] | None = None, learned: Learned | None = None) -> BundlePlan:
@@ -94,7 +101,10 @@ def plan_bundles(spark, spec, label_values: list[str] | None = None, learned: Le
     served, served_learned = serving_layout(layout, learned)
     inputs = tuple(c.name for c in served.features)
     preprocess = build_preprocess_model(spark, served, learned=served_learned)
-    pre_nodes, pre_shapes = bundle_nodes(preprocess, list(inputs))
+    # A date's parts come first, from nodes the writer builds itself; the Spark pipeline reads the parts.
+    date_parts = [n for c in served.features if c.type == "date" for n in date_nodes(c.name, c.date_format)]
+    pre_nodes, pre_shapes = bundle_nodes(preprocess, list(inputs) + [n.outputs[0][1] for n in date_parts])
+    pre_nodes = date_parts + pre_nodes
     post_nodes = label_nodes = None
     if layout.classification:
         labels = list(label_values if label_values is not None else layout.label.values)

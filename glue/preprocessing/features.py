@@ -23,8 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dataset_spec import ColumnSpec, Layout, as_layout
+from dataset_spec.dates import DATE_PARTS
 from dataset_spec.serving import FEATURES_COL
 from dataset_spec.spec import IMPUTE_STRATEGIES
+from preprocessing.dates import part_col, part_cols, twin_parts
 from preprocessing.errors import InvalidInputData
 from preprocessing.lines import index_name
 
@@ -70,13 +72,19 @@ class Learned:
                 out[c.name] = {"values": list(values), "other": list(other)}
             elif c.name in self.surrogates:
                 out[c.name] = {"impute": c.impute, "surrogate": self.surrogates[c.name]}
+            elif c.type == "date":
+                out[c.name] = {"impute": c.impute,
+                               "surrogates": {part: self.surrogates[part_col(c.name, part)] for part in DATE_PARTS}}
         return out
 
     @classmethod
     def from_json(cls, document: dict | None) -> "Learned":
         document = document or {}
+        surrogates = {n: float(d["surrogate"]) for n, d in document.items() if "surrogate" in d}
+        for n, d in document.items():
+            surrogates.update({part_col(n, part): float(v) for part, v in (d.get("surrogates") or {}).items()})
         return cls({n: (list(d["values"]), list(d["other"])) for n, d in document.items() if "values" in d},
-                   {n: float(d["surrogate"]) for n, d in document.items() if "surrogate" in d})
+                   surrogates)
 
 
 def indexer_labels(column: ColumnSpec, learned: Learned) -> tuple[list[str], int]:
@@ -101,6 +109,9 @@ def feature_slots(layout: Layout, learned: Learned) -> list[str]:
     for c in layout.features:
         if c.type == "numeric":
             slots.append(c.name)
+            continue
+        if c.type == "date":
+            slots.extend(f"{c.name}.{part}" for part in DATE_PARTS)
             continue
         labels, own = indexer_labels(c, learned)
         slots.extend(f"{c.name}={v}" for v in labels[:own])
@@ -138,29 +149,39 @@ def build_preprocess_model(spark, spec, sample=None, learned: Learned | dict | N
             stages.append(Bucketizer(splits=other_splits(own, len(labels)), inputCol=index_col(c.name),
                                      outputCol=bucket_col(c.name)))
             encoded[c.name] = bucket_col(c.name)
-        vector_inputs[c.name] = onehot_col(c.name)
-    numeric = [c for c in features if c.type == "numeric"]
     for strategy in IMPUTE_STRATEGIES:
-        group = [c for c in numeric if c.impute == strategy]
+        group = [name for c in features if c.type in ("numeric", "date") and c.impute == strategy
+                 for name in imputed_inputs(c)]
         if not group:
             continue
         # Spark's ImputerModel has no constructor from values: fitting it on one row holding the
         # surrogates gives exactly those values (the mean or the median of one number is that number).
-        one_row = spark.createDataFrame([tuple(float(learned.surrogates[c.name]) for c in group)],
-                                        StructType([StructField(c.name, DoubleType()) for c in group]))
-        imputer = Imputer(strategy=strategy, inputCols=[c.name for c in group],
-                          outputCols=[imputed_col(c.name) for c in group])
+        one_row = spark.createDataFrame([tuple(float(learned.surrogates[name]) for name in group)],
+                                        StructType([StructField(name, DoubleType()) for name in group]))
+        imputer = Imputer(strategy=strategy, inputCols=group, outputCols=[imputed_col(name) for name in group])
         stages.append(imputer.fit(one_row))
-        vector_inputs.update({c.name: imputed_col(c.name) for c in group})
+    for c in features:
+        if c.type in ("numeric", "date"):
+            vector_inputs[c.name] = [imputed_col(name) for name in imputed_inputs(c)]
+        else:
+            vector_inputs[c.name] = [onehot_col(c.name)]
     if encoded:
         names = list(encoded)
         stages.append(OneHotEncoder(inputCols=[encoded[n] for n in names], outputCols=[onehot_col(n) for n in names],
                                     dropLast=True, handleInvalid="error"))
-    stages.append(VectorAssembler(inputCols=[vector_inputs[c.name] for c in features], outputCol=FEATURES_COL))
-    # OneHotEncoder's fit reads only its input columns' metadata: an empty frame is enough.
-    empty = spark.createDataFrame([], StructType([
-        StructField(c.name, DoubleType() if c.type == "numeric" else StringType()) for c in features]))
+    stages.append(VectorAssembler(inputCols=[name for c in features for name in vector_inputs[c.name]],
+                                  outputCol=FEATURES_COL))
+    # OneHotEncoder's fit reads only its input columns' metadata: an empty frame is enough. A date
+    # feature's pipeline input is its parts (preprocessing.dates builds them in the bundle).
+    empty = spark.createDataFrame([], StructType(
+        [StructField(name, DoubleType()) for c in features if c.type in ("numeric", "date") for name in imputed_inputs(c)]
+        + [StructField(c.name, StringType()) for c in features if c.type == "categorical"]))
     return Pipeline(stages=stages).fit(empty)
+
+
+def imputed_inputs(column: ColumnSpec) -> list[str]:
+    """The columns the Imputer fills in for a numeric feature (itself) or a date (its parts)."""
+    return part_cols(column.name) if column.type == "date" else [column.name]
 
 
 def fit_learned(spark, layout: Layout, train, pool, input_uri: str) -> Learned:
@@ -173,7 +194,7 @@ def fit_learned(spark, layout: Layout, train, pool, input_uri: str) -> Learned:
     from pyspark.sql.utils import IllegalArgumentException
 
     learned_columns = [c for c in layout.features if c.learned]
-    numeric = [c for c in layout.features if c.type == "numeric"]
+    numeric = [c for c in layout.features if c.type in ("numeric", "date")]
 
     def categories():
         if not learned_columns:
@@ -209,19 +230,26 @@ def fit_learned(spark, layout: Layout, train, pool, input_uri: str) -> Learned:
         return result
 
     def surrogates(strategy: str):
-        group = [c for c in numeric if c.impute == strategy]
+        # name -> what the Imputer reads: a number, or a date's part as the bundle computes it.
+        group = {}
+        for c in numeric:
+            if c.impute != strategy:
+                continue
+            if c.type == "date":
+                group.update(zip(part_cols(c.name), twin_parts(c.name, c.date_format, F.col(index_name(c.name)))))
+            else:
+                group[c.name] = F.col(index_name(c.name))
         if not group:
             return {}
-        imputer = Imputer(strategy=strategy, inputCols=[index_name(c.name) for c in group],
-                          outputCols=[imputed_col(c.name) for c in group])
+        imputer = Imputer(strategy=strategy, inputCols=list(group), outputCols=[imputed_col(n) for n in group])
         try:
-            [row] = imputer.fit(train.select(*[index_name(c.name) for c in group])).surrogateDF.collect()
+            [row] = imputer.fit(train.select(*[e.alias(n) for n, e in group.items()])).surrogateDF.collect()
         except IllegalArgumentException as exc:
             raise InvalidInputData(
-                f"Input data rejected, nothing was trained ({input_uri}): a numeric column has no number in the "
-                f"training split, nothing to impute from ({str(exc).replace('__value', '')}).",
+                f"Input data rejected, nothing was trained ({input_uri}): a numeric or date column has no value in "
+                f"the training split, nothing to impute from ({exc}).",
                 [{"kind": "impute", "count": 0, "lines": [], "message": str(exc)}]) from None
-        return {c.name: float(row[index_name(c.name)]) for c in group}
+        return {n: float(row[n]) for n in group}
 
     from concurrent.futures import wait
 

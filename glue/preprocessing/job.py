@@ -120,7 +120,8 @@ def _build(spark, options: JobOptions, layout: Layout, store, early, pool, start
         indexed = {}
         sources = {}
         for c in features:
-            if c.type == "numeric":
+            if c.type in ("numeric", "date"):
+                # A number, or a date's text (null when missing or not a date), which the bundle's nodes read.
                 sources[bundle_name[c.name]] = F.col(index_name(c.name))
             elif c.values is not None:
                 indexed[bundle_name[c.name]] = (F.col(index_name(c.name)), list(c.values))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dataset_spec import NUMBER_PATTERN, ColumnSpec, Layout
+from preprocessing.dates import spark_parts
 from preprocessing.errors import InvalidInputData
 
 # A comma followed by an even number of double quotes up to the end of the line
@@ -40,12 +41,12 @@ def read_lines(spark, input_uri: str):
 
 # What classify() says of a line, as a small code (its position here): the first problem, or a kind of good line.
 KINDS = ("row", "blank", "header", "undecodable", "quotes", "field_count", "missing_value", "label_value",
-         "label_number", "feature_value", "numeric_value")
+         "label_number", "feature_value", "numeric_value", "date_value")
 
 
 def index_name(column: str) -> str:
     """The cached form of a column's value: its position in the listed values (categorical with
-    values), the text (learned categorical), the number (numeric); null when the cell is missing."""
+    values), the text (learned categorical or date), the number (numeric); null when the cell is missing."""
     return f"{column}__value"
 
 
@@ -92,11 +93,15 @@ def cached_value(col, column: ColumnSpec):
     missing = is_missing(col, column)
     if column.type == "categorical":
         return F.when(~missing, col)
+    if column.type == "date":
+        # The text, when it is a day of the calendar in the column's form (the bundle reads the same
+        # text; 2013-02-30 has the form but no day, and is refused like a word in a numeric column).
+        return F.when(~missing & spark_parts(col, column.date_format)[0].isNotNull(), col)
     return F.when(~missing, parse_number(col))
 
 
 def allows_missing(column: ColumnSpec, layout: Layout) -> bool:
-    return column is not layout.label and (column.type == "numeric" or column.allow_missing)
+    return column is not layout.label and (column.type in ("numeric", "date") or column.allow_missing)
 
 
 def classify(lines, layout: Layout):
@@ -150,11 +155,14 @@ def classify(lines, layout: Layout):
             missing_refused = missing_refused | (value[c.name].isNull() & is_missing(F.col(c.name), c))
     listed_ok = F.lit(True)
     numbers_ok = F.lit(True)
+    dates_ok = F.lit(True)
     for c in layout.features:
         if c.type == "categorical" and c.values is not None:
             listed_ok = listed_ok & (value[c.name].isNotNull() | is_missing(F.col(c.name), c))
         elif c.type == "numeric":
             numbers_ok = numbers_ok & (is_number(value[c.name]) | is_missing(F.col(c.name), c))
+        elif c.type == "date":
+            dates_ok = dates_ok & (value[c.name].isNotNull() | is_missing(F.col(c.name), c))
     kind = (F.when(F.col("length") == 0, KINDS.index("blank"))
             .when(F.col("undecodable"), KINDS.index("undecodable"))
             .when(F.col("odd_quotes"), KINDS.index("quotes"))
@@ -167,6 +175,7 @@ def classify(lines, layout: Layout):
         kind = kind.when(~is_number(value[label.name]), KINDS.index("label_number"))
     kind = (kind.when(~listed_ok, KINDS.index("feature_value"))
             .when(~numbers_ok, KINDS.index("numeric_value"))
+            .when(~dates_ok, KINDS.index("date_value"))
             .otherwise(KINDS.index("row")))
     return parsed.select("file", "part", "pos", kind.cast("tinyint").alias("kind"), "n_fields", *columns,
                          *[index_name(c.name) for c in used])

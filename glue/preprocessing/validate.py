@@ -45,6 +45,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from dataset_spec import ColumnSpec, Layout
+from preprocessing.dates import spark_parts
 from preprocessing.errors import InvalidInputData
 from preprocessing.lines import (KINDS, allows_missing, classify, index_name, is_missing, is_number, parse_number,
                                  read_lines)
@@ -76,11 +77,17 @@ def problem_detail(layout: Layout):
     bad_number = F.coalesce(*[
         F.when(~is_number(parse_number(F.col(c.name))) & ~is_missing(F.col(c.name), c), _shown(c.name, F.col(c.name)))
         for c in numeric], F.lit(""))
+    dates = [c for c in layout.features if c.type == "date"]
+    bad_date = F.coalesce(*[
+        F.when(spark_parts(F.col(c.name), c.date_format)[0].isNull() & ~is_missing(F.col(c.name), c),
+               _shown(c.name, F.col(c.name)))
+        for c in dates], F.lit("")) if dates else F.lit("")
     return (F.when(kind == "field_count", F.concat(F.col("n_fields").cast("string"), F.lit(" fields")))
             .when(kind == "missing_value", missing)
             .when(kind.isin("label_value", "label_number"), F.concat(F.lit("'"), F.col(label.name), F.lit("'")))
             .when(kind == "feature_value", bad_feature)
-            .when(kind == "numeric_value", bad_number))
+            .when(kind == "numeric_value", bad_number)
+            .when(kind == "date_value", bad_date))
 
 
 class LineLocator:
@@ -135,6 +142,10 @@ _PROBLEM_TEXT = {
     "numeric_value": lambda layout, n: (f"{n} line(s) have a value that is not a number in a numeric column "
                                         "(accepted: decimals such as 12, -0.5, 1.5e3; missing: empty or "
                                         "the column's missing_values)"),
+    "date_value": lambda layout, n: (f"{n} line(s) have a value that is not a date in a date column's form "
+                                     "(format iso: 2012-01-31 or 2012/01/31, a time may follow; us: 1/31/2012; "
+                                     "eu: 31/1/2012 or 31.01.2012; a day the calendar has; missing: empty or the "
+                                     "column's missing_values)"),
 }
 
 
@@ -232,7 +243,7 @@ def validate(spark, layout: Layout, input_uri: str, seed: int) -> ValidInput:
         cached = F.col(index_name(c.name))
         if c.type == "categorical" and c.values is not None:
             return F.element_at(F.array(*[F.lit(v) for v in c.values]), cached.cast("int") + 1)
-        return cached if c.type == "categorical" else number_text(cached)
+        return cached if c.type in ("categorical", "date") else number_text(cached)
 
     if label.type == "categorical" and label.values is not None:
         stratum_text = text(label)
@@ -333,7 +344,7 @@ def _raise_for_problems(layout: Layout, input_uri: str, lines, summary: list[dic
                                  "message": f"{where}line 1 {expected} the header row but does not match the spec: "
                                             + _header_problem(layout, fields)})
     for kind in ("undecodable", "quotes", "field_count", "header_misplaced", "missing_value", "label_value",
-                 "label_number", "feature_value", "numeric_value"):
+                 "label_number", "feature_value", "numeric_value", "date_value"):
         if kind == "header_misplaced":
             headers_on_line_1 = sum(1 for file, pos in header_first_pos.items() if pos == locator.file_first_pos[file])
             count = kind_counts.get("header", 0) - headers_on_line_1

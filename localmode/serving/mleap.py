@@ -18,6 +18,7 @@ import bisect
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,7 @@ from localmode.serving.javacompat import (
 BASIC_TYPES = ("boolean", "byte", "short", "int", "long", "float", "double", "string")
 VECTOR = "vector"
 SUPPORTED_OPS = ("pipeline", "string_indexer", "one_hot_encoder", "vector_assembler", "reverse_string_indexer",
-                 "imputer", "bucketizer", "binarizer")
+                 "imputer", "bucketizer", "binarizer", "regex_indexer", "math_binary")
 
 
 class BundleError(Exception):
@@ -562,7 +563,108 @@ def _compile_binarizer(node: Node, slots: _Slots) -> Step:
     return step
 
 
+def _compile_regex_indexer(node: Node, slots: _Slots) -> Step:
+    """RegexIndexerModel.apply: the index of the first pattern found anywhere in the text (Java's
+    Regex.findFirstMatchIn; the writer's patterns read the same in Python), else default_value."""
+    attributes = node.attributes
+    patterns = [re.compile(p) for p in _required(_list(attributes, "regexes", "string"), "regexes")]
+    indices = [int(i) for i in _required(_list(attributes, "indices", "int"), "indices")]
+    default = _scalar(attributes, "default_value", "int", 0)
+    source, source_type = slots.read(node.input_named("input"))
+    cast = _to_string_cast(source_type)
+    target = slots.add(node.output_named("output"), "int")
+    lookup = list(zip(patterns, indices))
+
+    def step(row: list) -> None:
+        value = row[source]
+        if value is not None and cast is not None:
+            value = cast(value)
+        for pattern, index in lookup:
+            if value is not None and pattern.search(value):
+                row[target] = index
+                return
+        if default is None:
+            raise MleapError("None.get")  # orElse(defaultIndex).get on no match and no default
+        row[target] = int(default)
+    return step
+
+
+def _java_divide(a: float, b: float) -> float:
+    if b == 0.0:
+        if a != a or a == 0.0:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _java_remainder(a: float, b: float) -> float:
+    # Java's % on doubles: the sign of the dividend (math.fmod), NaN for a zero divisor or an infinite dividend.
+    if b == 0.0 or a != a or b != b or math.isinf(a):
+        return math.nan
+    return a if math.isinf(b) else math.fmod(a, b)
+
+
+def _java_min(a: float, b: float) -> float:
+    if a != a or b != b:
+        return math.nan
+    return a if (a < b or (a == b and math.copysign(1.0, a) < 0)) else b
+
+
+def _java_max(a: float, b: float) -> float:
+    if a != a or b != b:
+        return math.nan
+    return a if (a > b or (a == b and math.copysign(1.0, a) > 0)) else b
+
+
+_BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": _java_divide,
+           "rem": _java_remainder, "min": _java_min, "max": _java_max}
+
+
+def _compile_math_binary(node: Node, slots: _Slots) -> Step:
+    """MathBinaryModel.apply on doubles: each side a column (input_a, input_b) or a constant (da, db)."""
+    attributes = node.attributes
+    operation = _required(_scalar(attributes, "operation", "string", ""), "operation")
+    if operation not in _BINARY:
+        raise BundleError(f"math_binary {node.name}: operation {operation!r} is not supported by the local MLeap "
+                          f"runtime ({', '.join(_BINARY)})")
+    apply = _BINARY[operation]
+    ports = {port for port, _ in node.inputs}
+    read_columns = [column for _, column in node.inputs]
+    if len(set(read_columns)) < len(read_columns):
+        # The transformer's input schema names each column once (StructType.withField).
+        raise MleapError(f"struct already has field: {read_columns[0]}")
+
+    def side(port: str, constant: str):
+        if port in ports:
+            index, cast = _non_nullable_double(node, slots, port)
+            return index, cast, None
+        value = _scalar(attributes, constant, "double", 0.0)
+        if value is None:
+            raise MleapError("None.get")  # ma.getOrElse(da.get)
+        return None, None, float(value)
+
+    a_index, a_cast, a_value = side("input_a", "da")
+    b_index, b_cast, b_value = side("input_b", "db")
+    target = slots.add(node.output_named("output"), "double")
+
+    def read(row: list, index, cast, constant):
+        if index is None:
+            return constant
+        value = row[index]
+        if value is not None and cast is not None:
+            value = cast(value)
+        if value is None:
+            raise MleapError("trying to cast null to non-nullable value")
+        return float(value)
+
+    def step(row: list) -> None:
+        row[target] = apply(read(row, a_index, a_cast, a_value), read(row, b_index, b_cast, b_value))
+    return step
+
+
 _COMPILERS = {
+    "regex_indexer": _compile_regex_indexer,
+    "math_binary": _compile_math_binary,
     "string_indexer": _compile_string_indexer,
     "one_hot_encoder": _compile_one_hot_encoder,
     "vector_assembler": _compile_vector_assembler,

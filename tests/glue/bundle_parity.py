@@ -12,6 +12,7 @@ from pyspark.ml.functions import vector_to_array
 
 from dataset_spec import parse_spec
 from localmode.serving.mleap import MleapBundle, dense_values
+from preprocessing.dates import part_cols, spark_parts
 from preprocessing.features import build_preprocess_model
 from preprocessing.labels import build_postprocess_model
 
@@ -41,15 +42,24 @@ def local_outputs(bundle_dir: Path, schema: dict, rows: list[dict]) -> list:
 
 def spark_frame(spark, spec: dict, rows: list[dict]):
     """The rows as Spark sees a client's strings: numeric fields cast to double by Spark ("" and
-    "null" are null, as MLeap's String -> Double cast makes them), categorical fields as given."""
+    "null" are null, as MLeap's String -> Double cast makes them), a date's parts by Spark's date
+    functions (null when not a date), categorical fields as given."""
     from pyspark.sql import functions as F
 
     layout = parse_spec(spec)
     names = [c.name for c in layout.features]
     frame = spark.createDataFrame(pd.DataFrame([[r[n] for n in names] + [i] for i, r in enumerate(rows)],
                                                columns=names + ["row_id"], dtype=object))
-    return frame.select(*[F.col(c.name).cast("double").alias(c.name) if c.type == "numeric" else F.col(c.name)
-                          for c in layout.features], "row_id")
+    # A date's parts by Spark's own calendar functions, not the bundle's arithmetic.
+    columns = []
+    for c in layout.features:
+        if c.type == "numeric":
+            columns.append(F.col(c.name).cast("double").alias(c.name))
+        elif c.type == "date":
+            columns += [part.alias(name) for part, name in zip(spark_parts(F.col(c.name), c.date_format), part_cols(c.name))]
+        else:
+            columns.append(F.col(c.name))
+    return frame.select(*columns, "row_id")
 
 
 def spark_features(spark, spec: dict, rows: list[dict], learned: dict | None = None) -> list[list[float]]:

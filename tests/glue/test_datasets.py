@@ -20,7 +20,7 @@ from preprocessing.features import build_preprocess_model
 
 pytestmark = pytest.mark.spark
 
-NAMES = ["penguins", "breast-cancer", "diabetes", "digits-wide"]
+NAMES = ["penguins", "breast-cancer", "diabetes", "digits-wide", "weather"]
 # Numeric fields a client may send: "" and "null" are missing (MLeap casts them to null), NaN is
 # missing too (the Imputer fills NaN in); the rest are numbers in forms Java and Spark both read.
 NUMERIC_VARIANTS = ["", "null", "NaN", " 12.5 ", "-0", "1e2", ".5", "+3", "0.000001"]
@@ -159,7 +159,7 @@ def test_written_training_rows_are_the_pipeline_applied_to_the_input_rows(name, 
 
 
 def test_manifests_describe_each_label_type(dataset_run):
-    penguins, breast, diabetes, wide = (dataset_run(n)[0].manifest for n in NAMES)
+    penguins, breast, diabetes, wide, weather = (dataset_run(n)[0].manifest for n in NAMES)
     assert (penguins["problem_type"], penguins["label_values"], penguins["num_class"]) == (
         "multiclass", ["Adelie", "Chinstrap", "Gentoo"], 3)  # learned, in text order
     assert (breast["problem_type"], breast["label_values"], breast["num_class"], breast["binary_threshold"]) == (

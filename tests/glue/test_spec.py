@@ -100,7 +100,7 @@ def test_spec_mistakes_are_named(change, expected):
 
 
 @pytest.mark.parametrize("column, expected", [
-    ({"name": "colour", "type": "text"}, "column 'colour': type must be one of categorical, numeric, ignore, got 'text'"),
+    ({"name": "colour", "type": "text"}, "column 'colour': type must be one of categorical, numeric, date, ignore, got 'text'"),
     ({"name": "colour", "type": "categorical", "values": ["red", "red"]},
      "column 'colour': values must be a non-empty list without duplicates"),
     ({"name": "colour", "type": "categorical", "values": ["red", "NA"]},

@@ -1,7 +1,7 @@
 """The dataset spec (datasets/<name>.json; docs/architecture.md, "Dataset spec"): the one parser
 and checker, used by the Glue job, `make deploy`, local mode and the spec drafter alike.
 
-A spec lists the file's columns in order, each with a type (categorical, numeric, ignore), and
+A spec lists the file's columns in order, each with a type (categorical, numeric, date, ignore), and
 names the label. It is the only place that names columns. parse_spec() checks it whole and reports
 every problem at once; the Layout it returns is what the job runs on. Standard library only: the
 Lambda layer ships this package, and so does the Glue job's zip.
@@ -16,7 +16,10 @@ from dataset_spec.gate import GATE_METRICS, spec_default_metric
 from dataset_spec.names import DATASET_NAME, DATASET_NAME_RULE
 from dataset_spec.serving import RESERVED_COLUMNS
 
-COLUMN_TYPES = ("categorical", "numeric", "ignore")
+COLUMN_TYPES = ("categorical", "numeric", "date", "ignore")
+# How a date column writes its dates (dataset_spec.dates): year first (ISO 8601, a time may follow),
+# month first (US) or day first (EU).
+DATE_FORMATS = ("iso", "us", "eu")
 HEADER_MODES = ("auto", "yes", "no")
 # An empty cell is always missing; these are the other markers unless the spec says otherwise.
 DEFAULT_MISSING_VALUES = ("NA", "N/A", "null", "?")
@@ -30,6 +33,7 @@ SPEC_KEYS = ("name", "description", "header", "missing_values", "columns", "labe
 COLUMN_KEYS = {
     "categorical": ("name", "type", "values", "max_categories", "allow_missing", "missing_values", "description"),
     "numeric": ("name", "type", "impute", "missing_values", "description"),
+    "date": ("name", "type", "format", "impute", "missing_values", "description"),
     "ignore": ("name", "type", "description"),
 }
 GATE_KEYS = ("metric", "threshold", "higher_is_better")
@@ -46,12 +50,13 @@ class InvalidSpec(ValueError):
 @dataclass(frozen=True)
 class ColumnSpec:
     name: str
-    type: str  # categorical | numeric | ignore
+    type: str  # categorical | numeric | date | ignore
     position: int  # 0-based, in the file
     values: tuple | None = None  # categorical: the listed values; None: learned from the training split
     max_categories: int = DEFAULT_MAX_CATEGORIES  # learned categorical: values with a slot of their own
     allow_missing: bool = False  # categorical feature: a missing cell is an all-zero block
-    impute: str = "mean"  # numeric feature
+    impute: str = "mean"  # numeric or date feature
+    date_format: str = "iso"  # date feature: DATE_FORMATS
     missing_values: tuple = DEFAULT_MISSING_VALUES  # markers besides the empty cell
 
     @property
@@ -92,7 +97,7 @@ class Layout:
     @property
     def data_dependent(self) -> bool:
         """Whether the preprocess pipeline needs statistics of the training split."""
-        return any(c.learned or c.type == "numeric" for c in self.features)
+        return any(c.learned or c.type in ("numeric", "date") for c in self.features)
 
     def problem_type(self, label_values: list | None) -> str:
         if not self.classification:
@@ -149,11 +154,19 @@ def _parse_column(raw, position: int, default_markers: tuple, problems: list[str
     if "missing_values" in raw:
         markers = _check_markers(where, raw["missing_values"], problems)
     column = ColumnSpec(name=name, type=kind, position=position, missing_values=markers)
-    if kind == "numeric":
+    if kind in ("numeric", "date"):
         impute = raw.get("impute", "mean")
         if impute not in IMPUTE_STRATEGIES:
             problems.append(f"{where}: impute must be one of {', '.join(IMPUTE_STRATEGIES)}, got {impute!r}")
-        return replace(column, impute=impute)
+        column = replace(column, impute=impute)
+    if kind == "date":
+        date_format = raw.get("format", "iso")
+        if date_format not in DATE_FORMATS:
+            problems.append(f"{where}: format must be one of {', '.join(DATE_FORMATS)}, got {date_format!r}")
+            date_format = "iso"
+        return replace(column, date_format=date_format)
+    if kind == "numeric":
+        return column
     if kind == "categorical":
         allow_missing = raw.get("allow_missing", False)
         if not isinstance(allow_missing, bool):
@@ -281,9 +294,9 @@ def parse_spec(spec) -> Layout:
         problems.append(f"label {label_name!r} is not one of the columns ({', '.join(names)})")
     elif columns:
         label = columns[names.index(label_name)]
-        if label.type == "ignore":
-            problems.append(f"label column {label_name!r} is of type ignore: make it categorical (classification) "
-                            "or numeric (regression)")
+        if label.type in ("ignore", "date"):
+            problems.append(f"label column {label_name!r} is of type {label.type}: make it categorical "
+                            "(classification) or numeric (regression)")
         if label.allow_missing:
             problems.append(f"label column {label_name!r}: allow_missing does not apply, every row needs a label")
         raw_label = raw_columns[label.position]
@@ -336,7 +349,9 @@ def _normalized_column(raw: dict, column: ColumnSpec, default_markers: tuple, is
             out["max_categories"] = column.max_categories
         if not is_label:
             out["allow_missing"] = column.allow_missing
-    if column.type == "numeric" and not is_label:
+    if column.type == "date":
+        out["format"] = column.date_format
+    if column.type in ("numeric", "date") and not is_label:
         out["impute"] = column.impute
     if column.type != "ignore" and column.missing_values != default_markers:
         out["missing_values"] = list(column.missing_values)
