@@ -52,7 +52,9 @@ class GateEvidence:
 
 
 def _rows(path, spec: dict) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    from localmode.precheck import open_text
+
+    with open_text(path) as handle:
         rows = [r for r in csv.reader(handle) if r and "".join(r).strip()]
     return rows[1:] if spec.get("header") == "yes" else rows
 

@@ -31,7 +31,9 @@ deployed as well: the email and the page show the new model against it
 ends the series; a rejected one does not.
 
 Exit status: 0 deployed; 1 the run failed (report.json says where and why);
-2 bad usage or missing data; 3 rejected by the reviewer (the execution fails
+2 bad usage, missing data, or a data file refused before the run starts (empty,
+only a header row, not UTF-8 text, or first lines with the wrong number of
+fields: localmode/precheck.py); 3 rejected by the reviewer (the execution fails
 with ApprovalRejected and production is untouched: not an error of the
 pipeline, but not a deployment either, so scripts chaining on success stop);
 130 interrupted with Ctrl-C.
@@ -57,6 +59,7 @@ from typing import TYPE_CHECKING
 
 from dataset_spec import DATASET_NAME, DATASET_NAME_RULE, InvalidSpec, parse_spec
 from localmode import REPO_ROOT, data
+from localmode.precheck import check_data_file
 
 SPEC_DIR = REPO_ROOT / "datasets"
 
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec_path, dataset = dataset_of(args.spec)
         data_path = data_for(args.data, spec_path, dataset)
+        # What the first bytes already show is refused now, naming the user's file, not 20 s later by Spark.
+        check_data_file(data_path, parse_spec(data.load_spec(spec_path)))
     except (data.DataUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -304,7 +309,8 @@ def _summarize(say, result: RunResult) -> None:
         say(f"cleanup state machine (run ended): {cleanup.get('status')}"
             + (f", QA endpoint {result.get('qa_endpoint')}: {result.get('action')}" if result else ""))
     endpoints = report["endpoints"]
-    say(f"QA endpoint {endpoints['qa']['name']}: {'still exists' if endpoints['qa']['exists'] else 'deleted'}")
+    if endpoints["qa"]["name"]:  # a run that failed before planning its names never had one
+        say(f"QA endpoint {endpoints['qa']['name']}: {'still exists' if endpoints['qa']['exists'] else 'deleted'}")
     production = endpoints["production"]
     say(f"production endpoint {production['name']}: "
         + (f"{production['status']} on {production['config']}" if production["exists"] else "does not exist"))

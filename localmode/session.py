@@ -32,6 +32,7 @@ from localmode.faults import Faults
 from localmode.iam.enforce import Enforcer, acting_as, current
 from localmode.iam.policies import Principal, StackIam
 from localmode.lambdas import LambdaError, LocalLambdas
+from localmode.precheck import is_gzip
 from localmode.report import HistoryTracker, failure_of
 from localmode.stack import TEMPLATE, LocalStack
 from localmode.workers import s3util
@@ -281,9 +282,13 @@ class LocalPipeline:
     def upload_key(self, data_path: Path, dataset: str | None = None) -> str:
         """Where a user uploads a file of `dataset` (the AWS convention): `<prefix><dataset>/<file>`,
         or `<prefix><file>` for the default dataset (as every car upload was)."""
+        name = Path(data_path).name
+        if is_gzip(data_path) and not name.endswith(".gz"):
+            # Spark (and so the Glue job) decompresses a file by its .gz name, on AWS as here.
+            name += ".gz"
         if dataset is None or dataset == self.stack.parameter("DefaultDataset"):
-            return f"{self.resources.input_prefix}{Path(data_path).name}"
-        return f"{self.resources.input_prefix}{dataset}/{Path(data_path).name}"
+            return f"{self.resources.input_prefix}{name}"
+        return f"{self.resources.input_prefix}{dataset}/{name}"
 
     def upload(self, data_path: Path, dataset: str | None = None) -> dict:
         """Put the file under the input prefix, as a user would, and return the S3 event EventBridge would carry."""

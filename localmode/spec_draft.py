@@ -31,6 +31,7 @@ from dataset_spec.serving import CSV_REQUEST, MAX_ENVIRONMENT_VALUE, RESERVED_CO
 from dataset_spec.spec import (DEFAULT_BINARY_THRESHOLD, DEFAULT_MAX_CATEGORIES, DEFAULT_MISSING_VALUES,
                                MAX_LEARNED_CLASSES, is_column_name)
 from localmode.gate_evidence import propose_gate
+from localmode.precheck import DataRefused, first_undecodable_line, open_text
 
 # Enough distinct values to tell "few" from "many" and to spot identifiers; beyond it only counts grow.
 DISTINCT_LIMIT = 10_000
@@ -122,30 +123,44 @@ def natural_order(values, number_pattern) -> list[str]:
     return sorted(values)
 
 
+def _read_rows(reader, path: Path, markers: set[str], number_pattern):
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise DraftRefused(f"{path}: line 1 should hold the column names, and the file is empty")
+    names = [h.strip() for h in header]
+    stats = [ColumnStats(name) for name in names]
+    ragged: list[int] = []
+    rows = 0
+    for line_number, fields in enumerate(reader, start=2):
+        if not fields or not "".join(fields).strip():
+            continue  # blank lines: the job ignores them too
+        if len(fields) != len(names):
+            if len(ragged) < EXAMPLES:
+                ragged.append(line_number)
+            rows += 1
+            continue
+        rows += 1
+        for column, raw in zip(stats, fields):
+            value = raw.strip()
+            column.add(value, line_number, value == "" or value in markers, number_pattern)
+    return stats, rows, names, ragged
+
+
 def read_stats(path: Path, markers: set[str], number_pattern) -> tuple[list[ColumnStats], int]:
     """Per-column statistics of the file; refuses a file without a usable header or with ragged rows."""
     problems = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise DraftRefused(f"{path}: line 1 should hold the column names, and the file is empty")
-        names = [h.strip() for h in header]
-        stats = [ColumnStats(name) for name in names]
-        ragged: list[int] = []
-        rows = 0
-        for line_number, fields in enumerate(reader, start=2):
-            if not fields or not "".join(fields).strip():
-                continue  # blank lines: the job ignores them too
-            if len(fields) != len(names):
-                if len(ragged) < EXAMPLES:
-                    ragged.append(line_number)
-                rows += 1
-                continue
-            rows += 1
-            for column, raw in zip(stats, fields):
-                value = raw.strip()
-                column.add(value, line_number, value == "" or value in markers, number_pattern)
+    try:
+        handle = open_text(path)
+    except DataRefused as exc:
+        raise DraftRefused(str(exc)) from None
+    with handle:
+        try:
+            stats, rows, names, ragged = _read_rows(csv.reader(handle), path, markers, number_pattern)
+        except UnicodeDecodeError:
+            raise DraftRefused(f"{path}: line {first_undecodable_line(path)} is not valid UTF-8 text (save the file "
+                               "as UTF-8)") from None
+        except EOFError as exc:  # gzip content cut short
+            raise DraftRefused(f"{path}: the gzip file is cut short ({exc})") from None
     if ragged:
         problems.append(f"rows of another length than the {len(names)} column names of line 1, e.g. on line(s) "
                         f"{', '.join(map(str, ragged))}")

@@ -294,6 +294,25 @@ def _header_problem(layout: Layout, fields: list[str]) -> str:
     return f"{why}; the spec's columns, in order: {', '.join(names)}"
 
 
+def _gzip_hint(locator, first_line_kind: dict, lines) -> str:
+    """Spark reads a file through gzip by its .gz name only: gzip content under another name reads as
+    bytes that are not UTF-8. Names the files whose first line starts like gzip (1f 8b)."""
+    from pyspark.sql import functions as F
+
+    suspects = [f for f in locator.files if first_line_kind.get(f) == "undecodable"]
+    if not suspects:
+        return ""
+    wanted = F.lit(False)
+    for file in suspects:
+        wanted = wanted | ((F.col("file") == file) & (F.col("pos") == locator.file_first_pos[file]))
+    packed = [locator.file_name(r.file) for r in lines().filter(wanted).select("file", "line").collect()
+              if r.line.startswith("\x1f\ufffd")]
+    if not packed:
+        return ""
+    return (f". {', '.join(packed)} {'is' if len(packed) == 1 else 'are'} gzip-compressed: Spark reads a gzip file "
+            "through gzip only when its name ends in .gz, so upload it as <name>.gz")
+
+
 def _raise_for_problems(layout: Layout, input_uri: str, lines, summary: list[dict]) -> None:
     """`summary`: line counts per (file, part, kind name); `lines()`: the input's lines (read_lines),
     read again to find the first few offending lines when there are any."""
@@ -358,8 +377,10 @@ def _raise_for_problems(layout: Layout, input_uri: str, lines, summary: list[dic
                 continue
             examples = [text for _, text in first_lines(kind)]
         more = f", ... ({count - len(examples)} more)" if count > len(examples) else ""
-        problems.append({"kind": kind, "count": count, "lines": examples,
-                         "message": f"{_PROBLEM_TEXT[kind](layout, count)}: {', '.join(examples)}{more}"})
+        message = f"{_PROBLEM_TEXT[kind](layout, count)}: {', '.join(examples)}{more}"
+        if kind == "undecodable":
+            message += _gzip_hint(locator, first_line_kind, lines)
+        problems.append({"kind": kind, "count": count, "lines": examples, "message": message})
     if not problems and kind_counts.get("row", 0) == 0:
         if kind_counts.get("header", 0):
             text = "the input holds only the column-names line and no data rows"

@@ -182,3 +182,31 @@ def test_format_variants_work_and_give_the_same_split(variant_runs, variant, car
         for split in ("train", "validation", "test"):
             assert sorted(run.csv_rows(split)) == sorted(car_run.csv_rows(split)), split
     assert not re.search(r'["\s]', "".join(",".join(r) for r in run.csv_rows("test")))
+
+
+def test_gzip_content_under_a_csv_name_is_named_and_told_to_end_in_gz(run_job, tmp_path, car_lines):
+    """Spark decompresses by the .gz name only; issue 23 found a gzip upload named .csv refused as
+    "60 line(s) are not valid UTF-8 text" with no word of gzip."""
+    path = tmp_path / "upload.csv"
+    path.write_bytes(gzip.compress("\n".join(car_lines).encode("utf-8")))
+    with pytest.raises(InvalidInputData) as raised:
+        run_job(path, tmp_path / "run")
+    message = str(raised.value)
+    assert "are not valid UTF-8 text" in message
+    assert "upload.csv is gzip-compressed: Spark reads a gzip file through gzip only when its name ends in .gz" in message
+
+
+def test_local_mode_uploads_gzip_content_under_a_gz_name(car_lines, tmp_path):
+    from types import SimpleNamespace
+
+    from localmode.session import LocalPipeline
+
+    account = SimpleNamespace(stack=SimpleNamespace(parameter=lambda name: "car"),
+                              resources=SimpleNamespace(input_prefix="input/"))
+    packed = tmp_path / "car.csv"
+    packed.write_bytes(gzip.compress("\n".join(car_lines).encode("utf-8")))
+    plain = tmp_path / "car.data"
+    plain.write_text("\n".join(car_lines))
+    assert LocalPipeline.upload_key(account, packed) == "input/car.csv.gz"
+    assert LocalPipeline.upload_key(account, plain, "car") == "input/car.data"
+    assert LocalPipeline.upload_key(account, packed, "houses") == "input/houses/car.csv.gz"

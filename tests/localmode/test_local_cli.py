@@ -172,3 +172,17 @@ def test_make_local_installs_only_what_local_mode_runs():
     assert "localmode run" in local and "mvn" not in local and "npm" not in local
     test = dry_run("test")
     assert "mvn" in test and "npm ci" in test
+
+
+def test_a_run_that_never_named_a_qa_endpoint_prints_no_qa_endpoint_line():
+    """A run that failed before planning its names printed "QA endpoint None: deleted"."""
+    from localmode.session import RunResult
+
+    said: list[str] = []
+    report = {"outcome": "failed", "seconds": 0.4, "state_seconds": {}, "qa": None, "cleanup": None,
+              "failure": {"state": "ValidateInput", "error": "Pipeline.InvalidInput", "message": "no input_uri"},
+              "endpoints": {"qa": {"name": None, "exists": False},
+                            "production": {"name": "car-prod", "exists": False}}}
+    runner._summarize(said.append, RunResult("r1", "arn", "FAILED", report, 1))
+    assert not any(line.startswith("QA endpoint") for line in said)
+    assert "production endpoint car-prod: does not exist" in said
