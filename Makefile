@@ -11,7 +11,7 @@ PY := .venv/bin/python
 JARS := build/jars
 MVN := mvn -q -B
 
-.PHONY: help setup test test-large lint mutation iam-mutation local glue-local data bench deploy clean
+.PHONY: help setup test test-large lint mutation iam-mutation real-tables local glue-local data bench deploy clean
 
 help:
 	@echo "make local       run the whole pipeline on this machine (AUTO_APPROVE=1, REJECT=1, DATA=path, SPEC=datasets/<name>.json, RUNS=N, SERVE=1, NO_IAM=1)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint        cfn-lint, sam validate --lint, asl-validator, checkov"
 	@echo "make mutation    mutation testing of the decision path (MODULES=functions/qa_test ...; not in make test)"
 	@echo "make iam-mutation which IAM statements some local run needs -> docs/iam-mutation.md (about 3 min)"
+	@echo "make real-tables tables from wheels drafted with --label only, one run each, against a baseline -> docs/real-tables.md"
 	@echo "make glue-local  DATA=<csv> OUT=<dir>: the Glue job on local Spark"
 	@echo "make data        download and verify car.data into .cache/data/"
 	@echo "make bench       benchmarks -> bench/results.json"
@@ -79,6 +80,10 @@ mutation: setup
 # Every local path under the template's IAM, each Allow statement removed in turn (docs/iam.md#policy-mutation).
 iam-mutation: setup
 	$(PY) scripts/iam_mutation.py --write
+
+# Tables from wheels, drafted with --label only and run once each: docs/real-tables.md.
+real-tables: .venv/.synced
+	$(PY) scripts/real_tables.py
 
 # AUTO_APPROVE=1, REJECT=1, SERVE=1, NO_IAM=1 and LOCAL_FAULTS=<State>,rollback reach the runner through the
 # environment (make exports command-line variables); `python -m localmode run --help` explains them.
