@@ -124,6 +124,8 @@ class HistoryTracker:
                 if data is not None:
                     self.last_state_data = data
                     record.output = data
+                if record.type == "Wait":
+                    self._say(f"{self._elapsed(ts)}  {record.name} done in {(ts - record.entered).total_seconds():.1f}s")
                 if record.type == "Task":
                     seconds = (ts - record.entered).total_seconds()
                     if record.succeeded:
@@ -161,6 +163,15 @@ class HistoryTracker:
         """The state JSON as it left the last run of state `name` (None if it never finished)."""
         record = next((r for r in reversed(self.records) if r.name == name and r.exited), None)
         return record.output if record else None
+
+    def step_seconds(self) -> dict[str, float]:
+        """Seconds per Task and Wait state that ran (loops and retries summed), in order of first
+        appearance, however short: the steps the progress lines name."""
+        totals: dict[str, float] = {}
+        for record in self.records:
+            if record.type in ("Task", "Wait") and record.exited:
+                totals[record.name] = totals.get(record.name, 0.0) + (record.exited - record.entered).total_seconds()
+        return {name: round(seconds, 3) for name, seconds in totals.items()}
 
     def breakdown(self) -> dict[str, float]:
         """Seconds spent per state name (loops and retries summed), in order of first appearance."""

@@ -293,9 +293,9 @@ def _summarize(say, result: RunResult) -> None:
     report = result.report
     say("")
     say(f"run {result.run_id}: {report['outcome'].upper()} in {report['seconds']:.1f}s")
-    for name, seconds in report["state_seconds"].items():
-        if seconds >= 0.05:
-            say(f"  {name:<28} {seconds:8.2f}s")
+    # Every Task and Wait state that ran, however short, so that two runs list the same steps.
+    for name, seconds in report.get("step_seconds", report["state_seconds"]).items():
+        say(f"  {name:<28} {seconds:8.2f}s")
     if report.get("qa"):
         qa = report["qa"]
         say(f"QA {qa.get('metric')} {qa.get('value')} on {qa.get('rows')} held-out rows (threshold {qa.get('threshold')}, "

@@ -530,6 +530,7 @@ class LocalPipeline:
             "faults": self.faults.describe(),
             "states": [r.to_json() for r in tracker.records],
             "state_seconds": tracker.breakdown(),
+            "step_seconds": tracker.step_seconds(),
             "qa": {**(qa or {}), "report": qa_report} if qa else None,
             "artifacts": {
                 "run_prefix": (data.get("run") or {}).get("run_prefix"),
