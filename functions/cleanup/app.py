@@ -210,7 +210,7 @@ def cleanup(sagemaker, event, production_endpoint: str, region: str = "", sfn=No
         result["notice"] = failure_notice(
             run_id_from(event) or "?", failure, region=region,
             approval_window_seconds=plan.get("approval_timeout_seconds"),
-            qa_endpoint=qa_endpoint, qa_action=action,
+            qa_endpoint=qa_endpoint, qa_action=action, rollback=isinstance(event.get("rollback"), dict),
         )
     return result
 

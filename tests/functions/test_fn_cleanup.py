@@ -275,3 +275,12 @@ def test_a_decided_version_and_a_run_that_registered_nothing_are_left_alone(clea
                                     ("rollback-v1-1234", {"rollback": {"model_package_version": 1}}),
                                     ("penguins-bbbbbbbbbbbb", {"dataset": "penguins"})):  # no group yet
         assert cleanup.lambda_handler(ended_event(run_id, "ABORTED", execution_input), context)["registry"] is None
+
+
+def test_a_failed_rollbacks_email_is_a_rollbacks(cleanup, aws, context):
+    """The cleanup knows a rollback by its state's `rollback` record: no upload, no QA endpoint."""
+    state = {"input_uri": "rollback", "run": make_run(), "rollback": {"model_package_version": 1},
+             "failure": {"state": "CheckProduction", "error": "ProductionRolledBack", "cause": "alarm"}}
+    message = cleanup.lambda_handler(state, context)["notice"]["message"]
+    assert "request the rollback again" in message and "upload" not in message.lower()
+    assert "QA endpoint" not in message

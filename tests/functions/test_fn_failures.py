@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 from lambda_fixtures import REGION
 from pipeline_common import aws_errors
-from pipeline_common.failures import duration_in_words, explain, failure_notice
+from pipeline_common.failures import ROLLBACK, duration_in_words, explain, failure_notice
 
 # https://github.com/gabehollombe-aws/jupyter-notebooks/issues/1
 TRAINING_QUOTA = ("The account-level service limit 'ml.p3.2xlarge for training job usage' is 0 Instances, with current "
@@ -268,3 +268,45 @@ def test_a_model_worse_than_production_is_said_in_words():
 def test_a_rejection_quotes_the_reason_with_one_full_stop(reason, expected):
     # REJECT=1's own reason ends with a full stop; the email had shown "REJECT=1).." (issue 23).
     assert explain("RequestApproval", "ApprovalRejected", reason).summary == expected
+
+
+# The errors a rollback can meet: it resolves its dataset, asks for confirmation and deploys.
+ROLLBACK_FAILURES = [
+    ("DeployProduction", "QuotaExceeded", "An error occurred (ResourceLimitExceeded) when calling the "
+     "CreateEndpointConfig operation: The account-level service limit 'ml.m5.large for endpoint usage' is 2 "
+     "Instances, with current utilization of 2 Instances and a request delta of 1 Instances."),
+    ("DeployProduction", "AccessDenied", "An error occurred (AccessDeniedException) when calling the UpdateEndpoint "
+     "operation: User: arn:aws:sts::1:assumed-role/r/f is not authorized to perform: sagemaker:UpdateEndpoint"),
+    ("CheckProduction", "ServiceThrottled", "Rate exceeded"),
+    ("RequestApproval", "States.Timeout", ""),
+    ("RequestApproval", "ApprovalRejected", "version 1 is the broken one"),
+    ("ResolveDataset", "UnknownDataset", "no spec for houses"),
+    ("ResolveDataset", "DatasetSpecInvalid", "label missing"),
+    ("CheckProduction", "ProductionRolledBack", "alarm ModelLatency"),
+    ("CheckProduction", "ProductionEndpointFailed", "Failed"),
+    ("CheckProduction", "WaitTimeExpired", "waited 3600 s"),
+    ("PrepareRollback", "VersionNotApproved", "version 7 is Rejected"),
+    ("PrepareRollback", "Mystery", ""),
+]
+
+
+@pytest.mark.parametrize("state, error, cause", ROLLBACK_FAILURES)
+def test_a_rollbacks_failure_email_never_asks_for_an_upload_or_names_a_qa_endpoint(state, error, cause):
+    """A rollback has no data file and no QA endpoint; its email once said "upload again" and
+    "QA endpoint None" (issue 23). The run's own email is unchanged."""
+    notice = failure_notice("rollback-1", {"state": state, "error": error, "cause": cause}, region="eu-west-1",
+                            approval_window_seconds=86400, qa_endpoint=None, qa_action="none_named", rollback=True)
+    message = notice["message"]
+    assert "upload" not in message.lower() and "QA endpoint" not in message
+    assert "this rollback" in message and "this run" not in message
+    if error != "ApprovalRejected":
+        assert "rollback again" in message
+    run = failure_notice("run-1", {"state": state, "error": error, "cause": cause}, region="eu-west-1",
+                         approval_window_seconds=86400, qa_endpoint="run-1-qa", qa_action="deleted")
+    assert "upload" in run["message"].lower() and "QA endpoint run-1-qa: deleted." in run["message"]
+
+
+def test_a_rejected_rollback_says_production_keeps_its_version():
+    explanation = explain("RequestApproval", "ApprovalRejected", "not now", retry=ROLLBACK)
+    assert explanation.summary == "The reviewer rejected the rollback: not now."
+    assert explanation.action == "Nothing to undo: production keeps the version it serves."

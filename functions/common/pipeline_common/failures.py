@@ -27,6 +27,21 @@ class Explanation:
     action: str   # what to do about it
 
 
+@dataclass(frozen=True)
+class Retry:
+    """How the person who started it starts the same thing again: a run is an upload, a rollback a
+    new rollback request (it has no data file and no QA endpoint)."""
+
+    again: str      # "... then <again>."
+    new_start: str  # a sentence of its own
+
+
+RUN = Retry("upload the file again", "Upload the file again to start a new run.")
+ROLLBACK = Retry("request the rollback again",
+                 "Request the rollback again (scripts/deploy.py rollback, or start the execution with the same "
+                 "rollback input) to start a new one.")
+
+
 def readable_cause(cause) -> str:
     """The human part of a cause: a Lambda's errorMessage, a Glue run's
     ErrorMessage, a training job's FailureReason, else the text itself."""
@@ -65,7 +80,7 @@ def _botocore_parts(detail: str) -> tuple[str | None, str | None, str]:
     return match.group("code"), match.group("operation"), match.group("message").strip()
 
 
-def _quota(detail: str, region: str) -> Explanation:
+def _quota(detail: str, region: str, retry: Retry) -> Explanation:
     code, operation, message = _botocore_parts(detail)
     match = _QUOTA.search(message)
     where = f"in {region}" if region else "in this region"
@@ -76,15 +91,15 @@ def _quota(detail: str, region: str) -> Explanation:
                    f"{match.group('delta')} more.")
         action = (f"Request an increase of '{quota}' for {region or 'this region'} in the Service Quotas console "
                   "(AWS services > Amazon SageMaker), or choose an instance type the account has quota for "
-                  "(TrainingInstanceType / EndpointInstanceType), then upload the file again.")
+                  f"(TrainingInstanceType / EndpointInstanceType), then {retry.again}.")
     else:
         summary = f"SageMaker refused {operation or 'the request'} because an account quota {where} is too low: {message}"
         action = (f"Find the quota named in the message in the Service Quotas console ({region or 'this region'}) and "
-                  "request an increase, or use a smaller or different instance type; then upload the file again.")
+                  f"request an increase, or use a smaller or different instance type; then {retry.again}.")
     return Explanation(summary, action)
 
 
-def _access_denied(detail: str) -> Explanation:
+def _access_denied(detail: str, retry: Retry) -> Explanation:
     _, operation, message = _botocore_parts(detail)
     match = _NOT_AUTHORIZED.search(message)
     if match:
@@ -93,45 +108,48 @@ def _access_denied(detail: str) -> Explanation:
                    + (f" on {resource}" if resource else "") + ".")
         if re.search(r"explicit deny|service control policy", match.group("rest") or "", re.I):
             action = ("An explicit deny (a service control policy or a permissions boundary) blocks it: ask the "
-                      "account administrator to allow it, then upload the file again.")
+                      f"account administrator to allow it, then {retry.again}.")
         else:
             action = (f"Grant {match.group('action')}" + (f" on {resource}" if resource else "")
-                      + " to that role in template.yaml, redeploy, then upload the file again.")
+                      + f" to that role in template.yaml, redeploy, then {retry.again}.")
     else:
         summary = f"AWS denied {operation or 'a call'}: {message}"
-        action = "Give the role named in the message the missing permission in template.yaml, redeploy and upload again."
+        action = f"Give the role named in the message the missing permission in template.yaml, redeploy, then {retry.again}."
     return Explanation(summary, action)
 
 
-_AGAIN = "Upload the file again to start a new run."
-
-
-def explain(state: str, error: str, cause, *, region: str = "", approval_window_seconds=None) -> Explanation:
-    """What happened and what to do, for a run that failed in `state` with `error`."""
+def explain(state: str, error: str, cause, *, region: str = "", approval_window_seconds=None,
+            retry: Retry = RUN) -> Explanation:
+    """What happened and what to do, for a run (or with `retry=ROLLBACK`, a rollback) that failed in
+    `state` with `error`."""
     detail = readable_cause(cause)
     state = state or "an unknown state"
     error = error or "an unnamed error"
 
     if error == "QuotaExceeded":
-        return _quota(detail, region)
+        return _quota(detail, region, retry)
     if error == "AccessDenied" or error == "States.Permissions":
-        return _access_denied(detail)
+        return _access_denied(detail, retry)
     if error in ("ServiceThrottled", "ServiceUnavailable"):
         kind = "throttling" if error == "ServiceThrottled" else "failing with server errors"
         return Explanation(f"AWS kept {kind} in {state} after the pipeline's retries ({detail or 'no details'}).",
-                           "Nothing is wrong with the data: upload the file again later to start a new run.")
+                           f"Nothing is wrong with the request itself: {retry.again} later.")
     if error == "States.Timeout" and state == "RequestApproval":
         window = duration_in_words(approval_window_seconds)
         return Explanation(f"Nobody approved or rejected the model within the approval window ({window}); the links "
                            "in the approval email have expired.",
-                           f"{_AGAIN} It sends a new approval email.")
+                           f"{retry.new_start} It sends a new approval email.")
     if error in ("States.Timeout", "States.HeartbeatTimeout"):
         return Explanation(f"{state} did not finish within its time limit.",
-                           "Check that step's service (its logs) for what held it up, then upload the file again.")
+                           f"Check that step's service (its logs) for what held it up, then {retry.again}.")
     if error == "ApprovalRejected":
         reason = (detail or "no reason was given").rstrip()
         # The reviewer's own sentence keeps its full stop: no "..".
-        return Explanation(f"The reviewer rejected the model: {reason}{'' if reason.endswith(('.', '!', '?')) else '.'}",
+        stop = "" if reason.endswith((".", "!", "?")) else "."
+        if retry is ROLLBACK:
+            return Explanation(f"The reviewer rejected the rollback: {reason}{stop}",
+                               "Nothing to undo: production keeps the version it serves.")
+        return Explanation(f"The reviewer rejected the model: {reason}{stop}",
                            "Nothing to undo. Fix what the reviewer pointed out and upload the data again to retrain.")
     if error == "QualityBelowThreshold":
         return Explanation(f"The new model did not pass QA: {detail}",
@@ -139,15 +157,19 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
                            "largest errors for regression); improve the data or, if the bar is too high, set "
                            "quality_gate.threshold in the dataset spec (or the stack default AccuracyThreshold / "
                            "R2Threshold); then upload again.")
+    if error == "UnknownDataset" and retry is ROLLBACK:
+        return Explanation(f"The rollback's dataset has no spec: {detail}",
+                           "Name a dataset that has datasets/<dataset>.json in the artifacts bucket (make deploy "
+                           f"puts it there), then {retry.again}.")
     if error == "UnknownDataset":
         return Explanation(f"The run's dataset has no spec: {detail}",
                            "Nothing was computed. Upload the file under the folder of a dataset that has a spec "
                            "(input/<dataset>/<file>), or add datasets/<dataset>.json and run make deploy, then "
-                           "upload again.")
+                           f"{retry.again}.")
     if error == "DatasetSpecInvalid":
         return Explanation(f"The dataset's spec in the artifacts bucket cannot be used: {detail}",
-                           "Nothing was computed. Fix datasets/<dataset>.json, run make deploy to upload it, then "
-                           "upload the file again.")
+                           "Nothing was computed. Fix datasets/<dataset>.json, run make deploy (it puts the spec "
+                           f"in the artifacts bucket), then {retry.again}.")
     if error == "WorseThanProduction":
         return Explanation(f"The new model is worse than the one in production: {detail}",
                            "Production keeps serving its model. Compare the two in the QA report "
@@ -159,10 +181,10 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
     if error == "ProductionRolledBack":
         return Explanation(f"The production update was rolled back by its deployment guardrails: {detail}",
                            "Look at the rollback alarms (5xx errors, model latency) in CloudWatch for the baking "
-                           "period, fix the cause, then upload again.")
+                           f"period, fix the cause, then {retry.again}.")
     if error in ("ProductionEndpointFailed", "ProductionEndpointUnusable"):
         return Explanation(f"The production endpoint is unusable: {detail}",
-                           "It needs a person: repair or delete it in the SageMaker console, then upload again.")
+                           f"It needs a person: repair or delete it in the SageMaker console, then {retry.again}.")
     if error == "QAEndpointFailed":
         return Explanation(f"SageMaker could not create the QA endpoint: {detail}",
                            "The message names the cause (often an image the execution role cannot pull, or a "
@@ -183,7 +205,7 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
     if error == "WaitTimeExpired":
         return Explanation(detail or f"{state} waited longer than allowed.",
                            "Look at the resource in the SageMaker console. If it is only slow, raise "
-                           "EndpointWaitSeconds (or MaxTrainingSeconds); then upload again.")
+                           f"EndpointWaitSeconds (or MaxTrainingSeconds); then {retry.again}.")
     if error == "States.TaskFailed" and state == "PreprocessWithGlue":
         return Explanation(f"The Glue job failed: {detail or 'it gave no reason'}",
                            "The message names the problem with the data file (and the first offending lines); fix "
@@ -195,9 +217,9 @@ def explain(state: str, error: str, cause, *, region: str = "", approval_window_
         return Explanation(detail or "The execution input has no input_uri.",
                            'Start the execution with {"input_uri": "s3://bucket/key"}, or upload the file instead.')
     if detail:
-        return Explanation(f"{state} failed with {error}: {detail}", "Fix what the message describes, then upload again.")
+        return Explanation(f"{state} failed with {error}: {detail}", f"Fix what the message describes, then {retry.again}.")
     return Explanation(f"{state} failed with {error}; AWS gave no further details.",
-                       f"Look at the execution's history in the Step Functions console for {state}. {_AGAIN}")
+                       f"Look at the execution's history in the Step Functions console for {state}. {retry.new_start}")
 
 
 _QA_LINES = {
@@ -212,14 +234,17 @@ _QA_LINES = {
 
 
 def failure_notice(run_id: str, failure: dict, *, region: str = "", approval_window_seconds=None,
-                   qa_endpoint: str | None = None, qa_action: str | None = None) -> dict:
-    """The failure email: {"subject", "message"}."""
+                   qa_endpoint: str | None = None, qa_action: str | None = None, rollback: bool = False) -> dict:
+    """The failure email: {"subject", "message"}. `rollback`: the run was a rollback, which has no data
+    file to upload again and no QA endpoint."""
     state, error, cause = failure.get("state"), failure.get("error"), failure.get("cause")
-    explanation = explain(state, error, cause, region=region, approval_window_seconds=approval_window_seconds)
+    explanation = explain(state, error, cause, region=region, approval_window_seconds=approval_window_seconds,
+                          retry=ROLLBACK if rollback else RUN)
     detail = readable_cause(cause)
-    production = "Production: not changed by this run."
+    kind = "rollback" if rollback else "run"
+    production = f"Production: not changed by this {kind}."
     if state == "CheckProduction" and error == "WaitTimeExpired":
-        production = "Production: this run's update had not finished; check the production endpoint in SageMaker."
+        production = f"Production: this {kind}'s update had not finished; check the production endpoint in SageMaker."
     lines = [
         f"Run {run_id} failed in {state}.",
         "",
@@ -227,7 +252,8 @@ def failure_notice(run_id: str, failure: dict, *, region: str = "", approval_win
         f"What to do: {explanation.action}",
         "",
         production,
-        _QA_LINES.get(qa_action or "", "QA endpoint {name}: see the SageMaker console.").format(name=qa_endpoint),
+        *([] if rollback else
+          [_QA_LINES.get(qa_action or "", "QA endpoint {name}: see the SageMaker console.").format(name=qa_endpoint)]),
         "",
         f"Error: {error}",
         f"Details: {detail if detail else 'none were given'}",
