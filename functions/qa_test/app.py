@@ -323,6 +323,8 @@ def qa_test(s3, runtime, event: dict, threshold: float, max_rows: int, r2_thresh
         "dataset": manifest.get("dataset"),
         "problem_type": kind,
         "label_name": manifest.get("label_name"),
+        # What each example's "features" fields are, in order.
+        "feature_names": feature_names(manifest),
         "binary_threshold": manifest.get("binary_threshold") if kind == "binary" else None,
         "endpoint_name": endpoint_name,
         "gate": gate,

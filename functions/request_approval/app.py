@@ -70,7 +70,8 @@ def approval_summary(event: dict, report: dict) -> dict:
         "versus_production": versus_production(report),
     }
     if kind == "regression":
-        keys = ("rmse", "mae", "r2", "label_mean", "label_std", "residuals", "largest_errors", "scored_rows")
+        keys = ("rmse", "mae", "r2", "label_mean", "label_std", "residuals", "largest_errors", "scored_rows",
+                "feature_names")
     else:
         keys = ("accuracy", "macro_f1", "labels", "confusion_matrix", "per_class")
         if kind == "binary":

@@ -85,6 +85,17 @@ def test_regression_email_and_page_show_errors_not_a_confusion_matrix(request_ap
     assert 'checked' not in page  # nothing pre-selected, whatever the type
 
 
+def test_the_largest_errors_name_each_field_by_its_column(request_approval, world, api):
+    """The largest errors once showed a bare record (",2,3,west,2002,"): with the report's
+    feature_names each field carries its column's name, in the email and on the page."""
+    report = {**REGRESSION_REPORT, "feature_names": ["age", "sex", "bmi", "bp"]}
+    sent = send(world, request_approval, report)
+    assert "age=59, sex=2, bmi=32.1, bp=N/A" in sent["email"]["Message"]
+    assert "test row" in sent["email"]["Message"]
+    _, page, _ = api("GET", sent["reference"])
+    assert "<td>age=48, sex=, bmi=21.6, bp=87</td>" in page and "<th>test row</th>" in page
+
+
 def test_binary_email_and_page_show_roc_auc_and_the_confusion_matrix(request_approval, world, api):
     sent = send(world, request_approval, BINARY_REPORT)
     message = sent["email"]["Message"]

@@ -122,8 +122,8 @@ def test_the_regression_lines(request_approval):
     assert lines[4].split("\n") == ["   p50     p90", "0.5000  2.0000"]
     assert lines[2] == lines[5] == ""
     assert lines[6] == "Largest errors"
-    assert lines[7].split("\n") == ["row    true  predicted  residual  features",
-                                    "  4  9.0000     5.0000    4.0000       x,y"]
+    assert lines[7].split("\n") == ["test row    true  predicted  residual  features",
+                                    "       4  9.0000     5.0000    4.0000       x,y"]
     assert request_approval.regression_lines({})[4] == "(none)"
 
 

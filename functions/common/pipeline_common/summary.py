@@ -368,9 +368,17 @@ def regression_sections(summary: dict) -> list[Section]:
             Words("mean "), format_metric(summary.get("label_mean")), Words(", std "),
             format_metric(summary.get("label_std")), Words(" on the held-out rows", ""))),
     ))
-    largest = Table(("row", "true", "predicted", "residual", "features"),
+    names = summary.get("feature_names") or []
+
+    def named(fields: list) -> str:
+        # Each field with its column's name (a report from before feature_names: the bare CSV record).
+        if len(names) != len(fields):
+            return ",".join(fields)
+        return ", ".join(f"{name}={value}" for name, value in zip(names, fields))
+
+    largest = Table(("test row", "true", "predicted", "residual", "features"),
                     tuple((e.get("row"), format_metric(e.get("truth")), format_metric(e.get("predicted")),
-                           format_metric(e.get("residual")), Shortened(",".join(e.get("features") or [])))
+                           format_metric(e.get("residual")), Shortened(named(e.get("features") or [])))
                           for e in summary.get("largest_errors") or []))
     return [
         Section(Words("", "Regression"), (metrics,)),
