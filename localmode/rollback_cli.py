@@ -107,6 +107,8 @@ def roll_back(pipeline, version: int, decision: str, started: float | None = Non
     say(f"production endpoint {production['name']}: {production['status']} on {production['config']}")
     if result.status == "SUCCEEDED":
         _smoke_and_capture(say, pipeline, result)
+    result.report["artifacts"]["saved_to"] = str(pipeline.save_buckets())
+    say(f"artifacts, as on S3: {result.report['artifacts']['saved_to']}")
     report_path = pipeline.workdir / "report.json"
     _write(report_path, result.report)
     return result.exit_code, report_path

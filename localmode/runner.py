@@ -272,7 +272,13 @@ def execute(pipeline: LocalPipeline, args: argparse.Namespace, data_path: Path, 
     _summarize(say, result)
     report_path = report_path or pipeline.workdir / f"report-{result.run_id}.json"
     if result.status == "SUCCEEDED":
-        _smoke_and_serve(say, pipeline, result, report_path, serve=serve and getattr(args, "serve", False))
+        _smoke(say, pipeline, result)
+    # The local buckets end with the command: what the run made is written to disk, in S3's layout.
+    saved = pipeline.save_buckets()
+    result.report["artifacts"]["saved_to"] = str(saved)
+    say(f"artifacts, as on S3 (runs/<run id>/ model bundles, splits, manifest, QA report; models/; capture/): {saved}")
+    if result.status == "SUCCEEDED" and serve and getattr(args, "serve", False):
+        _serve(say, pipeline, result, report_path)
     _write(report_path, result.report)
     return result.exit_code, report_path
 
@@ -316,7 +322,8 @@ def _summarize(say, result: RunResult) -> None:
         + (f"{production['status']} on {production['config']}" if production["exists"] else "does not exist"))
 
 
-def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, report_path: Path, serve: bool) -> None:
+def _smoke(say, pipeline: LocalPipeline, result: RunResult) -> None:
+    """One prediction from the deployed endpoint, and the curl that makes it."""
     report = result.report
     endpoint = result.production_endpoint
     features, truth = pipeline.sample_row(report)
@@ -332,8 +339,13 @@ def _smoke_and_serve(say, pipeline: LocalPipeline, result: RunResult, report_pat
     else:
         # Too many features for the container's schema variable: each request carries the schema.
         say(f"  curl -s -X POST {url} -H 'Content-Type: {request_type}' --data {shlex.quote(body.decode('utf-8'))}")
-    if not serve:
-        return
+
+
+def _serve(say, pipeline: LocalPipeline, result: RunResult, report_path: Path) -> None:
+    """Serves production until Ctrl-C (SERVE=1), which ends the serving, not the run."""
+    report = result.report
+    endpoint = result.production_endpoint
+    url = report["endpoints"]["production"]["url"]
     _write(report_path, report)
     say(f"serving {endpoint} at {url} until Ctrl-C")
     try:

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from localmode import REPO_ROOT, asl, aws, sfn
 from localmode.faults import Faults
-from localmode.iam.enforce import Enforcer, acting_as, current
+from localmode.iam.enforce import Enforcer, acting_as, as_harness, current
 from localmode.iam.policies import Principal, StackIam
 from localmode.lambdas import LambdaError, LocalLambdas
 from localmode.precheck import is_gzip
@@ -593,6 +593,27 @@ class LocalPipeline:
                 "arn": package["ModelPackageArn"],
             })
         return entries
+
+    def save_buckets(self, target: Path | None = None) -> Path:
+        """Every object of the local account's buckets written to `<target>/<bucket>/<key>` (default:
+        `<workdir>/s3`), the layout they have on S3: each run's bundles, model.tar.gz, splits, manifest
+        and QA report under runs/<run id>/, the deployed models under models/, the registry's model
+        files, the capture files under capture/. The buckets live in memory and end with the command."""
+        writer = getattr(self.inference_server, "capture", None)
+        if writer is not None:
+            writer.flush()
+        target = Path(target or self.workdir / "s3")
+        s3 = boto3.client("s3")
+        with as_harness():
+            for bucket in s3.list_buckets()["Buckets"]:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+                    for item in page.get("Contents", []):
+                        path = target / bucket["Name"] / item["Key"]
+                        if item["Key"].endswith("/"):
+                            continue
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(bucket["Name"], item["Key"], str(path))
+        return target
 
     def capture_files(self) -> list[str]:
         """The data capture files written so far (what is captured but not yet written is written first)."""

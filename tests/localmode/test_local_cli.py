@@ -144,14 +144,14 @@ def test_serving_after_the_run_is_asked_for_and_ctrl_c_then_keeps_the_runs_statu
     said: list[str] = []
     sleeps: list[float] = []
     monkeypatch.setattr(runner.time, "sleep", lambda seconds: sleeps.append(seconds))
-    runner._smoke_and_serve(said.append, Pipeline(), result, tmp_path / "report.json", serve=False)
+    runner._smoke(said.append, Pipeline(), result)
     assert sleeps == [] and not any("serving" in line for line in said)
 
     def interrupted(seconds):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner.time, "sleep", interrupted)
-    runner._smoke_and_serve(said.append, Pipeline(), result, tmp_path / "report.json", serve=True)
+    runner._serve(said.append, Pipeline(), result, tmp_path / "report.json")
     assert said[-1] == "stopped serving" and result.exit_code == 0
     assert json.loads((tmp_path / "report.json").read_text())["smoke"]["prediction"] == "unacc"
 

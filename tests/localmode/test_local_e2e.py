@@ -66,6 +66,25 @@ def assert_failure_reported(result, state: str, error: str) -> None:
     assert qa_name is None or qa_name not in report["endpoints"]["all"]
 
 
+def test_a_run_leaves_its_artifacts_on_disk_in_the_layout_they_have_on_s3(account, deployed):
+    """The local buckets end with the command; issue 23 found nothing to take home. Each run writes
+    the buckets to <out>/s3/<bucket>/<key>: the bundles, the model, the splits, the QA report, the
+    registry's model files and the capture files."""
+    saved = Path(deployed.report["artifacts"]["saved_to"])
+    run = saved / account.resources.artifacts_bucket / "runs" / deployed.run_id
+    for relative in ("manifest.json", "model/preprocess/model.tar.gz", "model/preprocess/schema.json",
+                     "model/postprocess/model.tar.gz", "qa/report.json",
+                     f"training/{deployed.run_id}-train/output/model.tar.gz"):
+        assert (run / relative).is_file(), relative
+    assert list((run / "data" / "test").glob("part-*"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["run_id"] == deployed.run_id
+    models = saved / account.resources.artifacts_bucket / "models" / deployed.run_id
+    assert {"preprocess", "xgboost", "postprocess"} <= {p.name for p in models.iterdir()}
+    assert list((saved / account.resources.artifacts_bucket / "capture").rglob("*.jsonl"))
+    assert "artifacts, as on S3" in "\n".join(account.lines)
+
+
 def test_approved_run_deploys_a_model_that_answers_raw_rows(account, deployed, dataset_spec):
     report = deployed.report
     assert report["status"] == "SUCCEEDED" and report["outcome"] == "deployed"
