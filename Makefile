@@ -46,7 +46,14 @@ node_modules/.done: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $@
 
-setup: .venv/.synced $(JARS)/runtime/.done node_modules/.done
+# Debian's Chromium and ChromeDriver: a test renders the saved approval page in a real browser
+# (tests/functions/test_approval_figures.py). Tests only, like the jars.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+/usr/bin/chromedriver:
+	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; }
+
+setup: .venv/.synced $(JARS)/runtime/.done node_modules/.done /usr/bin/chromedriver
 
 data: .venv/.synced
 	$(PY) -m localmode data $(if $(DATA),--data $(DATA))

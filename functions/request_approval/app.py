@@ -71,7 +71,7 @@ def approval_summary(event: dict, report: dict) -> dict:
     }
     if kind == "regression":
         keys = ("rmse", "mae", "r2", "label_mean", "label_std", "residuals", "largest_errors", "scored_rows",
-                "feature_names")
+                "feature_names", "residual_points")
     else:
         keys = ("accuracy", "macro_f1", "labels", "confusion_matrix", "per_class")
         if kind == "binary":

@@ -10,6 +10,8 @@ nothing queued fails any call, so "no Step Functions call" is checked too).
 """
 from __future__ import annotations
 
+import re
+
 import json
 import urllib.parse
 from datetime import datetime, timezone
@@ -772,13 +774,19 @@ def test_the_summary_and_result_sections_word_for_word(approval_api):
     binary = {"problem_type": "binary", "accuracy": 0.98, "macro_f1": 0.97, "roc_auc": 0.9, "binary_threshold": 0.5,
               "positive_label": "yes", "labels": ["no", "yes"], "confusion_matrix": [[5, 1], [0, 4]],
               "per_class": {"no": {"precision": 1.0, "recall": 0.8333, "f1": 0.909, "support": 6}}}
-    assert approval_api.classification_html(binary) == ("<h2>Classification</h2><dl><dt>Accuracy</dt><dd>0.9800</dd><dt>Macro F1</dt><dd>0.9700</dd><dt>ROC AUC</dt><dd>0.9000 (from the endpoint's labels at threshold 0.50 for yes: one ROC point, equal to balanced accuracy)</dd></dl><h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr><tr><th>no</th><td>1.000</td><td>0.833</td><td>0.909</td><td>6</td></tr></table><h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p><table><tr><th></th><th>no</th><th>yes</th></tr><tr><th>no</th><td>5</td><td>1</td></tr><tr><th>yes</th><td>0</td><td>4</td></tr></table>")
+    classification = approval_api.classification_html(binary)
+    # The heat map (tests/functions/test_approval_figures.py checks it); the rest word for word.
+    [figure] = re.findall(r"<figure>.*?</figure>", classification)
+    assert figure.startswith('<figure><svg xmlns="http://www.w3.org/2000/svg" class="figure confusion"')
+    assert classification.replace(figure, "") == ("<h2>Classification</h2><dl><dt>Accuracy</dt><dd>0.9800</dd><dt>Macro F1</dt><dd>0.9700</dd><dt>ROC AUC</dt><dd>0.9000 (from the endpoint's labels at threshold 0.50 for yes: one ROC point, equal to balanced accuracy)</dd></dl><h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr><tr><th>no</th><td>1.000</td><td>0.833</td><td>0.909</td><td>6</td></tr></table><h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p><table><tr><th></th><th>no</th><th>yes</th></tr><tr><th>no</th><td>5</td><td>1</td></tr><tr><th>yes</th><td>0</td><td>4</td></tr></table>")
     summary = {"run_id": "r1", "dataset": "car", "production_endpoint": "prod-ep", "input_uri": "s3://in/car.csv",
                "label_name": "class", "problem_type": "multiclass", "rows": 259, "report_uri": "s3://a/qa.json",
                "gate": {"metric": "accuracy", "value": 0.98, "threshold": 0.9, "higher_is_better": True,
                         "threshold_source": "spec"},
                "accuracy": 0.98, "macro_f1": 0.97, "labels": ["no"], "confusion_matrix": [[5]], "per_class": {}}
-    assert approval_api.summary_html(summary) == ('<dl><dt>Run</dt><dd>r1</dd><dt>Dataset</dt><dd>car (multiclass, label class)</dd><dt>Input</dt><dd>s3://in/car.csv</dd><dt>Production endpoint</dt><dd>prod-ep</dd><dt>Quality gate</dt><dd>accuracy 0.9800 &ge; 0.9000 on 259 held-out rows, threshold from spec</dd><dt>QA report</dt><dd>s3://a/qa.json</dd></dl><h2>Classification</h2><dl><dt>Accuracy</dt><dd>0.9800</dd><dt>Macro F1</dt><dd>0.9700</dd></dl><h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></table><h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p><table><tr><th></th><th>no</th></tr><tr><th>no</th><td>5</td></tr></table>')
+    page = approval_api.summary_html(summary)
+    [figure] = re.findall(r"<figure>.*?</figure>", page)
+    assert page.replace(figure, "") == ('<dl><dt>Run</dt><dd>r1</dd><dt>Dataset</dt><dd>car (multiclass, label class)</dd><dt>Input</dt><dd>s3://in/car.csv</dd><dt>Production endpoint</dt><dd>prod-ep</dd><dt>Quality gate</dt><dd>accuracy 0.9800 &ge; 0.9000 on 259 held-out rows, threshold from spec</dd><dt>QA report</dt><dd>s3://a/qa.json</dd></dl><h2>Classification</h2><dl><dt>Accuracy</dt><dd>0.9800</dd><dt>Macro F1</dt><dd>0.9700</dd></dl><h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></table><h2>Confusion matrix</h2><p>Rows: true class. Columns: predicted class.</p><table><tr><th></th><th>no</th></tr><tr><th>no</th><td>5</td></tr></table>')
 
 
 # ---------------------------------------------------------------- time left and the callback's attempts

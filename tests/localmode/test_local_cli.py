@@ -169,7 +169,7 @@ def test_make_local_installs_only_what_local_mode_runs():
                               capture_output=True, text=True, check=True).stdout
 
     local = dry_run("local")
-    assert "localmode run" in local and "mvn" not in local and "npm" not in local
+    assert "localmode run" in local and "mvn" not in local and "npm" not in local and "apt-get" not in local
     test = dry_run("test")
     assert "mvn" in test and "npm ci" in test
 

@@ -127,6 +127,10 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
+# Enough points to see a trend or a bias in the plot, few enough for the report and the page.
+RESIDUAL_POINTS_KEPT = 400
+
+
 def regression_metrics(truths: list[float], predictions: list[float | None], features: list[list[str]] | None = None) -> dict:
     """RMSE, MAE, R-squared and a residual summary over the rows the endpoint
     answered with a number. Residual = true - predicted. `largest_errors` keeps
@@ -168,6 +172,8 @@ def regression_metrics(truths: list[float], predictions: list[float | None], fea
              "predicted": scored[k][2], "residual": _round(residuals[k])}
             for k in worst
         ],
+        # (predicted, residual) of the first rows scored (the test sample is in random order): the page's plot.
+        "residual_points": [[_round(p), _round(t - p)] for _, t, p in scored[:RESIDUAL_POINTS_KEPT]],
     }
 
 

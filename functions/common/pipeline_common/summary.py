@@ -19,6 +19,7 @@ import html
 from dataclasses import dataclass
 
 from pipeline_common.approvals import format_metric
+from pipeline_common.figures import confusion_svg, residual_svg
 from pipeline_common.text import printable
 
 TEXT, HTML = "text", "html"
@@ -86,6 +87,14 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A picture on the page only (inline SVG markup from pipeline_common.figures, which escapes the
+    run's values itself), with its caption; the email has the same figures as a table."""
+    svg: str
+    caption: str
+
+
+@dataclass(frozen=True)
 class Section:
     heading: Words | None
     blocks: tuple
@@ -142,6 +151,8 @@ def _text_block(block) -> list[str]:
         return lines
     if isinstance(block, Paragraph):
         return [] if block.only == HTML else [_text(block.pieces)]
+    if isinstance(block, Figure):
+        return []
     if not block.header:
         return [block.empty_text]
     return [text_table([_text((cell,)) for cell in block.header],
@@ -195,6 +206,8 @@ def _html_block(block) -> str:
         return f"<dl>{rows}</dl>"
     if isinstance(block, Paragraph):
         return "" if block.only == TEXT else f"<p>{_html(block.pieces)}</p>"
+    if isinstance(block, Figure):
+        return f"<figure>{block.svg}<figcaption>{block.caption}</figcaption></figure>" if block.svg else ""
     head = "".join(f"<th>{_html((cell,))}</th>" for cell in block.header)
     body = "".join(
         "<tr>" + "".join((f"<th>{_html((cell,))}</th>" if i == 0 and block.row_heads else f"<td>{_html((cell,))}</td>")
@@ -340,11 +353,13 @@ def classification_sections(summary: dict) -> list[Section]:
               for label, stats in (summary.get("per_class") or {}).items()))
     matrix = Table((Words("true \\ predicted", ""), *labels),
                    tuple((label, *row) for label, row in zip(labels, summary.get("confusion_matrix") or [])))
+    heat_map = Figure(confusion_svg(labels, summary.get("confusion_matrix") or []),
+                      "Each square's shade is its share of the true class's rows; the diagonal is each class's recall.")
     return [
         Section(Words("", "Classification"), (Fields(tuple(metrics)),)),
         Section(Words("", "Per class"), (per_class,)),
         Section(Words("Confusion matrix (rows: true class, columns: predicted class)", "Confusion matrix"), (
-            Paragraph((Words("Rows: true class. Columns: predicted class."),), only=HTML), matrix)),
+            Paragraph((Words("Rows: true class. Columns: predicted class."),), only=HTML), heat_map, matrix)),
     ]
 
 
@@ -386,7 +401,9 @@ def regression_sections(summary: dict) -> list[Section]:
             Paragraph((Words("Residuals (true - predicted): mean ", "True minus predicted; mean "),
                        format_metric(residuals.get("mean")), Words("", "."))),
             Table(tuple(quantiles), (tuple(format_metric(value) for value in quantiles.values()),), row_heads=False,
-                  empty_text="(none)"))),
+                  empty_text="(none)"),
+            Figure(residual_svg(summary.get("residual_points") or []),
+                   "Each point is one held-out row: a model without bias scatters evenly around the red zero line."))),
         Section(Words("Largest errors"), (largest,)),
     ]
 
