@@ -50,6 +50,9 @@ EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 LOCAL_PARAMETERS = {"NotificationEmail": "you@example.com", "PollSeconds": 1}
 # Retry back-off as the definition writes it would sleep minutes on a local transient error.
 RETRY_TIME_SCALE = 0.01
+# A Wait state waits a tenth of its seconds locally (PollSeconds is 1 here): the order of the states
+# and every polling loop's bound stay as the definition writes them (localmode/sfn.py).
+WAIT_TIME_SCALE = 0.1
 DECISIONS = ("approve", "reject", "manual", "none")
 
 
@@ -123,7 +126,7 @@ class LocalPipeline:
                                          record=[] if self.record_iam else None)
                 self._exit.enter_context(self.enforcer.installed())
             SparkProvider.warm(self.workdir)  # the JVM starts while the rest is set up
-            self._exit.enter_context(sfn.install(retry_time_scale=RETRY_TIME_SCALE))
+            self._exit.enter_context(sfn.install(retry_time_scale=RETRY_TIME_SCALE, wait_time_scale=WAIT_TIME_SCALE))
             # What make deploy uploads (every datasets/*.json), and a spec given with --spec.
             self.resources = aws.create_resources(
                 self.stack, sorted((REPO_ROOT / "datasets").glob("*.json")) + self.extra_specs)

@@ -20,7 +20,8 @@ differs from what the definition relies on:
   passed it through literally: TrainXGBoost's `RoleArn.$` reached the
   training worker unresolved and `RoleArn` was missing);
 - Retry back-off sleeps scaled by `retry_time_scale` (moto really sleeps
-  `IntervalSeconds`; a local transient error should not wait minutes);
+  `IntervalSeconds`; a local transient error should not wait minutes), and
+  each Wait state's seconds by `wait_time_scale`;
 - `$$.Execution.StartTime` is an ISO-8601 string as on AWS (moto passes a
   datetime, which then breaks DescribeExecution of a succeeded run);
 - SendTaskFailure keeps its `cause` (moto's API handler drops it).
@@ -88,6 +89,9 @@ try:
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl as _retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+        WaitFunction as _WaitFunction,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory as _factory
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
@@ -123,6 +127,7 @@ def check_moto() -> None:
         "ResourceCondition.Sync/WaitForTaskToken": (ResourceCondition.Sync, ResourceCondition.WaitForTaskToken)
         == ("sync", "waitForTaskToken"),
         "retrier_decl.time.sleep": hasattr(getattr(_retrier_decl, "time", None), "sleep"),
+        "WaitFunction._wait_interval": callable(getattr(_WaitFunction, "_wait_interval", None)),
         "Execution.get_start_execution_details": callable(getattr(_Execution, "get_start_execution_details", None)),
         "StepFunctionResponse.send_task_failure": callable(getattr(_SfnResponse, "send_task_failure", None)),
         "Preprocessor.visitPayload_binding_value": callable(getattr(_Preprocessor, "visitPayload_binding_value", None)),
@@ -227,6 +232,17 @@ _original_start_details: Callable | None = None
 _original_send_task_failure: Callable | None = None
 _original_payload_binding_value: Callable | None = None
 _retry_time_scale = 1.0
+_wait_time_scale = 1.0
+_original_wait_interval: Callable | None = None
+
+
+def _scaled_wait_interval(self, env, wait_seconds: int) -> None:
+    """A Wait state's wait, times `wait_time_scale`: the states still run in their order and every
+    loop keeps its bound (a polling loop counts its polls, or compares the clock with its deadline),
+    only the local clock time between polls shrinks. A stopped execution ends the wait at once, as
+    moto's own wait does (the event is set)."""
+    if wait_seconds > 0:
+        env.program_state_event.wait(wait_seconds * _wait_time_scale)
 
 
 class _ScaledSleep:
@@ -380,15 +396,16 @@ def _error_name(error: str):
 
 
 @contextlib.contextmanager
-def install(retry_time_scale: float = 1.0) -> Iterator[None]:
+def install(retry_time_scale: float = 1.0, wait_time_scale: float = 1.0) -> Iterator[None]:
     """Route every service-integration Task in this process to the attached dispatchers while active.
 
     `retry_time_scale` multiplies the definition's Retry intervals (1.0 = as
     written; local runs use a small value so a transient local error does not
-    sleep for minutes). Re-entrant; the outermost call's scale wins.
+    sleep for minutes); `wait_time_scale` multiplies each Wait state's seconds.
+    Re-entrant; the outermost call's scales win.
     """
     global _install_depth, _original_service_for, _original_time, _original_start_details, _original_send_task_failure
-    global _original_payload_binding_value, _retry_time_scale
+    global _original_payload_binding_value, _retry_time_scale, _wait_time_scale, _original_wait_interval
     check_moto()
     with _install_lock:
         if _install_depth == 0:
@@ -403,6 +420,9 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
             _original_payload_binding_value = _Preprocessor.visitPayload_binding_value
             _Preprocessor.visitPayload_binding_value = _payload_binding_value
             _retry_time_scale = retry_time_scale
+            _wait_time_scale = wait_time_scale
+            _original_wait_interval = _WaitFunction._wait_interval
+            _WaitFunction._wait_interval = _scaled_wait_interval
         _install_depth += 1
     try:
         yield
@@ -415,6 +435,7 @@ def install(retry_time_scale: float = 1.0) -> Iterator[None]:
                 _Execution.get_start_execution_details = _original_start_details
                 _SfnResponse.send_task_failure = _original_send_task_failure
                 _Preprocessor.visitPayload_binding_value = _original_payload_binding_value
+                _WaitFunction._wait_interval = _original_wait_interval
 
 
 def attach(state_machine_arn: str, dispatcher: Dispatcher) -> None:

@@ -47,3 +47,31 @@ def test_every_step_is_listed_however_short_and_a_wait_says_done():
     runner._summarize(said.append, RunResult("r", "arn", "SUCCEEDED", report, 0))
     listed = [line.split()[0] for line in said if line.startswith("  ")]
     assert listed == ["RegisterModel", "RecordApproval", "WaitForProduction"]
+
+
+def test_a_wait_state_waits_its_seconds_times_the_local_scale_and_a_stop_ends_it():
+    """The definition's Wait states run under moto's interpreter; local mode scales their seconds
+    (docs/local-mode.md, Time) without changing what runs next."""
+    import threading
+    import time
+
+    from localmode import sfn
+
+    class Env:
+        program_state_event = threading.Event()
+
+    waited = []
+    with sfn.install(wait_time_scale=0.05):
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+        started = time.monotonic()
+        WaitFunction._wait_interval(None, Env(), 4)
+        waited.append(time.monotonic() - started)
+        stopped = Env()
+        stopped.program_state_event = threading.Event()
+        stopped.program_state_event.set()  # what StopExecution does
+        started = time.monotonic()
+        WaitFunction._wait_interval(None, stopped, 60)
+        waited.append(time.monotonic() - started)
+    assert 0.15 <= waited[0] < 1.5 and waited[1] < 0.5
+    assert WaitFunction._wait_interval is not sfn._scaled_wait_interval  # restored
