@@ -19,17 +19,9 @@ from localmode import approval_server, rollback_cli, runner
 from localmode.asl import TaskFailed
 from localmode.faults import Faults
 from localmode.iam.enforce import acting_as, as_harness, current
-from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, LocalPipeline, RunResult
+from localmode.session import EXIT_DEPLOYED, EXIT_FAILED, EXIT_REJECTED, RunResult
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
-
-
-@pytest.fixture(scope="module")
-def account(tmp_path_factory):
-    lines: list[str] = []
-    with LocalPipeline(tmp_path_factory.mktemp("local-account"), say=lines.append) as pipeline:
-        pipeline.lines = lines
-        yield pipeline
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,9 @@ from botocore.exceptions import ClientError
 
 from localmode import datasets, runner
 from localmode.faults import Faults
-from localmode.session import EXIT_DEPLOYED, LocalPipeline
+from localmode.session import EXIT_DEPLOYED
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
-
-
-@pytest.fixture(scope="module")
-def account(tmp_path_factory):
-    lines: list[str] = []
-    with LocalPipeline(tmp_path_factory.mktemp("wide-account"), say=lines.append) as pipeline:
-        pipeline.lines = lines
-        yield pipeline
 
 
 @pytest.fixture(scope="module")
