@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 
 from dataset_spec import Layout, as_layout
 from dataset_spec.serving import FEATURES_COL, POSTPROCESS_INPUT, POSTPROCESS_OUTPUT, preprocess_schema, serving_inputs
-from preprocessing.dates import date_nodes, part_col
+from preprocessing.dates import WRITTEN_OPS, date_nodes, part_col
 from preprocessing.errors import UnsupportedStage
 from preprocessing.features import Learned, build_preprocess_model, feature_slots
 from preprocessing.labels import build_label_indexer, build_postprocess_model
 from preprocessing.mleap import SCALAR, BundleNode, ColumnShape
-from preprocessing.ops import BUNDLE_OPS, WRITTEN_OPS
+from preprocessing.ops import BUNDLE_OPS
 
 
 def _flat_stages(model) -> list:

@@ -139,6 +139,10 @@ def math_binary_columns(node: BundleNode, columns: dict, indexed: dict) -> dict:
     return {node.outputs[0][1]: [value]}
 
 
+# MLeap op name -> its Spark twin, for the nodes this module writes itself (Spark has no stage for them).
+WRITTEN_OPS = {"regex_indexer": regex_indexer_columns, "math_binary": math_binary_columns}
+
+
 def spark_parts(text, date_format: str) -> list:
     """The parts by Spark's own date functions (not the bundle's arithmetic): the reference the
     bundle is checked against. Null for a text that is not a date in that form."""
@@ -159,8 +163,7 @@ def spark_parts(text, date_format: str) -> list:
 
 def twin_parts(column: str, date_format: str, text) -> list:
     """The parts of the text expression `text` as the bundle computes them (its nodes' Spark twins)."""
-    twins = {"regex_indexer": regex_indexer_columns, "math_binary": math_binary_columns}
     columns = {column: [text]}
     for node in date_nodes(column, date_format):
-        columns.update(twins[node.op](node, columns, {}))
+        columns.update(WRITTEN_OPS[node.op](node, columns, {}))
     return [columns[c][0] for c in part_cols(column)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from preprocessing.dates import math_binary_columns, regex_indexer_columns
 from preprocessing.errors import UnsupportedStage
 from preprocessing.mleap import (MLEAP_SERVING_RUNTIME, SCALAR, BundleNode, ColumnShape, value_boolean, value_double,
                                  value_int, value_list, value_string)
@@ -258,7 +257,3 @@ BUNDLE_OPS = {
     "Bucketizer": BundleOp("bucketizer", _bucketizer_node, _bucketizer_columns),
     "Binarizer": BundleOp("binarizer", _binarizer_node),
 }
-
-# MLeap op name -> its Spark twin, for the nodes the writer builds itself rather than from a fitted
-# Spark stage (Spark has none for them): a date's parts (preprocessing.dates).
-WRITTEN_OPS = {"regex_indexer": regex_indexer_columns, "math_binary": math_binary_columns}
